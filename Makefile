@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (ingest the samples and search them) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+QUERY ?= The Docker daemon makes the volumes available by bind-mounting the provided paths
+
+.PHONY: demo test install bench bench-peers clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/ingest add samples
+	$(BIN)/ingest search "$(QUERY)" -k 3
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/pipeline.py
+
+# Against LlamaIndex and LangChain, in their own environment (bench/.venv-peers); writes docs/benchmarks.md.
+bench-peers: install
+	bench/run.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache

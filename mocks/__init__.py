@@ -1,0 +1,1 @@
+"""Local stand-ins that speak the LlamaParse and OpenAI HTTP APIs."""

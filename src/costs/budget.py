@@ -1,0 +1,129 @@
+"""Daily budgets: the budget day, and reserving an estimate so that no limit can be overshot.
+
+The budget day is the calendar day of the settings' time zone (`INGEST_BUDGET_TIMEZONE`, default UTC);
+the clock is passed in, never read here.
+
+Why reservations cannot overshoot: every reservation that counts against a day takes that day's
+PostgreSQL advisory lock (transaction-scoped) before it reads what the day has counted, and inserts its
+row before the lock is released at commit. So the check "counted + estimate ≤ limit" and the write that
+depends on it run as one step across all threads, processes and machines sharing the database: it is
+the serial order a serialisable transaction would give, without retries. Each check covers the
+service's own limit and the all-services limit together. Settling only lowers a row to the actual
+charge when the estimate was an upper bound (exact for PDF pages and for tokens); when a vendor bills
+more than the estimate the ledger records the bill and the meter logs the overrun.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from costs import ledger
+from costs.ledger import ALL, Entry, Hold
+from costs.money import ZERO, fmt_usd, total
+
+
+class BudgetExhausted(Exception):
+    """The estimate does not fit in what is left of today's budget; retry at `resume_at`."""
+
+    def __init__(
+        self, reason: str, *, service: str, limit_of: str, day: date, resume_at: datetime, now: datetime
+    ):
+        super().__init__(reason)
+        self.service = service
+        self.limit_of = limit_of  # the service whose limit refused, or "all"
+        self.day = day
+        self.resume_at = resume_at
+        self.now = now
+
+    @property
+    def delay_s(self) -> int:
+        return seconds_until(self.resume_at, self.now)
+
+
+def seconds_until(later: datetime, now: datetime) -> int:
+    """Whole seconds from `now` to `later`, rounded up (a deferred job never wakes early), at least 1."""
+    return max(1, math.ceil((later - now).total_seconds()))
+
+
+def budget_day(at: datetime, tz: str) -> date:
+    return at.astimezone(ZoneInfo(tz)).date()
+
+
+def day_start(day: date, tz: str) -> datetime:
+    """The first instant of `day` in the time zone, in UTC."""
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def next_day_start(at: datetime, tz: str) -> datetime:
+    return day_start(budget_day(at, tz) + timedelta(days=1), tz)
+
+
+def refusal(
+    service: str, estimate: Decimal, counted: dict[str, Decimal], limits: dict[str, Decimal]
+) -> str | None:
+    """Which limit `estimate` would break, or None when it fits both the service's and the overall one."""
+    for limit_of, used in ((service, counted.get(service, ZERO)), (ALL, total(list(counted.values())))):
+        limit = limits.get(limit_of)
+        if limit is not None and total([used, estimate]) > limit:
+            return limit_of
+    return None
+
+
+def has_room(service: str, counted: dict[str, Decimal], limits: dict[str, Decimal]) -> bool:
+    """Whether anything at all is left for `service` (the router's budget_ok)."""
+    for limit_of, used in ((service, counted.get(service, ZERO)), (ALL, total(list(counted.values())))):
+        limit = limits.get(limit_of)
+        if limit is not None and used >= limit:
+            return False
+    return True
+
+
+def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_s: int) -> Entry:
+    """Hold `hold.estimate_usd` against today's budget, or raise BudgetExhausted. Call inside a transaction.
+
+    The same key again returns its row: a charged one as it is (never charged twice), a live reservation
+    with a fresh expiry (a redelivery takes it over); a released or expired one is reserved anew.
+    """
+    day = budget_day(at, tz)
+    expires_at = at + timedelta(seconds=ttl_s)
+    if hold.simulated:
+        return ledger.put_shadow(conn, hold, day=day, at=at, expires_at=expires_at)
+    ledger.lock_day(conn, day)
+    existing = ledger.find(conn, hold.key, simulated=False)
+    if existing is not None and existing.state == "charged":
+        return existing
+    if existing is not None and existing.live(at):
+        return ledger.extend(conn, existing.id, expires_at)
+    counted = ledger.counted(conn, day, at)
+    limits = ledger.limits(conn)
+    limit_of = refusal(hold.service, hold.estimate_usd, counted, limits)
+    if limit_of is not None:
+        used = counted.get(hold.service, ZERO) if limit_of != ALL else total(list(counted.values()))
+        if hold.estimate_usd > limits[limit_of]:
+            why = f"the estimate ${fmt_usd(hold.estimate_usd)} exceeds the whole daily limit"
+        else:
+            why = "the daily budget is spent"
+        of = f"{limit_of} ${fmt_usd(used)} of ${fmt_usd(limits[limit_of])} used on {day}"
+        raise BudgetExhausted(
+            f"{hold.service}: {why} ({of})",
+            service=hold.service,
+            limit_of=limit_of,
+            day=day,
+            resume_at=next_day_start(at, tz),
+            now=at,
+        )
+    ledger.sweep_expired(conn, at)
+    reopen = existing.id if existing is not None else None
+    entry = ledger.put_reserved(conn, hold, day=day, at=at, expires_at=expires_at, reopen=reopen)
+    if entry is None:  # a reserver of the same key under another day's lock (across midnight) was first
+        entry = ledger.find(conn, hold.key, simulated=False)
+    return entry  # type: ignore[return-value]
+
+
+def budget_left(conn: psycopg.Connection, service: str, *, at: datetime, tz: str) -> bool:
+    return has_room(service, ledger.counted(conn, budget_day(at, tz), at), ledger.limits(conn))

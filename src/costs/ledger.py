@@ -1,0 +1,258 @@
+"""The cost ledger in SQL: one row per thing paid for, moving reserved → charged (or released / expired).
+
+Plain functions over a psycopg connection; callers own the transaction. A row is keyed by what is being
+paid for (`key`, e.g. "<document>:parse") and whether it is a shadow (simulated) cost, and that pair is
+unique: a redelivered message finds its row again instead of adding one.
+
+`amount_usd` is what the row counts for: the estimate while reserved, the actual charge once charged,
+zero once released or expired. A reservation counts against its budget day only until `expires_at`, so
+a crashed worker's hold lapses by itself; `sweep_expired` merely records that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from costs.money import ZERO
+
+COLUMNS = (
+    "id, key, service, stage, simulated, state, budget_day, estimate_usd, amount_usd, estimate, usage,"
+    " price_version, document_id, job_id, reserved_at, expires_at, settled_at"
+)
+# Lock class of the per-budget-day advisory lock (any constant; the day's ordinal is the object id).
+DAY_LOCK_CLASS = 0x636F7374
+ALL = "all"  # the budget row limiting every service together
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    key: str
+    service: str
+    stage: str
+    simulated: bool
+    state: str  # reserved | charged | released | expired
+    budget_day: date
+    estimate_usd: Decimal
+    amount_usd: Decimal
+    estimate: dict[str, Any]
+    usage: dict[str, Any] | None
+    price_version: str
+    document_id: UUID | None
+    job_id: UUID | None
+    reserved_at: datetime
+    expires_at: datetime
+    settled_at: datetime | None
+
+    def live(self, at: datetime) -> bool:
+        """A reservation still holding budget at `at`."""
+        return self.state == "reserved" and self.expires_at > at
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What a reservation is for, before it has a row."""
+
+    key: str
+    service: str
+    stage: str
+    estimate_usd: Decimal
+    estimate: Mapping[str, Any]
+    price_version: str
+    simulated: bool = False
+    document_id: UUID | None = None
+    job_id: UUID | None = None
+
+
+def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Entry]:
+    return conn.cursor(row_factory=class_row(Entry))
+
+
+def _params(hold: Hold, day: date, at: datetime, expires_at: datetime) -> dict[str, Any]:
+    return {
+        "key": hold.key,
+        "service": hold.service,
+        "stage": hold.stage,
+        "simulated": hold.simulated,
+        "day": day,
+        "estimate_usd": hold.estimate_usd,
+        "estimate": Jsonb(dict(hold.estimate)),
+        "price_version": hold.price_version,
+        "document_id": hold.document_id,
+        "job_id": hold.job_id,
+        "at": at,
+        "expires_at": expires_at,
+    }
+
+
+def lock_day(conn: psycopg.Connection, day: date) -> None:
+    """Serialise, until commit, everything that can add to the counted spend of `day`."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (DAY_LOCK_CLASS, day.toordinal()))
+
+
+def find(conn: psycopg.Connection, key: str, *, simulated: bool) -> Entry | None:
+    return (
+        _cur(conn)
+        .execute(
+            f"SELECT {COLUMNS} FROM cost_entries WHERE key = %s AND simulated = %s FOR UPDATE",
+            (key, simulated),
+        )
+        .fetchone()
+    )
+
+
+def get(conn: psycopg.Connection, entry_id: int) -> Entry | None:
+    return _cur(conn).execute(f"SELECT {COLUMNS} FROM cost_entries WHERE id = %s", (entry_id,)).fetchone()
+
+
+def counted(conn: psycopg.Connection, day: date, at: datetime) -> dict[str, Decimal]:
+    """Per service, what counts against the day's budget at `at`: charges and live reservations."""
+    rows = conn.execute(
+        "SELECT service, sum(amount_usd) FROM cost_entries"
+        " WHERE budget_day = %s AND NOT simulated"
+        " AND (state = 'charged' OR (state = 'reserved' AND expires_at > %s)) GROUP BY service",
+        (day, at),
+    ).fetchall()
+    return {service: amount for service, amount in rows}
+
+
+def charged(conn: psycopg.Connection, day: date) -> dict[str, Decimal]:
+    """Per service, the real charges of the day (what alerts measure)."""
+    rows = conn.execute(
+        "SELECT service, sum(amount_usd) FROM cost_entries"
+        " WHERE budget_day = %s AND NOT simulated AND state = 'charged' GROUP BY service",
+        (day,),
+    ).fetchall()
+    return {service: amount for service, amount in rows}
+
+
+def limits(conn: psycopg.Connection) -> dict[str, Decimal]:
+    """Daily limits by service ('all' for every service together); a missing row means no limit."""
+    return dict(conn.execute("SELECT service, daily_limit_usd FROM cost_budgets").fetchall())
+
+
+def set_limit(conn: psycopg.Connection, service: str, amount: Decimal) -> None:
+    conn.execute(
+        "INSERT INTO cost_budgets (service, daily_limit_usd) VALUES (%s, %s)"
+        " ON CONFLICT (service) DO UPDATE SET daily_limit_usd = EXCLUDED.daily_limit_usd, updated_at = now()",
+        (service, amount),
+    )
+
+
+def put_reserved(
+    conn: psycopg.Connection, hold: Hold, *, day: date, at: datetime, expires_at: datetime, reopen: int | None
+) -> Entry | None:
+    """Reserve the estimate: reopen a released or expired row, or insert one.
+
+    None when a concurrent reserver of the same key won the insert (it then holds the reservation).
+    """
+    params = _params(hold, day, at, expires_at)
+    if reopen is not None:
+        return (
+            _cur(conn)
+            .execute(
+                f"UPDATE cost_entries SET state = 'reserved', stage = %(stage)s, budget_day = %(day)s,"
+                f" estimate_usd = %(estimate_usd)s, amount_usd = %(estimate_usd)s, estimate = %(estimate)s,"
+                f" price_version = %(price_version)s, document_id = %(document_id)s, job_id = %(job_id)s,"
+                f" reserved_at = %(at)s, expires_at = %(expires_at)s, usage = NULL, settled_at = NULL"
+                f" WHERE id = %(id)s AND state <> 'charged' RETURNING {COLUMNS}",
+                {**params, "id": reopen},
+            )
+            .fetchone()
+        )
+    return (
+        _cur(conn)
+        .execute(
+            f"INSERT INTO cost_entries (key, service, stage, simulated, state, budget_day, estimate_usd,"
+            f" amount_usd, estimate, price_version, document_id, job_id, reserved_at, expires_at)"
+            f" VALUES (%(key)s, %(service)s, %(stage)s, %(simulated)s, 'reserved', %(day)s, %(estimate_usd)s,"
+            f" %(estimate_usd)s, %(estimate)s, %(price_version)s, %(document_id)s, %(job_id)s, %(at)s,"
+            f" %(expires_at)s) ON CONFLICT (key, simulated) DO NOTHING RETURNING {COLUMNS}",
+            params,
+        )
+        .fetchone()
+    )
+
+
+def put_shadow(
+    conn: psycopg.Connection, hold: Hold, *, day: date, at: datetime, expires_at: datetime
+) -> Entry:
+    """A simulated reservation: one statement, no budget check (shadow costs never count)."""
+    entry = (
+        _cur(conn)
+        .execute(
+            f"INSERT INTO cost_entries (key, service, stage, simulated, state, budget_day, estimate_usd,"
+            f" amount_usd, estimate, price_version, document_id, job_id, reserved_at, expires_at)"
+            f" VALUES (%(key)s, %(service)s, %(stage)s, true, 'reserved', %(day)s, %(estimate_usd)s,"
+            f" %(estimate_usd)s, %(estimate)s, %(price_version)s, %(document_id)s, %(job_id)s, %(at)s,"
+            f" %(expires_at)s)"
+            f" ON CONFLICT (key, simulated) DO UPDATE SET state = 'reserved',"
+            f" budget_day = EXCLUDED.budget_day, estimate_usd = EXCLUDED.estimate_usd, amount_usd = EXCLUDED.amount_usd,"
+            f" estimate = EXCLUDED.estimate, price_version = EXCLUDED.price_version,"
+            f" reserved_at = EXCLUDED.reserved_at, expires_at = EXCLUDED.expires_at"
+            f" WHERE cost_entries.state <> 'charged' RETURNING {COLUMNS}",
+            _params(hold, day, at, expires_at),
+        )
+        .fetchone()
+    )
+    return entry if entry is not None else find(conn, hold.key, simulated=True)  # type: ignore[return-value]
+
+
+def extend(conn: psycopg.Connection, entry_id: int, expires_at: datetime) -> Entry:
+    """A redelivery takes over a live reservation: it holds the same amount for a fresh ttl."""
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE cost_entries SET expires_at = greatest(expires_at, %s)"
+            f" WHERE id = %s RETURNING {COLUMNS}",
+            (expires_at, entry_id),
+        )
+        .fetchone()
+    )
+
+
+def settle(
+    conn: psycopg.Connection, entry_id: int, *, amount_usd: Decimal, usage: Mapping[str, Any], at: datetime
+) -> Entry | None:
+    """Turn the reservation into the actual charge; None when it was already charged (settling is once).
+
+    A reservation that expired or was released while the call ran is charged too: the vendor billed it.
+    """
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE cost_entries SET state = 'charged', amount_usd = %s, usage = %s, settled_at = %s"
+            f" WHERE id = %s AND state <> 'charged' RETURNING {COLUMNS}",
+            (amount_usd, Jsonb(dict(usage)), at, entry_id),
+        )
+        .fetchone()
+    )
+
+
+def release(conn: psycopg.Connection, entry_id: int) -> bool:
+    """Give the reserved amount back (the call failed and was not billed)."""
+    row = conn.execute(
+        "UPDATE cost_entries SET state = 'released', amount_usd = 0 WHERE id = %s AND state = 'reserved'"
+        " RETURNING id",
+        (entry_id,),
+    ).fetchone()
+    return row is not None
+
+
+def sweep_expired(conn: psycopg.Connection, at: datetime) -> int:
+    """Record reservations past their expiry as expired (they stopped counting at expiry already)."""
+    cur = conn.execute(
+        "UPDATE cost_entries SET state = 'expired', amount_usd = %s"
+        " WHERE state = 'reserved' AND expires_at <= %s",
+        (ZERO, at),
+    )
+    return cur.rowcount

@@ -1,0 +1,216 @@
+"""The meter: the thin shell a worker puts around every billable call.
+
+    estimate = meter.parse_estimate(pages)            # or meter.embed_charge(tokens)
+    held = meter.reserve(key=..., service=..., stage=..., estimate=estimate, simulated=...)
+    try:
+        result = client.call(...)
+    except BaseException:
+        meter.release(held)
+        raise
+    meter.settle(held, actual)                         # the reservation becomes the charge, once
+
+`reserve` raises BudgetExhausted (with `resume_at`, the next budget day) when the estimate does not fit.
+Mock calls go through the same steps with `simulated=True`: they record the shadow cost (what the real
+service would have charged) and never touch a budget. `budget_ok` answers the router's question: is any
+budget left for this service today?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from uuid import UUID
+
+import structlog
+from prometheus_client import Counter, Histogram
+from psycopg_pool import ConnectionPool
+
+from costs import alerts, budget, charges, ledger
+from costs import report as reports
+from costs.budget import BudgetExhausted
+from costs.charges import Charge
+from costs.estimate import PageCount
+from costs.ledger import Entry, Hold
+from costs.money import fmt_usd
+from costs.prices import PriceTable, price_table
+from ingest.config import Settings
+
+log = structlog.get_logger(__name__)
+
+Reservation = Entry
+
+ESTIMATE_DRIFT = Histogram(
+    "ingest_cost_estimate_drift_ratio",
+    "(actual - estimate) / estimate of each settled call.",
+    ["service", "stage", "simulated"],
+    buckets=(-1.0, -0.5, -0.2, -0.05, -0.001, 0.001, 0.05, 0.2, 0.5, 1.0, float("inf")),
+)
+CHARGED = Counter(
+    "ingest_cost_charged_usd", "Dollars charged (a metric; the ledger is exact).", ["service", "simulated"]
+)
+
+__all__ = ["BudgetExhausted", "Charge", "Meter", "Reservation"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Meter:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: ConnectionPool,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.clock = clock  # tests turn it to roll the budget day over
+        self.prices = prices or price_table(settings)
+
+    # --- pricing (pure, with this process's settings) ----------------------------------------------
+    def parse_estimate(self, pages: PageCount) -> Charge:
+        return charges.parse_estimate(pages, tier=self.settings.llamaparse_tier, prices=self.prices)
+
+    def parse_actual(
+        self, *, pages: int, credits: int, vendor_job_id: str | None, estimate: Charge
+    ) -> Charge:
+        return charges.parse_actual(
+            pages=pages,
+            credits=credits,
+            vendor_job_id=vendor_job_id,
+            estimated_pages=int(estimate.usage.get("pages", 0)),
+            tier=self.settings.llamaparse_tier,
+            prices=self.prices,
+        )
+
+    def embed_charge(self, tokens: int, *, requests: int = 1) -> Charge:
+        """Priced at the configured real model, for real calls and mock (shadow) calls alike."""
+        return charges.embed_charge(
+            tokens, model=self.settings.openai_embedding_model, prices=self.prices, requests=requests
+        )
+
+    # --- the budget day ----------------------------------------------------------------------------
+    def today(self) -> date:
+        return budget.budget_day(self.clock(), self.settings.budget_timezone)
+
+    def next_day_start(self) -> datetime:
+        return budget.next_day_start(self.clock(), self.settings.budget_timezone)
+
+    def seconds_to_next_day(self) -> int:
+        now = self.clock()
+        return budget.seconds_until(budget.next_day_start(now, self.settings.budget_timezone), now)
+
+    # --- reserve, settle, release ----------------------------------------------------------------
+    def reserve(
+        self,
+        *,
+        key: str,
+        service: str,
+        stage: str,
+        estimate: Charge,
+        simulated: bool = False,
+        document_id: UUID | None = None,
+        job_id: UUID | None = None,
+    ) -> Reservation:
+        hold = Hold(
+            key=key,
+            service=service,
+            stage=stage,
+            estimate_usd=estimate.usd,
+            estimate=estimate.usage,
+            price_version=self.prices.version,
+            simulated=simulated,
+            document_id=document_id,
+            job_id=job_id,
+        )
+        at = self.clock()
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                entry = budget.reserve(
+                    conn, hold, at=at, tz=self.settings.budget_timezone, ttl_s=self.settings.reservation_ttl_s
+                )
+        except BudgetExhausted as refused:
+            log.info(
+                "budget_refused",
+                key=key,
+                service=service,
+                estimate_usd=fmt_usd(estimate.usd),
+                reason=str(refused),
+            )
+            self._alert(refused.day, service, refused_by=refused.limit_of)
+            raise
+        log.debug(
+            "budget_reserved",
+            key=key,
+            service=service,
+            state=entry.state,
+            estimate_usd=fmt_usd(entry.estimate_usd),
+        )
+        return entry
+
+    def settle(self, reservation: Reservation, actual: Charge) -> Entry:
+        """Charge `actual` for the reservation; a second settle of the same key changes nothing."""
+        log_ = log.bind(key=reservation.key, service=reservation.service, stage=reservation.stage)
+        with self.pool.connection() as conn, conn.transaction():
+            entry = ledger.settle(
+                conn, reservation.id, amount_usd=actual.usd, usage=actual.usage, at=self.clock()
+            )
+            if entry is None:
+                if not reservation.simulated:
+                    # A redelivery that reached the vendor again: the ledger keeps one charge per key.
+                    log_.warning("cost_already_charged", repeat_usd=fmt_usd(actual.usd))
+                return ledger.get(conn, reservation.id)  # type: ignore[return-value]
+        self._observe(entry)
+        if not entry.simulated:
+            if entry.amount_usd > entry.estimate_usd:
+                log_.warning(
+                    "cost_overrun",
+                    estimate_usd=fmt_usd(entry.estimate_usd),
+                    actual_usd=fmt_usd(entry.amount_usd),
+                )
+            credits = actual.usage.get("credits")
+            if actual.usage.get("credits_reported") and credits != actual.usage.get("credits_for_pages"):
+                log_.warning("vendor_credits_differ_from_price_table", usage=dict(actual.usage))
+            self._alert(entry.budget_day, entry.service)
+        return entry
+
+    def release(self, reservation: Reservation) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            released = ledger.release(conn, reservation.id)
+        if released:
+            log.info("budget_released", key=reservation.key, service=reservation.service)
+
+    def budget_ok(self, service: str) -> bool:
+        with self.pool.connection() as conn:
+            return budget.budget_left(conn, service, at=self.clock(), tz=self.settings.budget_timezone)
+
+    # --- reports -----------------------------------------------------------------------------------
+    def report(self, day: date | None = None) -> reports.DayReport:
+        with self.pool.connection() as conn:
+            return reports.day_report(
+                conn, day or self.today(), tz=self.settings.budget_timezone, at=self.clock()
+            )
+
+    def _observe(self, entry: Entry) -> None:
+        labels = {"service": entry.service, "simulated": str(entry.simulated).lower()}
+        CHARGED.labels(**labels).inc(float(entry.amount_usd))
+        if entry.estimate_usd:
+            ratio = float((entry.amount_usd - entry.estimate_usd) / entry.estimate_usd)
+            ESTIMATE_DRIFT.labels(stage=entry.stage, **labels).observe(ratio)
+        log.info(
+            "cost_charged",
+            key=entry.key,
+            service=entry.service,
+            stage=entry.stage,
+            simulated=entry.simulated,
+            estimate_usd=fmt_usd(entry.estimate_usd),
+            actual_usd=fmt_usd(entry.amount_usd),
+        )
+
+    def _alert(self, day: date, service: str, *, refused_by: str | None = None) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            fired = alerts.check(conn, day, service, refused_by=refused_by)
+        alerts.notify(fired, self.settings.budget_alert_url)

@@ -1,0 +1,3 @@
+"""Document ingestion and embedding pipeline."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,251 @@
+"""The API's request and response bodies: the public shape, kept apart from the store's rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from costs.money import fmt_usd
+from costs.report import Amounts
+from ingest.store.documents import Document
+from ingest.store.jobs import Job
+from ingest.store.search import Hit
+from router.decide import Mode
+from router.modes import SERVICES
+
+JobStatus = Literal["queued", "running", "completed", "failed", "deferred"]
+Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
+# Money is an exact decimal in a string, as in `ingest costs --json`: JSON numbers are floats to most readers.
+Usd = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]+$", examples=["0.000120"])]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorDetail(_Out):
+    code: str = Field(description="Stable, machine-readable, e.g. `not_found`, `too_large`.")
+    message: str = Field(description="One line for a human.")
+
+
+class ErrorOut(_Out):
+    error: ErrorDetail
+
+
+# --- documents ------------------------------------------------------------------------------------
+
+# `POST /v1/documents` reads the request stream itself (never buffered), so FastAPI cannot infer the form;
+# this is what /docs shows and what clients (and the fuzzer) send.
+UPLOAD_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "The document. Its type is read from its bytes.",
+        },
+        "metadata": {
+            "type": "string",
+            "description": "A JSON object stored with the document and its chunks.",
+        },
+        "callback_url": {
+            "type": "string",
+            "format": "uri",
+            "description": "Notified when the document finishes.",
+        },
+    },
+}
+
+
+class UploadOut(_Out):
+    document_id: UUID
+    job_id: UUID
+    status: JobStatus
+    duplicate: bool = Field(
+        description="True: these bytes were uploaded before; the ids are the first upload's."
+    )
+    filename: str
+
+
+class DocumentOut(_Out):
+    id: UUID
+    filename: str
+    media_type: str
+    bytes: int
+    sha256: str
+    status: JobStatus
+    chunks: int
+    cost_usd: Usd = Field(description="Real money charged for it so far, in US dollars.")
+    simulated_cost_usd: Usd = Field(description="What mock calls would have cost with the real services.")
+    pages: int | None
+    partial: bool = Field(description="Only part of the document could be read.")
+    error: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, doc: Document, *, chunks: int, cost: Amounts) -> DocumentOut:
+        return cls(
+            id=doc.id,
+            filename=doc.filename,
+            media_type=doc.media_type,
+            bytes=doc.bytes,
+            sha256=doc.sha256,
+            status=doc.status,  # type: ignore[arg-type]
+            chunks=chunks,
+            cost_usd=fmt_usd(cost.spent),
+            simulated_cost_usd=fmt_usd(cost.simulated),
+            pages=doc.pages,
+            partial=doc.partial,
+            error=doc.error,
+            metadata=doc.metadata,
+            created_at=doc.created_at,
+            updated_at=doc.updated_at,
+        )
+
+
+class DocumentList(_Out):
+    documents: list[DocumentOut] = Field(description="Newest first.")
+    limit: int
+    offset: int
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+
+class JobOut(_Out):
+    id: UUID
+    document_id: UUID
+    status: JobStatus
+    stage: Literal["queued", "parse", "chunk", "embed", "done"]
+    progress: float = Field(ge=0, le=1)
+    attempts: int
+    error: str | None
+    cost_usd: Usd = Field(description="Real money charged for this job so far, in US dollars.")
+    simulated_cost_usd: Usd = Field(description="What its mock calls would have cost with the real services.")
+    deferred_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job, *, cost: Amounts) -> JobOut:
+        return cls(
+            id=job.id,
+            document_id=job.document_id,
+            status=job.status,  # type: ignore[arg-type]
+            stage=job.stage,  # type: ignore[arg-type]
+            progress=job.progress,
+            attempts=job.attempts,
+            error=job.error,
+            cost_usd=fmt_usd(cost.spent),
+            simulated_cost_usd=fmt_usd(cost.simulated),
+            deferred_until=job.deferred_until,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            finished_at=job.finished_at,
+        )
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(default=5, ge=1, le=100)
+    document_ids: list[UUID] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Search only these documents (other users' ids match nothing).",
+    )
+
+
+class SearchHit(_Out):
+    document_id: UUID
+    chunk_id: int
+    filename: str
+    text: str
+    score: float = Field(description="Cosine similarity; higher is nearer.")
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, hit: Hit) -> SearchHit:
+        return cls(
+            document_id=hit.document_id,
+            chunk_id=hit.chunk_id,
+            filename=hit.filename,
+            text=hit.text,
+            score=hit.score,
+            metadata=hit.metadata,
+        )
+
+
+class SearchOut(_Out):
+    results: list[SearchHit] = Field(description="Best first.")
+
+
+# --- costs ----------------------------------------------------------------------------------------
+
+
+class AmountsOut(_Out):
+    spent_usd: Usd = Field(description="Real charges.")
+    reserved_usd: Usd = Field(description="Held for calls in flight, not yet charged.")
+    limit_usd: Usd | None = Field(description="The daily limit; null: none.")
+    simulated_usd: Usd = Field(description="Shadow cost of mock calls; never counted against a budget.")
+
+
+class StageCostOut(_Out):
+    calls: int
+    estimated_usd: Usd
+    actual_usd: Usd
+    drift_usd: Usd
+
+
+class CostReportOut(_Out):
+    """The same document as `ingest costs --json`."""
+
+    date: str = Field(description="The budget day, YYYY-MM-DD.")
+    timezone: str
+    services: dict[str, AmountsOut]
+    total: AmountsOut
+    stages: dict[str, StageCostOut] = Field(description="Settled calls of the day by `service:stage`.")
+
+
+# --- router ---------------------------------------------------------------------------------------
+
+
+class ModesOut(_Out):
+    modes: dict[str, Mode] = Field(description="Each service's mode.")
+
+
+class ModeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode
+    service: Service | None = Field(default=None, description="One service; all of them when left out.")
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+class LiveOut(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class CheckOut(_Out):
+    name: str
+    ok: bool
+    detail: str
+
+
+class ReadyOut(_Out):
+    ok: bool
+    checks: list[CheckOut]

@@ -1,0 +1,1 @@
+"""One router module per resource; the app includes them all."""

@@ -1,0 +1,46 @@
+"""`GET /v1/costs`: the budget day's report, the same document as `ingest costs --json`; and the cost
+look-ups the document and job answers share."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Annotated
+from uuid import UUID
+
+import psycopg
+from fastapi import APIRouter, Depends, Query
+
+from costs import report
+from costs.report import Amounts
+from ingest.api.auth import CurrentUser
+from ingest.api.errors import error_responses
+from ingest.api.models import CostReportOut
+from ingest.api.state import runtime
+from ingest.runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["costs"])
+
+
+@router.get(
+    "/costs",
+    response_model=CostReportOut,
+    summary="Spent, reserved and limit per service for a budget day",
+    responses=error_responses(400, 401),
+)
+def get_costs(
+    user: CurrentUser,
+    rt: Annotated[Runtime, Depends(runtime)],
+    date: Annotated[dt.date | None, Query(description="Budget day, YYYY-MM-DD (default: today).")] = None,
+) -> CostReportOut:
+    return CostReportOut.model_validate(report.to_json(rt.router.meter.report(date)))
+
+
+def document_costs(
+    rt: Runtime, conn: psycopg.Connection, document_ids: Sequence[UUID]
+) -> dict[UUID, Amounts]:
+    return report.by_documents(conn, document_ids, at=rt.router.meter.clock())
+
+
+def job_cost(rt: Runtime, conn: psycopg.Connection, job_id: UUID) -> Amounts:
+    return report.by_jobs(conn, [job_id], at=rt.router.meter.clock())[job_id]

@@ -1,0 +1,135 @@
+"""`ingest costs`, `ingest budget set` and the quote behind `ingest add --estimate`."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from costs import ledger
+from costs.estimate import Quote, quote_file, sum_quotes
+from costs.money import fmt_usd, usd
+from costs.prices import SERVICES, price_table
+from costs.report import to_json
+from ingest.cli.add import expand
+from ingest.cli.common import err, fail, handle_errors, out, runtime
+from ingest.config import Settings
+from ingest.errors import IngestError
+
+budget_app = typer.Typer(no_args_is_help=True, help="Daily cost limits.")
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--date must be YYYY-MM-DD, not {value!r}") from None
+
+
+@handle_errors
+def costs(
+    day: Annotated[
+        str | None, typer.Option("--date", help="Budget day, YYYY-MM-DD (default: today).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Spent, reserved and limit per service for the budget day, shadow costs, and what reuse saved."""
+    wanted = _day(day)
+    with runtime() as rt:
+        report = rt.router.meter.report(wanted)
+    if as_json:
+        out.print_json(json.dumps(to_json(report)))
+        return
+    table = Table(title=f"costs on {report.day} ({report.timezone}), USD", title_justify="left")
+    for column in ("service", "spent", "reserved", "limit", "simulated"):
+        table.add_column(column, justify="left" if column == "service" else "right")
+    rows = [*report.services.items(), ("total", report.total)]
+    for name, a in rows:
+        limit = "none" if a.limit is None else fmt_usd(a.limit)
+        table.add_row(name, fmt_usd(a.spent), fmt_usd(a.reserved), limit, fmt_usd(a.simulated))
+    out.print(table)
+    if report.stages:
+        drift = Table(title="estimate against actual, settled calls", title_justify="left")
+        for column in ("stage", "calls", "estimated", "actual", "drift"):
+            drift.add_column(column, justify="left" if column == "stage" else "right")
+        for name, s in report.stages.items():
+            drift.add_row(name, str(s.calls), fmt_usd(s.estimated), fmt_usd(s.actual), fmt_usd(s.drift))
+        out.print(drift)
+    saved = report.saved
+    if saved.chunks:
+        out.print(
+            f"reused {saved.chunks} embedded chunks ({saved.tokens} tokens not sent):"
+            f" saved ${fmt_usd(saved.usd)}, simulated ${fmt_usd(saved.simulated_usd)}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@budget_app.command("set")
+@handle_errors
+def budget_set(
+    amount_usd: Annotated[str, typer.Argument(help="Daily limit in US dollars, e.g. 5 or 0.25.")],
+    service: Annotated[
+        str | None,
+        typer.Option("--service", help="llamaparse or openai (default: all services together)."),
+    ] = None,
+) -> None:
+    """Set a daily limit for one service, or for all services together."""
+    if service is not None and service not in SERVICES:
+        raise fail(f"unknown service {service!r}; services are {', '.join(SERVICES)}")
+    limit = usd(amount_usd)
+    with runtime() as rt, rt.pool.connection() as conn:
+        ledger.set_limit(conn, service or ledger.ALL, limit)
+    out.print(f"{service or 'all services'}: daily limit ${fmt_usd(limit)}")
+
+
+def estimate(paths: list[Path]) -> None:
+    """Print the quote for PATHS (pages, tokens, dollars per service) without calling any vendor.
+
+    Reads the files locally only; exits 1 when a file could not be quoted (it would be refused).
+    """
+    settings = Settings()
+    prices = price_table(settings)
+    quotes: list[Quote] = []
+    refused: list[tuple[Path, str]] = []
+    for path in expand(paths):
+        try:
+            quotes.append(quote_file(path, settings=settings, prices=prices))
+        except IngestError as exc:
+            refused.append((path, str(exc)))
+    summed = sum_quotes(quotes)
+    table = Table(
+        title=f"quote in USD: llamaparse {settings.llamaparse_tier},"
+        f" openai {settings.openai_embedding_model}, prices of {prices.checked_on}; ~ marks estimated pages",
+        title_justify="left",
+    )
+    for column in ("file", "pages", "credits", "tokens", "llamaparse", "openai", "total"):
+        table.add_column(column, justify="left" if column == "file" else "right", overflow="fold")
+    for q in quotes:
+        pages = str(q.pages) if q.pages_exact else f"~{q.pages}"
+        cells = (
+            str(q.credits),
+            str(q.tokens),
+            fmt_usd(q.parse_usd),
+            fmt_usd(q.embed_usd),
+            fmt_usd(q.total_usd),
+        )
+        table.add_row(q.filename, pages, *cells)
+    out.print(table)
+    out.print(
+        f"llamaparse: {summed.pages} pages, {summed.credits} credits, ${fmt_usd(summed.parse_usd)}\n"
+        f"openai: {summed.tokens} tokens, ${fmt_usd(summed.embed_usd)}\n"
+        f"total: {summed.files} files, ${fmt_usd(summed.total_usd)}",
+        markup=False,
+        highlight=False,
+    )
+    for path, reason in refused:
+        err.print(f"not quoted: {path}: {reason}", markup=False, highlight=False)
+    if refused:
+        raise typer.Exit(1)

@@ -1,0 +1,79 @@
+"""Chunks of a document's text, written with binary COPY."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ingest.chunking import Chunk
+
+
+def text_hash(text: str) -> bytes:
+    """Identity of a chunk's content: whitespace-insensitive, so re-flowed text is the same chunk."""
+    return hashlib.sha256(" ".join(text.split()).encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    id: int
+    ordinal: int
+    text: str
+    token_count: int  # exact cl100k_base count: what embedding the text bills, without encoding again
+    text_hash: bytes  # the key of the embedding cache
+
+
+def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]) -> None:
+    """Make `chunks` the document's only chunks (a re-run replaces, never duplicates)."""
+    conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
+    with conn.cursor().copy(
+        "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["uuid", "int4", "text", "int4", "bytea", "jsonb"])
+        for chunk in chunks:
+            copy.write_row(
+                (document_id, chunk.ordinal, chunk.text, chunk.token_count, text_hash(chunk.text), Jsonb(chunk.metadata))
+            )
+
+
+def count(conn: psycopg.Connection, document_id: UUID) -> int:
+    return conn.execute("SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)).fetchone()[0]
+
+
+def pending_in_range(conn: psycopg.Connection, document_id: UUID, first: int, last: int) -> list[StoredChunk]:
+    """Chunks with ordinals in [first, last] that have no vector yet, in order."""
+    rows = conn.execute(
+        "SELECT id, ordinal, text, token_count, text_hash FROM chunks"
+        " WHERE document_id = %s AND ordinal BETWEEN %s AND %s"
+        " AND space_id IS NULL ORDER BY ordinal",
+        (document_id, first, last),
+    ).fetchall()
+    return [StoredChunk(i, o, t, n, bytes(h)) for i, o, t, n, h in rows]
+
+
+def missing_ordinals(conn: psycopg.Connection, document_id: UUID) -> list[int]:
+    rows = conn.execute(
+        "SELECT ordinal FROM chunks WHERE document_id = %s AND space_id IS NULL ORDER BY ordinal", (document_id,)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def mark_embedded(conn: psycopg.Connection, chunk_ids: Sequence[int], space_id: int) -> None:
+    conn.execute("UPDATE chunks SET space_id = %s WHERE id = ANY(%s)", (space_id, list(chunk_ids)))
+
+
+def delete_for_document(conn: psycopg.Connection, document_id: UUID) -> None:
+    conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
+
+
+def counts(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """Chunks per document, for many documents in one query (documents without chunks are left out)."""
+    rows = conn.execute(
+        "SELECT document_id, count(*) FROM chunks WHERE document_id = ANY(%s) GROUP BY document_id",
+        (list(document_ids),),
+    ).fetchall()
+    return {document_id: n for document_id, n in rows}

@@ -1,0 +1,125 @@
+"""Documents: one row per (owner, bytes); the same bytes from the same owner are one document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+COLUMNS = (
+    "id, owner_id, sha256, filename, media_type, bytes, status, parser, pages, partial, error,"
+    " metadata, callback_url, created_at, updated_at"
+)
+
+# How a new version finds the documents it replaces: the same external id, or the same filename.
+Replaces = Literal["external_id", "filename"]
+
+
+@dataclass(slots=True)
+class Document:
+    id: UUID
+    owner_id: int
+    sha256: str
+    filename: str
+    media_type: str
+    bytes: int
+    status: str
+    parser: str | None
+    pages: int | None
+    partial: bool
+    error: str | None
+    metadata: dict[str, Any]
+    callback_url: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def insert(
+    conn: psycopg.Connection,
+    *,
+    owner_id: int,
+    sha256: str,
+    filename: str,
+    media_type: str,
+    size: int,
+    metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
+    external_id: str | None = None,
+    replaces: Replaces | None = None,
+) -> tuple[Document, bool]:
+    """Insert a document; return it and whether it is new (False: the owner already has these bytes).
+
+    `replaces` names how it finds the earlier versions it replaces once completed (see `supersede`).
+    """
+    cur = conn.cursor(row_factory=class_row(Document))
+    created = cur.execute(
+        f"INSERT INTO documents (owner_id, sha256, filename, media_type, bytes, metadata, callback_url,"
+        f" external_id, replaces) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        f" ON CONFLICT (owner_id, sha256) DO NOTHING RETURNING {COLUMNS}",
+        (owner_id, sha256, filename, media_type, size, Jsonb(metadata or {}), callback_url, external_id,
+         replaces),
+    ).fetchone()
+    if created is not None:
+        return created, True
+    existing = cur.execute(
+        f"SELECT {COLUMNS} FROM documents WHERE owner_id = %s AND sha256 = %s", (owner_id, sha256)
+    ).fetchone()
+    assert existing is not None  # the conflict says it exists; documents are only deleted by their owner
+    return existing, False
+
+
+def get(conn: psycopg.Connection, document_id: UUID, *, owner_id: int | None = None) -> Document | None:
+    cur = conn.cursor(row_factory=class_row(Document))
+    if owner_id is None:
+        return cur.execute(f"SELECT {COLUMNS} FROM documents WHERE id = %s", (document_id,)).fetchone()
+    return cur.execute(
+        f"SELECT {COLUMNS} FROM documents WHERE id = %s AND owner_id = %s", (document_id, owner_id)
+    ).fetchone()
+
+
+def list_for_owner(conn: psycopg.Connection, owner_id: int, *, limit: int = 100, offset: int = 0) -> list[Document]:
+    cur = conn.cursor(row_factory=class_row(Document))
+    return cur.execute(
+        f"SELECT {COLUMNS} FROM documents WHERE owner_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+        (owner_id, limit, offset),
+    ).fetchall()
+
+
+def set_status(conn: psycopg.Connection, document_id: UUID, status: str, *, error: str | None = None) -> None:
+    conn.execute(
+        "UPDATE documents SET status = %s, error = %s, updated_at = now() WHERE id = %s",
+        (status, error, document_id),
+    )
+
+
+def set_parsed(conn: psycopg.Connection, document_id: UUID, *, parser: str, pages: int | None, partial: bool) -> None:
+    conn.execute(
+        "UPDATE documents SET parser = %s, pages = %s, partial = %s, updated_at = now() WHERE id = %s",
+        (parser, pages, partial, document_id),
+    )
+
+
+def supersede(conn: psycopg.Connection, document_id: UUID) -> int:
+    """Delete the earlier versions the document replaces; return how many. Call in the transaction that
+    completes it: a search then sees the old versions or the new one, never both or neither."""
+    return conn.execute(
+        "DELETE FROM documents o USING documents n WHERE n.id = %s AND o.owner_id = n.owner_id"
+        " AND o.id <> n.id AND o.created_at < n.created_at"
+        " AND ((n.replaces = 'external_id' AND o.external_id = n.external_id)"
+        " OR (n.replaces = 'filename' AND o.filename = n.filename))",
+        (document_id,),
+    ).rowcount
+
+
+def delete(conn: psycopg.Connection, document_id: UUID) -> str | None:
+    """Delete a document with its jobs, chunks and vectors; return its sha256 if no other row uses it."""
+    row = conn.execute("DELETE FROM documents WHERE id = %s RETURNING sha256", (document_id,)).fetchone()
+    if row is None:
+        return None
+    still_used = conn.execute("SELECT 1 FROM documents WHERE sha256 = %s LIMIT 1", (row[0],)).fetchone()
+    return None if still_used else row[0]

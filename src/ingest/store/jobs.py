@@ -1,0 +1,210 @@
+"""Jobs: the state of one document's trip through the pipeline, the source of truth for every worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+COLUMNS = (
+    "id, document_id, status, stage, attempts, error, chunks_total, chunks_done, deferred_until,"
+    " claimed_by, created_at, updated_at, started_at, finished_at"
+)
+FINAL = ("completed", "failed")
+
+
+@dataclass(slots=True)
+class Job:
+    id: UUID
+    document_id: UUID
+    status: str
+    stage: str
+    attempts: int
+    error: str | None
+    chunks_total: int | None
+    chunks_done: int
+    deferred_until: datetime | None
+    claimed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def progress(self) -> float:
+        if self.status == "completed":
+            return 1.0
+        if not self.chunks_total:
+            return 0.0
+        # Parsing is a tenth of the way; embedding and storing the rest.
+        return round(0.1 + 0.9 * self.chunks_done / self.chunks_total, 4)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Job]:
+    return conn.cursor(row_factory=class_row(Job))
+
+
+def create(conn: psycopg.Connection, document_id: UUID) -> Job:
+    job = _cur(conn).execute(f"INSERT INTO jobs (document_id) VALUES (%s) RETURNING {COLUMNS}", (document_id,))
+    return job.fetchone()
+
+
+def get(conn: psycopg.Connection, job_id: UUID, *, owner_id: int | None = None) -> Job | None:
+    if owner_id is None:
+        return _cur(conn).execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    return (
+        _cur(conn)
+        .execute(
+            f"SELECT {', '.join('j.' + c.strip() for c in COLUMNS.split(','))} FROM jobs j"
+            " JOIN documents d ON d.id = j.document_id WHERE j.id = %s AND d.owner_id = %s",
+            (job_id, owner_id),
+        )
+        .fetchone()
+    )
+
+
+def latest_for_document(conn: psycopg.Connection, document_id: UUID) -> Job | None:
+    return (
+        _cur(conn)
+        .execute(
+            f"SELECT {COLUMNS} FROM jobs WHERE document_id = %s ORDER BY created_at DESC LIMIT 1", (document_id,)
+        )
+        .fetchone()
+    )
+
+
+def latest(conn: psycopg.Connection, *, owner_id: int | None = None, limit: int = 20) -> list[Job]:
+    where = "" if owner_id is None else "WHERE d.owner_id = %(owner)s"
+    return (
+        _cur(conn)
+        .execute(
+            f"SELECT {', '.join('j.' + c.strip() for c in COLUMNS.split(','))} FROM jobs j"
+            f" JOIN documents d ON d.id = j.document_id {where} ORDER BY j.created_at DESC LIMIT %(limit)s",
+            {"owner": owner_id, "limit": limit},
+        )
+        .fetchall()
+    )
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_alive(claimed_by: str | None) -> bool:
+    """False when the holder is a process on this host that no longer exists."""
+    if not claimed_by:
+        return False
+    host, _, pid = claimed_by.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's process: only the lease can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(conn: psycopg.Connection, job_id: UUID, stage: str, *, lease_s: int) -> Job | None:
+    """Take the job for `stage` and count the attempt.
+
+    None when it is final, or running under another live worker whose lease (`lease_s` since its last
+    update) has not run out: a duplicate message must not run a paid stage twice at once.
+    """
+    with conn.transaction():
+        current = lock(conn, job_id)
+        if current is None or current.final:
+            return None
+        if current.status == "running" and current.claimed_by != worker_identity():
+            fresh = conn.execute(
+                "SELECT updated_at > now() - make_interval(secs => %s) FROM jobs WHERE id = %s", (lease_s, job_id)
+            ).fetchone()[0]
+            if fresh and _holder_alive(current.claimed_by):
+                return None
+        return (
+            _cur(conn)
+            .execute(
+                f"UPDATE jobs SET status = 'running', stage = %s, attempts = attempts + 1, error = NULL,"
+                f" claimed_by = %s, started_at = coalesce(started_at, now()), updated_at = now()"
+                f" WHERE id = %s RETURNING {COLUMNS}",
+                (stage, worker_identity(), job_id),
+            )
+            .fetchone()
+        )
+
+
+def set_stage(conn: psycopg.Connection, job_id: UUID, stage: str, *, chunks_total: int | None = None) -> None:
+    conn.execute(
+        "UPDATE jobs SET stage = %s, chunks_total = coalesce(%s, chunks_total), updated_at = now() WHERE id = %s",
+        (stage, chunks_total, job_id),
+    )
+
+
+def lock(conn: psycopg.Connection, job_id: UUID) -> Job | None:
+    """Lock the job row for the rest of the transaction (serialises the final steps of concurrent batches)."""
+    return _cur(conn).execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
+
+
+def record_progress(conn: psycopg.Connection, job_id: UUID, document_id: UUID) -> tuple[int, int]:
+    """Recount embedded chunks from the chunks themselves (idempotent); return (done, total)."""
+    row = conn.execute(
+        "UPDATE jobs SET chunks_done = (SELECT count(*) FROM chunks WHERE document_id = %s AND space_id IS NOT NULL),"
+        " updated_at = now() WHERE id = %s RETURNING chunks_done, coalesce(chunks_total, 0)",
+        (document_id, job_id),
+    ).fetchone()
+    return row[0], row[1]
+
+
+def complete(conn: psycopg.Connection, job_id: UUID) -> bool:
+    row = conn.execute(
+        "UPDATE jobs SET status = 'completed', stage = 'done', error = NULL, finished_at = now(), updated_at = now()"
+        " WHERE id = %s AND status = 'running' RETURNING id",
+        (job_id,),
+    ).fetchone()
+    return row is not None
+
+
+def fail(conn: psycopg.Connection, job_id: UUID, error: str) -> bool:
+    row = conn.execute(
+        "UPDATE jobs SET status = 'failed', error = %s, finished_at = now(), updated_at = now()"
+        " WHERE id = %s AND status NOT IN ('completed', 'failed') RETURNING id",
+        (error, job_id),
+    ).fetchone()
+    return row is not None
+
+
+def defer(conn: psycopg.Connection, job_id: UUID, reason: str, delay_s: int) -> None:
+    conn.execute(
+        "UPDATE jobs SET status = 'deferred', error = %s, updated_at = now(),"
+        " deferred_until = now() + make_interval(secs => %s) WHERE id = %s",
+        (reason, delay_s, job_id),
+    )
+
+
+def requeue(conn: psycopg.Connection, job_id: UUID) -> Job | None:
+    """Put a failed job back in the queue (`ingest retry`)."""
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE jobs SET status = 'queued', stage = 'queued', error = NULL, finished_at = NULL,"
+            f" chunks_total = NULL, chunks_done = 0, updated_at = now()"
+            f" WHERE id = %s AND status = 'failed' RETURNING {COLUMNS}",
+            (job_id,),
+        )
+        .fetchone()
+    )
+
+
+def count_by_status(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+    return {status: n for status, n in rows}

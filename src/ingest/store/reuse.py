@@ -1,0 +1,54 @@
+"""The embedding cache: vectors by (space, normalised-text hash), shared by every worker and owner.
+
+Reused vectors never leave the database: they are copied server-side from the cache into the space's
+table, and new vectors are remembered from the rows just written, so reuse adds no vector traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+from ingest.store.vectors import Space
+
+
+def cached(conn: psycopg.Connection, space: Space, hashes: Sequence[bytes]) -> set[bytes]:
+    """The hashes among `hashes` whose vector the space's cache holds."""
+    rows = conn.execute(
+        "SELECT text_hash FROM embedding_cache WHERE space_id = %s AND text_hash = ANY(%s)",
+        (space.id, list(hashes)),
+    ).fetchall()
+    return {bytes(r[0]) for r in rows}
+
+
+def copy_cached(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int]) -> list[int]:
+    """Give each chunk the cached vector of its text; return the chunks served (a redelivery overwrites)."""
+    if not chunk_ids:
+        return []
+    rows = conn.execute(
+        sql.SQL(
+            "INSERT INTO {t} (chunk_id, embedding)"
+            " SELECT c.id, e.embedding FROM chunks c"
+            " JOIN embedding_cache e ON e.space_id = %s AND e.text_hash = c.text_hash"
+            " WHERE c.id = ANY(%s)"
+            " ON CONFLICT (chunk_id) DO UPDATE SET embedding = EXCLUDED.embedding RETURNING chunk_id"
+        ).format(t=space.table),
+        (space.id, list(chunk_ids)),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def remember(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int]) -> None:
+    """Cache the vectors just stored for these chunks (the first writer of a text wins; equal anyway)."""
+    if not chunk_ids:
+        return
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO embedding_cache (space_id, text_hash, embedding)"
+            " SELECT %s, c.text_hash, v.embedding FROM chunks c JOIN {t} v ON v.chunk_id = c.id"
+            " WHERE c.id = ANY(%s) ON CONFLICT DO NOTHING"
+        ).format(t=space.table),
+        (space.id, list(chunk_ids)),
+    )

@@ -1,0 +1,54 @@
+"""Users and their API keys (stored as SHA-256 digests; a key is shown once, at creation)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import psycopg
+
+KEY_PREFIX = "ik_"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    name: str
+    is_admin: bool
+
+
+def ensure_user(conn: psycopg.Connection, name: str, *, is_admin: bool = False) -> User:
+    name = name.strip()
+    if not name:
+        raise ValueError("user name must not be empty")
+    row = conn.execute(
+        "INSERT INTO users (name, is_admin) VALUES (%s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET is_admin = users.is_admin OR EXCLUDED.is_admin"
+        " RETURNING id, name, is_admin",
+        (name, is_admin),
+    ).fetchone()
+    return User(*row)
+
+
+def hash_key(key: str) -> bytes:
+    # Keys are 256-bit random, so a fast unsalted digest is safe: there is nothing to brute-force.
+    return hashlib.sha256(key.encode()).digest()
+
+
+def create_key(conn: psycopg.Connection, user: User) -> str:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO api_keys (user_id, key_hash, prefix) VALUES (%s, %s, %s)",
+        (user.id, hash_key(key), key[:8]),
+    )
+    return key
+
+
+def user_for_key(conn: psycopg.Connection, key: str) -> User | None:
+    row = conn.execute(
+        "SELECT u.id, u.name, u.is_admin FROM api_keys k JOIN users u ON u.id = k.user_id"
+        " WHERE k.key_hash = %s AND k.revoked_at IS NULL",
+        (hash_key(key),),
+    ).fetchone()
+    return User(*row) if row else None

@@ -1,0 +1,91 @@
+"""Accepting a file: check it, store its bytes, record the document and its job, enqueue the job.
+
+Everything that can refuse a file runs before anything is written, so a refused file leaves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from ingest import formats
+from ingest.runtime import Runtime
+from ingest.store import documents, jobs
+from ingest.store.users import User
+from workers.admission import admit
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    document_id: UUID
+    job_id: UUID
+    status: str
+    duplicate: bool
+    filename: str
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def submit_file(
+    rt: Runtime,
+    path: Path,
+    *,
+    user: User,
+    filename: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
+    digest: tuple[str, int] | None = None,
+    external_id: str | None = None,
+    replace: bool = False,
+) -> Submitted:
+    """Ingest one file for `user`; the same bytes again return the first document (duplicate=True).
+
+    A new version replaces the user's earlier documents with the same `external_id`, or, with `replace`
+    and no external id, the same filename. They stay searchable until the new version is completed.
+    """
+    filename = filename or path.name
+    sha256, size = digest or file_digest(path)
+    media_type = formats.sniff(path, filename)
+    formats.check(path, media_type, formats.Limits.from_settings(rt.settings))
+
+    with rt.pool.connection() as conn, conn.transaction():
+        doc, created = documents.insert(
+            conn,
+            owner_id=user.id,
+            sha256=sha256,
+            filename=filename,
+            media_type=media_type,
+            size=size,
+            metadata=metadata,
+            callback_url=callback_url,
+            external_id=external_id,
+            replaces="external_id" if external_id else "filename" if replace else None,
+        )
+        if not created:
+            job = jobs.latest_for_document(conn, doc.id)
+            assert job is not None  # a document is created with its job, in one transaction
+            return Submitted(doc.id, job.id, job.status, True, doc.filename)
+        rt.blobs.put_file(sha256, path)
+        job = jobs.create(conn, doc.id)
+
+    # Sent now if the user has fewer than `user_active_jobs` jobs under way, else held until one ends.
+    admit(rt, user.id)
+    return Submitted(doc.id, job.id, job.status, False, filename)
+
+
+def enqueue(job_id: UUID) -> None:
+    # Imported here: the actors bind to the broker, which is built from the environment on import.
+    from workers.actors import parse_document
+
+    parse_document.send(str(job_id))

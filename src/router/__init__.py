@@ -1,0 +1,1 @@
+"""The service router: which client (real or mock) serves each parse and embedding call."""

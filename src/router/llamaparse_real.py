@@ -1,0 +1,367 @@
+"""LlamaParse (Parse API v2) through the official `llama-cloud` SDK, as a `Parser`.
+
+One parse, in SDK 2.19 calls:
+1. `files.create(file=..., purpose="parse")`            POST /api/v1/beta/files
+2. `parsing.create(tier, version, file_id, ...)`        POST /api/v2/parse
+3. wait: a webhook wake-up (`waiter`) or a poll, then   GET  /api/v2/parse/{id}
+4. `parsing.get(id, expand=["markdown", "usage"])`      GET  /api/v2/parse/{id}?expand=...
+   (the `fast` tier has no markdown: it is read as plain text, `expand=["text", "usage"]`)
+
+Retries are ours, not the SDK's (`max_retries=0`): `router.backoff.VendorRetry` shares 429 cooldowns
+between workers and classifies failures like every other vendor client. Every request has a timeout.
+
+A job is given `job_deadline_s`. Past it, it is looked at once more; a job still pending is cancelled,
+and only once the API confirms it FAILED or CANCELLED is the file submitted again, once. A job that
+fails on its own is resubmitted the same way. A create whose answer was lost (timeout, 5xx, garbled
+body) may still have made a job: before trying again we look for it by a tag in `user_metadata`, so
+one document is never charged twice for one submission.
+
+The base URL (region) is `LLAMA_CLOUD_BASE_URL`, e.g. https://api.cloud.eu.llamaindex.ai for the EU.
+
+HTTP client and tests: llama-cloud sends through plain `httpx` (its `_base_client` wraps an
+`httpx.Client`), so respx intercepts the SDK's own default client; the unit tests need no injection.
+`http_client` still accepts any `httpx.Client` (proxies, custom transports).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import httpx
+import structlog
+from llama_cloud import LlamaCloud, omit
+from llama_cloud.types.parsing_create_params import WebhookConfiguration
+
+from ingest.config import Settings
+from ingest.errors import EmptyDocument, ServiceUnavailable, VendorError
+from ingest.formats import Limits
+from ingest.parsed import ParsedDocument
+from router.backoff import Cooldown, RetriesExhausted, RetryPolicy, VendorRetry
+from router.llamaparse_markdown import PageText, markdown_to_blocks, text_to_blocks
+from router.llamaparse_webhook import TERMINAL_EVENTS
+from router.protocols import ParseResult, ParseUsage
+from router.vendor_errors import ErrorClass, MalformedResponse, classify, describe, vendor_failure
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "llamaparse"
+WEBHOOK_PATH = "/v1/webhooks/llamaparse"
+SUBMISSION_TAG = "ingest_submission"  # user_metadata key that finds a job whose create answer was lost
+_PENDING = frozenset({"PENDING", "RUNNING"})
+_FAILED = frozenset({"FAILED", "CANCELLED"})
+_STATUSES = _PENDING | _FAILED | {"COMPLETED"}
+# The vendor's and our clocks differ: a lost job is looked for this far before we asked for it.
+_CLOCK_SKEW = timedelta(minutes=5)
+
+T = TypeVar("T")
+Waiter = Callable[[str, float], bool]  # (vendor job id, timeout s) -> True when an event arrived
+
+
+@dataclass(frozen=True, slots=True)
+class JobAttempt:
+    """One parse job submitted for the document, as last seen."""
+
+    job_id: str
+    status: str
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class LlamaParseResult(ParseResult):
+    attempts: tuple[JobAttempt, ...] = ()  # every job of this parse, in order; the last one succeeded
+
+    @property
+    def attempted_job_ids(self) -> list[str]:
+        return [attempt.job_id for attempt in self.attempts]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    id: str
+    status: str
+    error: str | None
+    credits: float | None
+
+
+def _job(raw: object) -> _Job:
+    """A job from any SDK answer that carries one; MalformedResponse (retried) when it does not."""
+    job = getattr(raw, "job", raw)  # parsing.get wraps the job; create/cancel/list answer it bare
+    job_id, status = getattr(job, "id", None), getattr(job, "status", None)
+    if not isinstance(job_id, str) or not job_id or status not in _STATUSES:
+        raise MalformedResponse(f"LlamaParse answered without a usable job (status {status!r})")
+    usage = getattr(job, "usage", None)
+    credits = getattr(usage, "credits", None)
+    error = getattr(job, "error_message", None)
+    return _Job(job_id, status, error if isinstance(error, str) else None, credits)
+
+
+class LlamaParseParser:
+    """Thread-safe: one instance serves every worker thread of a process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        waiter: Waiter | None = None,
+        http_client: httpx.Client | None = None,
+        policy: RetryPolicy | None = None,
+        cooldown: Cooldown | None = None,
+        poll_interval_s: float | None = None,
+        max_poll_interval_s: float | None = None,
+        webhook_fallback_s: float = 60.0,
+        job_deadline_s: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        key = settings.llama_cloud_api_key.get_secret_value() if settings.llama_cloud_api_key else ""
+        if not key:
+            raise ServiceUnavailable(f"{SERVICE}: LLAMA_CLOUD_API_KEY is not set")
+        self.tier = settings.llamaparse_tier
+        self.version = settings.llamaparse_version
+        self.name = f"{SERVICE}:{self.tier}"
+        self._limits = Limits.from_settings(settings)
+        policy = policy or RetryPolicy.from_settings(settings)
+        self._client = LlamaCloud(
+            api_key=key,
+            base_url=settings.llama_cloud_base_url,  # None: the SDK reads LLAMA_CLOUD_BASE_URL itself
+            max_retries=0,
+            timeout=httpx.Timeout(policy.timeout_s, connect=min(10.0, policy.timeout_s)),
+            http_client=http_client,
+        )
+        self._retry = VendorRetry(
+            SERVICE, policy, cooldown or Cooldown.from_settings(settings), sleep=sleep, secrets=(key,)
+        )
+        self._secrets = (key,)
+        self._webhooks = _webhook_configurations(settings)
+        self._waiter = waiter if waiter is not None else self._sleep_wait
+        self._sleep = sleep
+        self._clock = clock
+        # With webhooks and a waiter an event normally ends each wait; the fallback bounds what a lost
+        # one costs. Without a waiter nothing can wake us, so we poll.
+        poll_interval_s = poll_interval_s or settings.llamaparse_poll_interval_s
+        self._first_interval = (
+            webhook_fallback_s if self._webhooks and waiter is not None else poll_interval_s
+        )
+        self._max_interval = max(
+            max_poll_interval_s or settings.llamaparse_max_poll_interval_s, self._first_interval
+        )
+        # Two waits, a cancellation and a resubmission must fit in one stage's hard limit.
+        longest = settings.job_time_limit_s / 3
+        self.job_deadline_s = job_deadline_s or min(settings.llamaparse_job_deadline_s or longest, longest)
+
+    # --- the Parser protocol ------------------------------------------------------------------------
+
+    def parse(self, data: bytes, *, filename: str, media_type: str) -> LlamaParseResult:
+        file_id = self._upload(data, filename, media_type)
+        attempts: list[JobAttempt] = []
+        job = self._settle(self._submit(file_id))
+        attempts.append(JobAttempt(job.id, job.status, job.error))
+        warnings: list[str] = []
+        if job.status in _FAILED:
+            warnings.append(f"LlamaParse job {_described(attempts[0])}; resubmitted once")
+            log.warning("llamaparse_resubmit", job_id=job.id, status=job.status, error=job.error)
+            job = self._settle(self._submit(file_id))
+            attempts.append(JobAttempt(job.id, job.status, job.error))
+            if job.status in _FAILED:
+                raise _gave_up(attempts, self.job_deadline_s)
+        document, credits = self._result(job.id, media_type)
+        document.warnings[:0] = warnings
+        usage = ParseUsage(
+            pages=document.pages or 0,
+            credits=math.ceil(credits) if credits else 0,  # never under-count what the vendor billed
+            vendor_job_id=job.id,
+            simulated=False,
+        )
+        return LlamaParseResult(document, usage, self.name, tuple(attempts))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- steps --------------------------------------------------------------------------------------
+
+    def _upload(self, data: bytes, filename: str, media_type: str) -> str:
+        # A large file needs longer than one ordinary request: allow for a slow 1 MB/s uplink.
+        timeout = self._retry.policy.timeout_s + len(data) / 1_000_000
+
+        def upload() -> str:
+            answer = self._client.files.create(
+                file=(filename, data, media_type), purpose="parse", timeout=timeout
+            )
+            file_id = getattr(answer, "id", None)
+            if not isinstance(file_id, str) or not file_id:
+                raise MalformedResponse("LlamaParse answered an upload without a file id")
+            return file_id
+
+        return self._call(upload)
+
+    def _submit(self, file_id: str) -> str:
+        tag = uuid.uuid4().hex
+        since = datetime.now(UTC) - _CLOCK_SKEW
+        lost_answer = False
+
+        def create() -> str:
+            nonlocal lost_answer
+            if lost_answer and (found := self._find_submitted(tag, since)) is not None:
+                return found
+            try:
+                return _job(
+                    self._client.parsing.create(
+                        tier=self.tier,
+                        version=self.version,
+                        file_id=file_id,
+                        user_metadata={SUBMISSION_TAG: tag},
+                        webhook_configurations=self._webhooks or omit,
+                    )
+                ).id
+            except Exception as exc:
+                # A 429 or a refusal made no job; a timeout, 5xx or garbled answer may have made one.
+                lost_answer = lost_answer or classify(exc) is ErrorClass.TRANSIENT
+                raise
+
+        job_id = self._call(create)
+        log.info(
+            "llamaparse_job_created",
+            job_id=job_id,
+            file_id=file_id,
+            tier=self.tier,
+            webhooks=bool(self._webhooks),
+        )
+        return job_id
+
+    def _find_submitted(self, tag: str, since: datetime) -> str | None:
+        page = self._client.parsing.list(created_at_on_or_after=since, page_size=100)
+        for item in getattr(page, "items", None) or []:
+            if (getattr(item, "user_metadata", None) or {}).get(SUBMISSION_TAG) == tag:
+                job_id = _job(item).id
+                log.info("llamaparse_job_recovered", job_id=job_id)
+                return job_id
+        return None
+
+    def _settle(self, job_id: str) -> _Job:
+        """The job once it has ended: COMPLETED, FAILED, or CANCELLED (by the vendor or, when overdue, by us)."""
+        deadline = self._clock() + self.job_deadline_s
+        interval = self._first_interval
+        while (left := deadline - self._clock()) > 0:
+            woke = self._waiter(job_id, min(interval, left))
+            job = self._status(job_id)
+            if job.status not in _PENDING:
+                return job
+            interval = interval if woke else min(interval * 2, self._max_interval)
+        return self._stop_overdue(job_id)
+
+    def _stop_overdue(self, job_id: str) -> _Job:
+        job = self._status(job_id)  # looked at again: a lost webhook only ever delays
+        if job.status not in _PENDING:
+            return job
+        log.warning("llamaparse_job_overdue", job_id=job_id, deadline_s=self.job_deadline_s)
+        try:
+            self._retry.call(lambda: self._client.parsing.cancel(job_id))
+        except Exception as exc:  # noqa: BLE001 - best effort: the read below decides
+            # E.g. refused because the job ended meanwhile. Only the job's state below decides; a lasting
+            # failure (a bad key) fails that read too.
+            log.warning("llamaparse_cancel_failed", job_id=job_id, error=describe(exc, self._secrets))
+        job = self._status(job_id)  # what the job is now, not what the cancel answered
+        if job.status in _PENDING:
+            raise RetriesExhausted(
+                SERVICE,
+                ErrorClass.TRANSIENT,
+                1,
+                f"job {job_id} is overdue and its cancellation is unconfirmed",
+            )
+        return job
+
+    def _status(self, job_id: str) -> _Job:
+        return self._call(lambda: _job(self._client.parsing.get(job_id)))
+
+    def _result(self, job_id: str, media_type: str) -> tuple[ParsedDocument, float | None]:
+        plain = self.tier == "fast"  # the fast tier returns no markdown
+
+        def fetch() -> tuple[ParsedDocument, float | None]:
+            answer = self._client.parsing.get(job_id, expand=["text" if plain else "markdown", "usage"])
+            job = _job(answer)
+            content = getattr(answer, "text" if plain else "markdown", None)
+            pages = getattr(content, "pages", None)
+            if job.status != "COMPLETED" or not isinstance(pages, list):
+                raise MalformedResponse(f"LlamaParse job {job_id} answered its result without pages")
+            return _document(pages, media_type, plain, self._limits.max_chars), job.credits
+
+        return self._call(fetch)
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _sleep_wait(self, job_id: str, timeout_s: float) -> bool:
+        self._sleep(timeout_s)
+        return False
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return self._retry.call(fn)
+        except RetriesExhausted:
+            raise
+        except Exception as exc:
+            if classify(exc) is ErrorClass.UNKNOWN:
+                raise  # our own bug, not the vendor's answer
+            # `from None`: the SDK error holds the request, and the request holds the key.
+            raise vendor_failure(SERVICE, exc, self._secrets) from None
+
+
+def _webhook_configurations(settings: Settings) -> list[WebhookConfiguration]:
+    """The job's webhook entry, when the vendor can reach us and we can verify what it sends."""
+    secret = (
+        settings.llamaparse_webhook_secret.get_secret_value() if settings.llamaparse_webhook_secret else ""
+    )
+    if not settings.public_url:
+        return []
+    if not secret:
+        # Our endpoint refuses every unsigned delivery, so asking for them would only add traffic.
+        log.warning("llamaparse_webhooks_off", reason="INGEST_PUBLIC_URL is set but no webhook secret")
+        return []
+    return [
+        WebhookConfiguration(
+            webhook_url=settings.public_url.rstrip("/") + WEBHOOK_PATH,
+            webhook_events=list(TERMINAL_EVENTS),
+            webhook_signing_secret=secret,
+            webhook_output_format="json",
+        )
+    ]
+
+
+def _document(pages: list[object], media_type: str, plain: bool, max_chars: int) -> ParsedDocument:
+    texts: list[PageText] = []
+    warnings: list[str] = []
+    for index, page in enumerate(pages, start=1):
+        number = getattr(page, "page_number", None) or index
+        if getattr(page, "success", True) is False:
+            warnings.append(f"LlamaParse could not parse page {number}: {getattr(page, 'error', '')}")
+            continue
+        text = getattr(page, "text" if plain else "markdown", None)
+        if not isinstance(text, str):
+            raise MalformedResponse(f"LlamaParse page {number} has no content")
+        texts.append(PageText(number, text))
+    blocks, cut = (text_to_blocks if plain else markdown_to_blocks)(texts, max_chars=max_chars)
+    if not blocks:
+        raise EmptyDocument("LlamaParse found no text in the document")
+    return ParsedDocument(
+        media_type, blocks, pages=len(pages), partial=bool(warnings or cut), warnings=warnings + cut
+    )
+
+
+def _described(attempt: JobAttempt) -> str:
+    return f"{attempt.job_id} ended {attempt.status}" + (f" ({attempt.error})" if attempt.error else "")
+
+
+def _gave_up(attempts: list[JobAttempt], deadline_s: float) -> Exception:
+    tried = "; ".join(_described(attempt) for attempt in attempts)
+    if attempts[-1].status == "FAILED":
+        # The vendor itself failed the document twice: most likely the file, so the job fails.
+        return VendorError(f"{SERVICE}: the document failed to parse twice: {tried}")
+    # Cancelled (by us, overdue): the service is slow, not the file bad; the stage is retried later.
+    return RetriesExhausted(
+        SERVICE, ErrorClass.TRANSIENT, len(attempts), f"jobs not done within {deadline_s:.0f}s: {tried}"
+    )

@@ -1,0 +1,54 @@
+"""The seams between the pipeline and the services it calls. Real and mock clients implement these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ingest.parsed import ParsedDocument
+
+
+@dataclass(slots=True)
+class ParseUsage:
+    """What the vendor reports for one parse: the basis of its charge."""
+
+    pages: int
+    credits: int = 0
+    vendor_job_id: str | None = None
+    simulated: bool = True
+
+
+@dataclass(slots=True)
+class ParseResult:
+    document: ParsedDocument
+    usage: ParseUsage
+    parser: str  # which client made it, e.g. "mock" or "llamaparse:cost_effective"
+
+
+@dataclass(slots=True)
+class EmbedResult:
+    vectors: np.ndarray  # float32, shape (len(texts), dimensions), L2-normalised
+    prompt_tokens: int  # billed tokens as the service reports them
+    requests: int = 1
+    simulated: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Parser(Protocol):
+    name: str
+
+    def parse(self, data: bytes, *, filename: str, media_type: str) -> ParseResult: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """An embedding space is (model, dimensions): vectors of different spaces are never compared."""
+
+    model: str
+    dimensions: int
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult: ...

@@ -1,0 +1,77 @@
+"""Fair sharing: each user has at most `user_active_jobs` jobs admitted to the broker at a time.
+
+A job is *admitted* when its message is sent (`enqueued_at` is set); an admitted job stays active while
+it is queued or running. The rest of a user's jobs are *held*: `queued` in the database, with no message.
+`admit` tops a user up to the limit, oldest first; it runs when a file is submitted, after every message
+of one of the user's jobs (a finished, failed or deferred job frees a slot) and in every sweep.
+
+So the broker's queue holds at most `user_active_jobs` jobs per user, in arrival order: a second user's
+single file waits behind at most that many of a first user's ten thousand, never behind all of them.
+And since the queue stays short, the sweeper can re-send an admitted job that has not moved for a long
+time without flooding the queue with copies (see workers.sweeper).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import psycopg
+import structlog
+
+from ingest.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+# Class of the per-user advisory lock (any constant; the user id is the object): concurrent top-ups of
+# one user take turns, so together they never admit more than the limit.
+ADMISSION_LOCK_CLASS = 0x61646D74
+ACTIVE = "(j.status = 'running' OR (j.status = 'queued' AND j.enqueued_at IS NOT NULL))"
+HELD = "j.status = 'queued' AND j.enqueued_at IS NULL"
+
+
+def admit_in(conn: psycopg.Connection, owner_id: int, limit: int) -> list[UUID]:
+    """Mark the user's oldest held jobs admitted, up to `limit` active; return them. Call in a transaction
+    and send their messages after it commits (a job admitted without a message is the sweeper's)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ADMISSION_LOCK_CLASS, owner_id % 2**31))
+    active = conn.execute(
+        f"SELECT count(*) FROM jobs j JOIN documents d ON d.id = j.document_id WHERE d.owner_id = %s AND {ACTIVE}",
+        (owner_id,),
+    ).fetchone()[0]
+    if active >= limit:
+        return []
+    rows = conn.execute(
+        "UPDATE jobs SET enqueued_at = now() WHERE id IN ("
+        f" SELECT j.id FROM jobs j JOIN documents d ON d.id = j.document_id WHERE d.owner_id = %s AND {HELD}"
+        " ORDER BY j.created_at LIMIT %s) RETURNING id",
+        (owner_id, limit - active),
+    ).fetchall()
+    return [job_id for (job_id,) in rows]
+
+
+def admit(rt: Runtime, owner_id: int) -> int:
+    """Top the user up to `user_active_jobs` admitted jobs and send their messages; return how many."""
+    with rt.pool.connection() as conn, conn.transaction():
+        admitted = admit_in(conn, owner_id, rt.settings.user_active_jobs)
+    send(admitted)
+    return len(admitted)
+
+
+def admit_everyone(rt: Runtime) -> int:
+    """Top up every user who has held jobs (the sweeper's pass; it catches a top-up a crash skipped)."""
+    with rt.pool.connection() as conn:
+        owners = [
+            owner
+            for (owner,) in conn.execute(
+                f"SELECT DISTINCT d.owner_id FROM jobs j JOIN documents d ON d.id = j.document_id WHERE {HELD}"
+            )
+        ]
+    return sum(admit(rt, owner) for owner in owners)
+
+
+def send(job_ids: list[UUID]) -> None:
+    from ingest.submit import enqueue
+
+    for job_id in job_ids:
+        enqueue(job_id)
+    if job_ids:
+        log.debug("jobs_admitted", count=len(job_ids))

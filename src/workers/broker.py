@@ -1,0 +1,73 @@
+"""The Dramatiq broker: Redis or RabbitMQ when configured, else an in-process broker (embedded default).
+
+This module holds the one global the product has, the broker, as Dramatiq expects; actors bind to it
+when `workers.actors` is imported.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from ingest.config import Settings
+from ingest.errors import ServiceUnavailable, UnreadableDocument, UnsupportedType, VendorError
+from workers.context import RuntimeMiddleware
+from workers.failures import JobFailures
+from workers.lifecycle import JobLifecycle
+from workers.metrics import WorkerMetrics
+from workers.sweeper import Sweeper
+
+# Errors that no retry can fix: the job fails at once with the error's message.
+PERMANENT_ERRORS = (UnreadableDocument, UnsupportedType, VendorError, ServiceUnavailable)
+
+
+def build_broker(settings: Settings) -> dramatiq.Broker:
+    middleware = [
+        # First, so its `after_*` hooks run last: the job's log context lasts through the others' hooks,
+        # and its top-up of the user's admitted jobs sees the verdict of JobFailures.
+        JobLifecycle(settings),
+        WorkerMetrics(port=settings.worker_metrics_port),
+        AgeLimit(),
+        TimeLimit(time_limit=settings.job_time_limit_s * 1000),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        # `after_*` hooks run in reverse order: JobFailures must come before Retries to see its verdict.
+        JobFailures(),
+        # Dramatiq's default is 20 retries over about a week; a document should fail visibly sooner.
+        Retries(max_retries=settings.job_max_retries, min_backoff=1_000, max_backoff=60_000),
+        RuntimeMiddleware(),
+    ]
+    if settings.broker_url:
+        # Worker processes sweep for jobs whose message was lost; in-process workers sweep when they start.
+        middleware.append(Sweeper(interval_s=settings.sweep_interval_s, idle_s=settings.requeue_after_s))
+    if settings.redis_url:
+        from dramatiq.brokers.redis import RedisBroker
+
+        # A dead worker's unacknowledged messages return once it has been silent for the heartbeat
+        # timeout, at the next maintenance pass (a `maintenance_chance` in a million broker commands).
+        return RedisBroker(
+            url=settings.redis_url,
+            namespace=settings.broker_namespace,
+            middleware=middleware,
+            heartbeat_timeout=settings.broker_heartbeat_timeout_s * 1000,
+            maintenance_chance=settings.broker_maintenance_chance,
+            dead_message_ttl=settings.broker_dead_message_ttl_s * 1000,
+        )
+    if settings.rabbitmq_url:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
+    return StubBroker(middleware=middleware)
+
+
+broker = build_broker(Settings())
+dramatiq.set_broker(broker)

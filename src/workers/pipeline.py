@@ -1,0 +1,326 @@
+"""The stages of one document's job, as plain functions over a Runtime. Actors are thin shells around these.
+
+Each stage is idempotent, because Dramatiq delivers at least once:
+- parse: skipped when a previous delivery already committed the chunks (no second vendor call);
+  otherwise the chunks are replaced, never appended.
+- embed: a batch only embeds chunks that have no vector yet and replaces any vector it writes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from uuid import UUID
+
+import psycopg
+import structlog
+
+from costs import savings
+from costs.estimate import count_pages
+from costs.meter import BudgetExhausted, Charge, Meter, Reservation
+from ingest.chunking import chunk_document
+from ingest.errors import ServiceUnavailable, UnreadableDocument
+from ingest.runtime import Runtime
+from ingest.store import chunks, documents, jobs, reuse, upgrades, vectors
+from ingest.store.vectors import Space
+from router.decide import Choice, Decision
+from router.factory import Client, Routed
+from router.guarded import awaits_upgrade
+from router.protocols import Embedder, EmbedResult, Parser, ParseResult
+from workers.states import finish_if_done
+
+log = structlog.get_logger(__name__)
+
+# How long a job waits before trying again when a service in real mode cannot serve it now.
+DEFER_RETRY_S = 60
+
+
+class JobDeferred(Exception):
+    def __init__(self, reason: str, delay_s: int = DEFER_RETRY_S) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    first: int
+    last: int
+
+
+def batches(ordinals: list[int], size: int) -> list[Batch]:
+    """Group sorted chunk ordinals into batches of at most `size` (ranges may skip embedded ordinals)."""
+    return [Batch(ordinals[i], ordinals[min(i + size, len(ordinals)) - 1]) for i in range(0, len(ordinals), size)]
+
+
+def _served(routed: Routed[Client]) -> Client:
+    decision: Decision = routed.decision
+    if decision.choice is Choice.DEFER:
+        raise JobDeferred(decision.reason)
+    if decision.choice is Choice.FAIL or routed.client is None:
+        raise ServiceUnavailable(decision.reason)
+    return routed.client
+
+
+def _metered(
+    rt: Runtime, service: str, route: Callable[..., Routed[Client]], estimate: Charge, **hold: object
+) -> tuple[Client, Reservation]:
+    """Route one billable call and hold its estimate before anyone is called.
+
+    A real call reserves against today's budget, a mock call records its shadow cost. When the budget
+    cannot take the estimate, hybrid falls back to mock and real defers the job to the next budget day.
+    """
+    meter: Meter = rt.router.meter
+    reserve = functools.partial(meter.reserve, service=service, estimate=estimate, **hold)
+    routed = route()
+    if routed.decision.choice is Choice.DEFER and not meter.budget_ok(service):
+        raise JobDeferred(routed.decision.reason, delay_s=meter.seconds_to_next_day())
+    client = _served(routed)
+    try:
+        return client, reserve(simulated=routed.decision.choice is Choice.MOCK)
+    except BudgetExhausted as refused:
+        routed = route(budget_ok=False)
+        if routed.decision.choice is Choice.DEFER:
+            raise JobDeferred(str(refused), delay_s=refused.delay_s) from None
+        return _served(routed), reserve(simulated=True)
+
+
+Result = TypeVar("Result")
+
+
+def _billed(meter: Meter, held: Reservation, call: Callable[[], Result]) -> Result:
+    """Make the call; if it fails, nothing was billed and the reservation goes back."""
+    try:
+        return call()
+    except BaseException:
+        meter.release(held)
+        raise
+
+
+def _parsed_by_stand_in(
+    rt: Runtime, stand_in: Routed[Parser], estimate: Charge, doc: documents.Document, job_id: UUID, data: bytes
+) -> tuple[ParseResult, Reservation]:
+    """The real parse failed in hybrid: the mock parses the document instead, at a shadow cost."""
+    parser, held = _metered(
+        rt,
+        "llamaparse",
+        lambda **_: stand_in,
+        estimate,
+        key=f"{doc.id}:parse",
+        stage="parse",
+        document_id=doc.id,
+        job_id=job_id,
+    )
+    call = functools.partial(parser.parse, data, filename=doc.filename, media_type=doc.media_type)
+    return _billed(rt.router.meter, held, call), held
+
+
+def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
+    """Parse and chunk the document; return the embedding batches still to run."""
+    with rt.pool.connection() as conn:
+        job = jobs.claim(conn, job_id, "parse", lease_s=rt.settings.job_time_limit_s)
+        if job is None:
+            return []
+        doc = documents.get(conn, job.document_id)
+        if doc is None:
+            return []
+        documents.set_status(conn, doc.id, "running")
+        if job.chunks_total is not None:
+            missing = chunks.missing_ordinals(conn, doc.id)
+            jobs.set_stage(conn, job.id, "embed")
+            if not missing:
+                with conn.transaction():
+                    finish_if_done(conn, job.id)
+            return batches(missing, rt.settings.embed_batch_chunks)
+
+    log_ = log.bind(job_id=str(job_id), document_id=str(doc.id))
+    meter: Meter = rt.router.meter
+    data = rt.blobs.get_bytes(doc.sha256)
+    estimate = meter.parse_estimate(count_pages(data, filename=doc.filename, media_type=doc.media_type))
+    parser, held = _metered(
+        rt,
+        "llamaparse",
+        rt.router.parser,
+        estimate,
+        key=f"{doc.id}:parse",
+        stage="parse",
+        document_id=doc.id,
+        job_id=job_id,
+    )
+    call = functools.partial(parser.parse, data, filename=doc.filename, media_type=doc.media_type)
+    try:
+        result = _billed(meter, held, call)
+    except Exception as failed:
+        stand_in = rt.router.parse_fallback(failed)  # hybrid: parsing may fall back freely
+        if stand_in is None:
+            raise
+        result, held = _parsed_by_stand_in(rt, stand_in, estimate, doc, job_id, data)
+    usage = result.usage
+    meter.settle(
+        held,
+        meter.parse_actual(
+            pages=usage.pages, credits=usage.credits, vendor_job_id=usage.vendor_job_id, estimate=estimate
+        ),
+    )
+    with rt.pool.connection() as conn:
+        jobs.set_stage(conn, job_id, "chunk")
+    pieces = chunk_document(result.document, max_tokens=rt.settings.chunk_tokens, overlap=rt.settings.chunk_overlap)
+    if not pieces:
+        raise UnreadableDocument("no text could be extracted from the document")
+    with rt.pool.connection() as conn, conn.transaction():
+        chunks.replace(conn, doc.id, pieces)
+        documents.set_parsed(
+            conn, doc.id, parser=result.parser, pages=result.document.pages, partial=result.document.partial
+        )
+        jobs.set_stage(conn, job_id, "embed", chunks_total=len(pieces))
+    log_.info("parsed", parser=result.parser, pages=result.document.pages, chunks=len(pieces))
+    return batches(list(range(len(pieces))), rt.settings.embed_batch_chunks)
+
+
+def _cached(
+    rt: Runtime, embedder: Embedder | None, pending: list[chunks.StoredChunk]
+) -> tuple[Space | None, set[bytes]]:
+    """The embedder's space, and which of the pending texts its cache already holds."""
+    if embedder is None:  # the call will be deferred or refused: no space to look in
+        return None, set()
+    with rt.pool.connection() as conn:
+        space = vectors.find_space(conn, embedder.model, embedder.dimensions)
+        return space, reuse.cached(conn, space, [c.text_hash for c in pending]) if space else set()
+
+
+def _misses(pending: list[chunks.StoredChunk], hits: set[bytes]) -> dict[bytes, chunks.StoredChunk]:
+    """The first chunk of each text the cache lacks: a text repeated in a batch is embedded once."""
+    first: dict[bytes, chunks.StoredChunk] = {}
+    for c in pending:
+        if c.text_hash not in hits:
+            first.setdefault(c.text_hash, c)
+    return first
+
+
+def _same_space(a: Embedder | None, b: Embedder) -> bool:
+    return a is not None and (a.model, a.dimensions) == (b.model, b.dimensions)
+
+
+def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
+    """Embed and store the chunks of one batch; return True when this batch completed the job.
+
+    Texts the space's cache holds are not sent: only the misses are reserved, embedded and charged
+    (each distinct text once), and the reuse is recorded as a saving with the vectors.
+    """
+    with rt.pool.connection() as conn:
+        job = jobs.get(conn, job_id)
+        if job is None or job.status != "running":
+            return False
+        pending = chunks.pending_in_range(conn, job.document_id, first, last)
+    if not pending:
+        with rt.pool.connection() as conn, conn.transaction():
+            return finish_if_done(conn, job_id)
+    meter: Meter = rt.router.meter
+    key = f"{job.document_id}:embed:{first}-{last}"
+    embedder = rt.router.embedder().client
+    space, hits = _cached(rt, embedder, pending)
+    misses = _misses(pending, hits)
+    result = None
+    if misses:
+        client, held = _metered(
+            rt,
+            "openai",
+            rt.router.embedder,
+            meter.embed_charge(sum(c.token_count for c in misses.values())),
+            key=key,
+            stage="embed",
+            document_id=job.document_id,
+            job_id=job_id,
+        )
+        if not _same_space(embedder, client):  # the budget sent the call to another space: look there
+            embedder = client
+            space, hits = _cached(rt, client, pending)
+            misses = _misses(pending, hits)
+        texts = [c.text for c in misses.values()]
+        if texts:
+            try:
+                result = _billed(meter, held, functools.partial(client.embed, texts))
+            except Exception as failed:
+                stand_in = rt.router.embed_fallback(failed)  # hybrid: the mock stands in for this batch
+                if stand_in is None:
+                    raise
+                embedder, space, hits, misses, result = _stood_in(rt, stand_in, job, key, pending)
+            else:
+                meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
+        else:
+            meter.release(held)
+    assert embedder is not None  # hits need a space, misses a client
+    with rt.pool.connection() as conn, conn.transaction():
+        if space is None:  # nothing was cached, so this batch made the vectors: `result` is set
+            assert result is not None
+            space = vectors.ensure_space(
+                conn, embedder.model, embedder.dimensions, simulated=result.simulated
+            )
+        saved = _store(conn, space, pending, hits, misses, result)
+        if awaits_upgrade(embedder):  # mock vectors standing in for real ones: the upgrade job replaces them
+            upgrades.mark(conn, [c.id for c in pending])
+        if saved:
+            tokens = sum(c.token_count for c in saved)
+            saving = savings.Saving(
+                key=key,
+                service="openai",
+                simulated=space.simulated,
+                day=meter.today(),
+                chunks=len(saved),
+                tokens=tokens,
+                usd=meter.embed_charge(tokens).usd,
+                price_version=meter.prices.version,
+                document_id=job.document_id,
+                job_id=job_id,
+            )
+            savings.record(conn, saving)
+        return finish_if_done(conn, job_id)
+
+
+def _stood_in(
+    rt: Runtime, stand_in: Routed[Embedder], job: jobs.Job, key: str, pending: list[chunks.StoredChunk]
+) -> tuple[Embedder, Space | None, set[bytes], dict[bytes, chunks.StoredChunk], EmbedResult | None]:
+    """The batch's real call failed in hybrid: the mock embeds it in its own space (a shadow cost), and the
+    chunks will wait for upgrade. The mock space has its own cache, so hits and misses are looked up anew."""
+    embedder = _served(stand_in)
+    space, hits = _cached(rt, embedder, pending)
+    misses = _misses(pending, hits)
+    if not misses:
+        return embedder, space, hits, misses, None
+    meter: Meter = rt.router.meter
+    _, held = _metered(
+        rt,
+        "openai",
+        lambda **_: stand_in,
+        meter.embed_charge(sum(c.token_count for c in misses.values())),
+        key=key,
+        stage="embed",
+        document_id=job.document_id,
+        job_id=job.id,
+    )
+    result = _billed(meter, held, functools.partial(embedder.embed, [c.text for c in misses.values()]))
+    meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
+    return embedder, space, hits, misses, result
+
+
+def _store(
+    conn: psycopg.Connection,
+    space: Space,
+    pending: list[chunks.StoredChunk],
+    hits: set[bytes],
+    misses: dict[bytes, chunks.StoredChunk],
+    result: EmbedResult | None,
+) -> list[chunks.StoredChunk]:
+    """Store every pending chunk's vector (cached or just made); return the chunks no call was made for."""
+    served = set(reuse.copy_cached(conn, space, [c.id for c in pending if c.text_hash in hits]))
+    fresh = [c for c in pending if c.text_hash in misses]
+    if fresh:
+        assert result is not None  # misses are what was sent
+        row = {h: i for i, h in enumerate(misses)}
+        ids = [c.id for c in fresh]
+        vectors.write(conn, space, ids, result.vectors[[row[c.text_hash] for c in fresh]])
+        reuse.remember(conn, space, ids)
+    chunks.mark_embedded(conn, [*served, *(c.id for c in fresh)], space.id)
+    # Not sent: texts the cache served, and repeats of a text sent once.
+    return [c for c in pending if c.id in served] + [c for c in fresh if misses[c.text_hash] is not c]

@@ -1,0 +1,69 @@
+"""Search over the API: the user's own completed chunks, best first, filtered by document when asked."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import error_of, new_key, upload, wait_for_job
+
+PENGUINS = (
+    b"Emperor penguins huddle through the Antarctic winter.\n\nThe males keep the egg warm on their feet."
+)
+ORCHIDS = b"Orchids grow on tree bark in the rain forest.\n\nTheir roots take water from the humid air."
+
+
+def ingest(client: TestClient, headers: dict[str, str], content: bytes, name: str) -> dict:
+    sent = upload(client, headers, content, name).json()
+    assert wait_for_job(client, headers, sent["job_id"])["status"] == "completed"
+    return sent
+
+
+def test_search_finds_the_users_matching_chunk_first(client: TestClient, ada: dict[str, str]) -> None:
+    penguins = ingest(client, ada, PENGUINS, "penguins.txt")
+    ingest(client, ada, ORCHIDS, "orchids.txt")
+    found = client.post("/v1/search", headers=ada, json={"query": "penguins huddle in winter", "top_k": 2})
+    assert found.status_code == 200
+    results = found.json()["results"]
+    assert results[0]["document_id"] == penguins["document_id"]
+    assert "penguins" in results[0]["text"]
+    assert set(results[0]) >= {"document_id", "chunk_id", "text", "score", "metadata"}
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+
+def test_search_within_chosen_documents(client: TestClient, ada: dict[str, str]) -> None:
+    ingest(client, ada, PENGUINS, "penguins.txt")
+    orchids = ingest(client, ada, ORCHIDS, "orchids.txt")
+    found = client.post(
+        "/v1/search",
+        headers=ada,
+        json={"query": "penguins", "top_k": 5, "document_ids": [orchids["document_id"]]},
+    ).json()["results"]
+    assert found and {r["document_id"] for r in found} == {orchids["document_id"]}
+
+
+def test_search_never_returns_another_users_chunks(client: TestClient, ada: dict[str, str]) -> None:
+    penguins = ingest(client, ada, PENGUINS, "penguins.txt")
+    bob = new_key(client, "bob")
+    ingest(client, bob, ORCHIDS, "orchids.txt")
+    for body in ({"query": "penguins"}, {"query": "penguins", "document_ids": [penguins["document_id"]]}):
+        results = client.post("/v1/search", headers=bob, json=body).json()["results"]
+        assert penguins["document_id"] not in {r["document_id"] for r in results}
+
+
+def test_search_with_nothing_stored_is_empty(client: TestClient, ada: dict[str, str]) -> None:
+    assert client.post("/v1/search", headers=ada, json={"query": "anything"}).json() == {"results": []}
+
+
+def test_bad_searches_are_400(client: TestClient, ada: dict[str, str]) -> None:
+    for body in (
+        {"query": "   "},
+        {"query": ""},
+        {"query": "x", "top_k": 0},
+        {"query": "x", "top_k": 101},
+        {"query": "x", "document_ids": ["not-a-uuid"]},
+        {"top_k": 3},
+        {"query": "x", "extra": 1},
+    ):
+        answer = client.post("/v1/search", headers=ada, json=body)
+        assert answer.status_code == 400, (body, answer.text)
+        assert error_of(answer)["code"] == "bad_request"

@@ -1,0 +1,78 @@
+"""Production shape: the CLI enqueues through the real Redis on loopback, separate worker processes work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+pytestmark = pytest.mark.redis
+
+INGEST = str(Path(sys.executable).parent / "ingest")
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_env(ingest_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
+    namespace = f"ingest-test-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **ingest_env, "REDIS_URL": REDIS_URL, "INGEST_BROKER_NAMESPACE": namespace}
+    yield env
+    for key in client.scan_iter(f"{namespace}*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def worker(redis_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+    log = open(tmp_path / "worker.log", "wb")
+    proc = subprocess.Popen(
+        [INGEST, "worker", "--processes", "1", "--threads", "2"],
+        env=redis_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([INGEST, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_documents_flow_through_redis_to_a_separate_worker(
+    redis_env: dict[str, str], worker: subprocess.Popen, tmp_path: Path
+) -> None:
+    added = run(redis_env, "add", str(SAMPLES))
+    assert added.returncode == 0, added.stdout + added.stderr + (tmp_path / "worker.log").read_text()
+    assert "6 completed" in added.stdout
+
+    found = run(redis_env, "search", "The Docker daemon provides these paths to containers to consume.", "--json")
+    assert json.loads(found.stdout)["results"][0]["filename"] == "docker-plugins-volume.md"
+    assert run(redis_env, "verify").returncode == 0
+
+
+def test_worker_refuses_to_start_without_a_broker(ingest_env: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RABBITMQ_URL")} | ingest_env
+    result = run(env, "worker", timeout=60)
+    assert result.returncode != 0
+    assert "needs REDIS_URL or RABBITMQ_URL" in result.stderr

@@ -1,0 +1,245 @@
+"""Helpers of the production tests: `ingest` worker processes, a private redis-server, bounded waits,
+generated documents, and the checks that every document completed exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
+
+import psycopg
+import pytest
+import redis
+
+from ingest.config import Settings
+from ingest.runtime import Runtime
+from router.decide import Mode
+
+INGEST = str(Path(sys.executable).parent / "ingest")
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+T = TypeVar("T")
+
+# A small dictionary: generated documents share no text, so no embedding is served from the reuse cache.
+WORDS = (
+    "harbor lantern quartz meadow cobalt ember falcon glacier juniper kelp lagoon marble nectar orchid"
+    " pepper quiver raven saffron timber umber velvet walnut yarrow zephyr anchor basalt cedar dune"
+    " estuary fjord granite heron iris jasper kestrel lichen mistral nimbus opal prairie quarry reef"
+    " sierra tundra upland vale willow xenon yucca zinnia amber birch canyon delta"
+).split()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll `check` until it returns something true; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def write_documents(folder: Path, count: int, *, seed: int, words: int = 60, prefix: str = "doc") -> list[Path]:
+    """`count` small text files of random words (distinct from one another and from other seeds)."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        text = " ".join(rng.choice(WORDS) + str(rng.randrange(10**6)) for _ in range(words))
+        path = folder / f"{prefix}-{n:05d}.txt"
+        path.write_text(f"Document {n} of seed {seed}.\n\n{text}\n")
+        paths.append(path)
+    return paths
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([INGEST, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+class WorkerGroup:
+    """An `ingest worker` run: Dramatiq's main process, its worker processes and forks, in one session."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, processes: int = 1, threads: int = 2) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [INGEST, "worker", "--processes", str(processes), "--threads", str(threads)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes = processes
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(f"ingest worker exited ({self.proc.returncode}):\n{self.output()[-3000:]}")
+            return self.output().count('"worker_ready"') >= self.processes
+
+        wait_until(ready, timeout=timeout, what=f"ingest worker to start; its log:\n{self.output()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL every process of the group at once: no shutdown hook, no acknowledgement, no requeue."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._log.close()
+
+    def stop(self) -> None:
+        """A graceful stop, as a supervisor does it: SIGTERM to Dramatiq's main process, which passes it on."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        self._log.close()
+
+
+@contextmanager
+def worker_group(env: dict[str, str], log_path: Path, **kwargs: int) -> Iterator[WorkerGroup]:
+    group = WorkerGroup(env, log_path, **kwargs)
+    try:
+        group.wait_ready()
+        yield group
+    finally:
+        group.stop()
+
+
+class PrivateRedis:
+    """A redis-server of this test alone (no persistence), on a free port: restarting it disturbs no one."""
+
+    def __init__(self, folder: Path, *, password: str | None = None) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed")
+        self.folder = folder
+        self.port = free_port()
+        self.password = password
+        self.proc: subprocess.Popen[bytes] | None = None
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(self.folder)] + (["--requirepass", self.password] if self.password else [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        wait_until(lambda: _pings(client), timeout=20, what="the private redis-server to answer")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def restart(self) -> None:
+        """Down and up again, empty: every message it held is gone."""
+        self.stop()
+        self.start()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+# --- what the database says ----------------------------------------------------------------------------
+def job_states(conninfo: str) -> dict[str, int]:
+    with psycopg.connect(conninfo) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+
+
+def all_jobs_final(conninfo: str, expected: int) -> bool:
+    states = job_states(conninfo)
+    return states.get("completed", 0) + states.get("failed", 0) == expected
+
+
+def assert_completed_once(conninfo: str, document_ids: Sequence[UUID] | None = None) -> None:
+    """Each document completed by one job, with each chunk stored once with one vector, and each billable
+    call (real or shadow) in the ledger once, charged, with every embedded token charged exactly once."""
+    with psycopg.connect(conninfo) as conn:
+        docs = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM documents WHERE %(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s)",
+                {"ids": list(document_ids) if document_ids is not None else None},
+            )
+        ]
+        assert docs, "no documents to check"
+        rows = conn.execute(
+            "SELECT d.id, d.status, count(j.id), min(j.status), max(j.status), max(j.chunks_total)"
+            " FROM documents d JOIN jobs j ON j.document_id = d.id WHERE d.id = ANY(%s) GROUP BY d.id",
+            (docs,),
+        ).fetchall()
+        for doc_id, status, n_jobs, low, high, total in rows:
+            assert (status, n_jobs, low, high) == ("completed", 1, "completed", "completed"), doc_id
+            chunks = conn.execute(
+                "SELECT count(*), count(DISTINCT ordinal), min(ordinal), max(ordinal), count(space_id),"
+                " coalesce(sum(token_count), 0) FROM chunks WHERE document_id = %s",
+                (doc_id,),
+            ).fetchone()
+            count, distinct, first, last, embedded, tokens = chunks
+            assert (count, distinct, first, last, embedded) == (total, total, 0, total - 1, total), doc_id
+            ledger = conn.execute(
+                "SELECT service, state, usage FROM cost_entries WHERE document_id = %s", (doc_id,)
+            ).fetchall()
+            assert {state for _, state, _ in ledger} == {"charged"}, (doc_id, ledger)
+            embedded_tokens = sum(usage["tokens"] for service, _, usage in ledger if service == "openai")
+            assert embedded_tokens == tokens, (doc_id, ledger)
+            assert sum(service == "llamaparse" for service, _, _ in ledger) == 1, (doc_id, ledger)
+        assert len(rows) == len(docs)
+    vectors_per_chunk(conninfo, docs)
+
+
+def vectors_per_chunk(conninfo: str, docs: Sequence[UUID]) -> None:
+    """Every chunk of the documents has exactly one vector, in the space its row names."""
+    with psycopg.connect(conninfo) as conn:
+        spaces = conn.execute("SELECT id, table_name FROM embedding_spaces").fetchall()
+        for space_id, table in spaces:
+            found = conn.execute(
+                f"SELECT count(*), count(v.chunk_id) FROM chunks c LEFT JOIN {table} v ON v.chunk_id = c.id"
+                " WHERE c.document_id = ANY(%s) AND c.space_id = %s",
+                (list(docs), space_id),
+            ).fetchone()
+            assert found[0] == found[1], f"{found[0] - found[1]} chunks of space {table} have no vector"
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    """The JSON objects among a process's output lines (Dramatiq's own start-up lines are not ours)."""
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found
+
+
+def set_modes(settings: Settings, **modes: str) -> None:
+    """Switch service modes in the database, as `ingest mode set` does, before any worker starts."""
+    with Runtime.open(settings) as rt:
+        for service, mode in modes.items():
+            rt.router.modes.set(Mode(mode), (service,))
