@@ -74,4 +74,7 @@ def test_a_job_started_before_a_database_outage_completes_after_it(
         log = worker.output()
 
     assert_completed_once(conninfo)
-    assert "OperationalError" in log or "PoolTimeout" in log, "the workers never met the outage"
+    # The pool either waited the outage out ("error connecting", then a fresh connection) or a stage failed
+    # and Dramatiq retried it; both prove the workers met the database while it was gone.
+    met = ("OperationalError", "PoolTimeout", "error connecting")
+    assert any(sign in log for sign in met), "the workers never met the outage"

@@ -16,7 +16,7 @@ import ingest
 from ingest.api import errors
 from ingest.api.metrics import Metrics, MetricsMiddleware
 from ingest.api.ratelimit import build_limiter
-from ingest.api.routes import costs, documents, health, jobs, router_modes, search
+from ingest.api.routes import costs, documents, health, jobs, router_modes, search, webhooks
 from ingest.api.state import ApiState
 from ingest.config import Settings
 from ingest.runtime import Runtime
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (documents, jobs, search, costs, router_modes, health):
+    for module in (documents, jobs, search, costs, router_modes, webhooks, health):
         app.include_router(module.router)
     metrics.templates = {route.endpoint: route.path for route in app.routes if isinstance(route, Route)}
     return app
