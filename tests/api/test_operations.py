@@ -47,3 +47,14 @@ def test_openapi_describes_the_upload_form_and_the_error_shape(client: TestClien
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_openapi_documents_malformed_input_as_the_400_it_answers(client: TestClient, ada: dict[str, str]) -> None:
+    spec = client.get("/openapi.json").json()
+    search_op = spec["paths"]["/v1/search"]["post"]
+    assert "422" not in search_op["responses"] and "400" in search_op["responses"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    # The upload's own 422 (a file that cannot be parsed) stays documented.
+    assert "422" in spec["paths"]["/v1/documents"]["post"]["responses"]
+    answer = client.post("/v1/search", json={"query": "x", "top_k": "many"}, headers=ada)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad_request"

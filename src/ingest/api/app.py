@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 import ingest
-from ingest.api import errors
+from ingest.api import errors, openapi
 from ingest.api.metrics import Metrics, MetricsMiddleware
 from ingest.api.ratelimit import build_limiter
 from ingest.api.routes import costs, documents, health, jobs, router_modes, search, webhooks
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (documents, jobs, search, costs, router_modes, webhooks, health):
         app.include_router(module.router)
+    openapi.install(app)
     metrics.templates = {route.endpoint: route.path for route in app.routes if isinstance(route, Route)}
     return app
 
