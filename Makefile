@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUERY ?= The Docker daemon makes the volumes available by bind-mounting the provided paths
 
-.PHONY: demo test install bench bench-peers clean
+.PHONY: demo test install bench bench-peers bench-load clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: install
 
 bench: install
 	$(BIN)/python bench/pipeline.py
+
+# 1,000 documents through the HTTP API and 2 `ingest worker` processes, on loopback (mock mode, free):
+# documents/s, upload p50/p95, and that every document completed exactly once. docs/load-test.md.
+bench-load: install
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 # Against LlamaIndex and LangChain, in their own environment (bench/.venv-peers); writes docs/benchmarks.md.
 bench-peers: install
