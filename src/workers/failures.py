@@ -22,5 +22,11 @@ class JobFailures(Middleware):
         if job_id is None:
             return
         error = one_line(exception)
-        fail_job(runtime_middleware(broker).runtime(), job_id, error)
-        log.warning("job_failed", job_id=str(job_id), actor=message.actor_name, error=error)
+        if fail_job(runtime_middleware(broker).runtime(), job_id, error):
+            log.warning("job_failed", job_id=str(job_id), actor=message.actor_name, error=error)
+        else:
+            # A batch still at work when another failed the job trips over the deleted chunks: its error
+            # is a consequence, not the job's verdict, which stays the first.
+            log.info(
+                "message_given_up", job_id=str(job_id), actor=message.actor_name, reason="the job is final"
+            )

@@ -11,13 +11,15 @@ from uuid import UUID
 
 import psycopg
 
+from ingest.logs import redact_value
 from ingest.runtime import Runtime
 from ingest.store import chunks, documents, jobs
 
 
 def one_line(exc: BaseException, limit: int = 500) -> str:
-    """A user-facing error: the message alone (no traceback), on one line, bounded."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """A user-facing error: the message alone (no traceback), on one line, bounded, and scrubbed of
+    secrets (a driver's message may echo a connection string): it is stored, and shown by the CLI and API."""
+    text = redact_value(" ".join(str(exc).split())) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -21,6 +21,7 @@ from uuid import UUID
 import psycopg
 import pytest
 import redis
+from psycopg import sql
 
 from ingest.config import Settings
 from ingest.runtime import Runtime
@@ -243,3 +244,70 @@ def set_modes(settings: Settings, **modes: str) -> None:
     with Runtime.open(settings) as rt:
         for service, mode in modes.items():
             rt.router.modes.set(Mode(mode), (service,))
+
+
+# --- a fault only one document meets ---------------------------------------------------------------------
+POISON = "ingest_test_poison"
+
+
+def poison_document(conninfo: str, document_id: str, message: str, *, ordinal: int = 1) -> None:
+    """Make every attempt to store the vector of the document's chunk `ordinal` fail with `message` (a
+    trigger on chunks; the batch's transaction rolls back). The other chunks are stored, so the failed
+    document leaves something behind unless failing cleans it up. Retrying cannot get past it; `heal`
+    removes it."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        literal = sql.Literal(message).as_string(conn)
+        doc = sql.Literal(document_id).as_string(conn)
+        conn.execute(
+            f"CREATE FUNCTION {POISON}() RETURNS trigger LANGUAGE plpgsql AS $poison$ BEGIN"
+            f" IF NEW.document_id = {doc}::uuid AND NEW.ordinal = {int(ordinal)} AND NEW.space_id IS NOT NULL"
+            f" THEN RAISE EXCEPTION USING MESSAGE = {literal}; END IF; RETURN NEW; END $poison$"
+        )
+        conn.execute(f"CREATE TRIGGER {POISON} BEFORE UPDATE OF space_id ON chunks FOR EACH ROW EXECUTE FUNCTION {POISON}()")
+
+
+def heal(conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP TRIGGER IF EXISTS {POISON} ON chunks")
+        conn.execute(f"DROP FUNCTION IF EXISTS {POISON}()")
+
+
+def job_of(conninfo: str, document_id: str) -> dict[str, object]:
+    """The document's latest job row, and how many chunks and vectors (in any space) the document has."""
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT id::text, status, error, chunks_total, chunks_done FROM jobs WHERE document_id = %s"
+            " ORDER BY created_at DESC LIMIT 1",
+            (document_id,),
+        ).fetchone()
+        spaces = [t for (t,) in conn.execute("SELECT table_name FROM embedding_spaces")]
+        vectors = sum(
+            conn.execute(
+                f"SELECT count(*) FROM {table} v JOIN chunks c ON c.id = v.chunk_id WHERE c.document_id = %s",
+                (document_id,),
+            ).fetchone()[0]
+            for table in spaces
+        )
+        stored = conn.execute("SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)).fetchone()[0]
+    job_id, status, error, total, done = row
+    return {
+        "id": job_id,
+        "status": status,
+        "error": error,
+        "chunks_total": total,
+        "chunks_done": done,
+        "chunks": stored,
+        "vectors": vectors,
+    }
+
+
+def max_deliveries(conninfo: str) -> int:
+    """The most deliveries any one message had (workers.lifecycle counts them)."""
+    with psycopg.connect(conninfo) as conn:
+        return conn.execute("SELECT coalesce(max(deliveries), 0) FROM message_deliveries").fetchone()[0]
+
+
+def documents_by_id(conninfo: str) -> dict[str, str]:
+    """filename → document id."""
+    with psycopg.connect(conninfo) as conn:
+        return {name: str(doc) for doc, name in conn.execute("SELECT id, filename FROM documents")}

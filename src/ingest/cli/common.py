@@ -13,7 +13,7 @@ from rich.console import Console
 
 from ingest.config import Settings
 from ingest.errors import IngestError
-from ingest.logs import configure_logging
+from ingest.logs import configure_logging, redact_value
 from ingest.runtime import Runtime
 from ingest.store.users import User, ensure_user
 
@@ -26,7 +26,9 @@ DEFAULT_USER = "local"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"error: {message}", markup=False, highlight=False)
+    # One line however long (rich would wrap it at the console's width), and no secret in it: a settings
+    # error quotes the values it was given.
+    err.print(f"error: {redact_value(message)}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

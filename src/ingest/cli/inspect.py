@@ -6,8 +6,10 @@ import json
 from typing import Annotated, Optional
 from uuid import UUID
 
+import psycopg
 import typer
 from psycopg import sql
+from psycopg.rows import class_row
 from rich.table import Table
 
 from ingest.cli.common import fail, handle_errors, out, runtime
@@ -37,15 +39,34 @@ def _job_row(job: jobs.Job, filename: str) -> dict[str, object]:
     }
 
 
+def _failed_jobs(conn: psycopg.Connection) -> list[jobs.Job]:
+    """Every failed job, latest first: the jobs whose messages were given up (the dead letters)."""
+    return (
+        conn.cursor(row_factory=class_row(jobs.Job))
+        .execute(f"SELECT {jobs.COLUMNS} FROM jobs WHERE status = 'failed' ORDER BY finished_at DESC, id")
+        .fetchall()
+    )
+
+
 @handle_errors
 def status(
     job_or_doc_id: Annotated[Optional[str], typer.Argument(help="A job or document id.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed", help="Every failed job (its message given up: the dead letters), to replay with `ingest retry`."
+        ),
+    ] = False,
 ) -> None:
     """Jobs and their stage; without an id, the latest. Also the chunks waiting for upgrade (embedded by the
     mock standing in for OpenAI in hybrid mode): all of them, or the document's."""
+    if failed and job_or_doc_id is not None:
+        raise fail("give a job or document id, or --failed, not both")
     with runtime() as rt, rt.pool.connection() as conn:
-        if job_or_doc_id is None:
+        if failed:
+            found = _failed_jobs(conn)
+        elif job_or_doc_id is None:
             found = jobs.latest(conn, limit=20)
         else:
             wanted = _uuid(job_or_doc_id)
@@ -77,6 +98,8 @@ def status(
             str(row["error"] or ""),
         )
     out.print(table)
+    if failed:
+        out.print(f"{len(rows)} failed jobs; run one again with `ingest retry JOB_ID`", markup=False)
     out.print(f"chunks waiting for upgrade to the real embedder: {waiting}")
 
 
