@@ -38,6 +38,13 @@ class NotFound(IngestError):
     code = "not_found"
 
 
+class Conflict(IngestError):
+    """The thing exists but is not in a state that allows this (e.g. retrying a job that has not failed)."""
+
+    status = 409
+    code = "conflict"
+
+
 class Unauthorized(IngestError):
     status = 401
     code = "unauthorized"

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from ingest import formats
+from ingest.errors import Conflict, NotFound
 from ingest.runtime import Runtime
 from ingest.store import documents, jobs
 from ingest.store.users import User
@@ -82,6 +83,24 @@ def submit_file(
     # Sent now if the user has fewer than `user_active_jobs` jobs under way, else held until one ends.
     admit(rt, user.id)
     return Submitted(doc.id, job.id, job.status, False, filename)
+
+
+def retry_job(rt: Runtime, job_id: UUID, *, owner_id: int | None = None) -> jobs.Job:
+    """Run a failed job again (`ingest retry`, `POST /v1/jobs/{id}/retry`). It queues behind the user's
+    other jobs, like a new upload. NotFound: no job `job_id` (of `owner_id`, when given); Conflict: the
+    job has not failed."""
+    with rt.pool.connection() as conn, conn.transaction():
+        job = jobs.get(conn, job_id, owner_id=owner_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        requeued = jobs.requeue(conn, job_id)
+        if requeued is None:
+            raise Conflict(f"job {job_id} is {job.status}, not failed: only a failed job can be retried")
+        documents.set_status(conn, requeued.document_id, "queued")
+        doc = documents.get(conn, requeued.document_id)
+        assert doc is not None  # a job's document goes only with the job
+    admit(rt, doc.owner_id)
+    return requeued
 
 
 def enqueue(job_id: UUID) -> None:

@@ -113,3 +113,29 @@ def test_another_users_job_and_events_are_404(client: TestClient, ada: dict[str,
     bob = new_key(client, "bob")
     assert client.get(f"/v1/jobs/{sent['job_id']}", headers=bob).status_code == 404
     assert client.get(f"/v1/jobs/{sent['job_id']}/events", headers=bob).status_code == 404
+
+
+def test_a_failed_job_is_retried_by_its_owner_only(client: TestClient, ada: dict[str, str], bob: dict[str, str]) -> None:
+    sent = upload(client, ada, text_document("fjords")).json()
+    job_id = sent["job_id"]
+    assert wait_for_job(client, ada, job_id)["status"] == "completed"
+    refused = client.post(f"/v1/jobs/{job_id}/retry", headers=ada)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict"
+
+    rt = runtime_of(client)
+    with rt.pool.connection() as conn:
+        conn.execute("UPDATE jobs SET status = 'running' WHERE id = %s", (job_id,))
+    assert fail_job(rt, job_id, "the parser gave up")
+    hits = client.post("/v1/search", json={"query": "fjords", "top_k": 3}, headers=ada).json()["results"]
+    assert hits == []  # nothing of a failed document is searchable
+
+    assert client.post(f"/v1/jobs/{job_id}/retry", headers=bob).status_code == 404
+    assert client.get(f"/v1/jobs/{job_id}", headers=ada).json()["status"] == "failed"  # bob changed nothing
+
+    retried = client.post(f"/v1/jobs/{job_id}/retry", headers=ada)
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["id"] == job_id and retried.json()["error"] is None
+    done = wait_for_job(client, ada, job_id)
+    assert done["status"] == "completed"
+    hits = client.post("/v1/search", json={"query": "fjords", "top_k": 3}, headers=ada).json()["results"]
+    assert hits and hits[0]["document_id"] == sent["document_id"]

@@ -84,9 +84,15 @@ def test_retry_runs_a_failed_job_again(samples: Path) -> None:
     assert (failed["status"], failed["error"]) == ("failed", "simulated vendor outage")
     assert ingest("search", "Apache License", "--json").stdout.count('"chunk_id"') == 0  # nothing searchable
 
+    # With the embedded default the job runs in this command: it returns when the job is done.
     retried = ingest("retry", job["id"])
     assert retried.exit_code == 0, retried.stderr
-    assert json.loads(ingest("status", job["id"], "--json").stdout)["status"] in ("queued", "running", "completed")
+    assert f"job {job['id']} completed" in retried.stdout
+    assert json.loads(ingest("status", job["id"], "--json").stdout)["status"] == "completed"
+    assert ingest("search", "Apache License", "--json").stdout.count('"chunk_id"') > 0
+
+    again = ingest("retry", job["id"])
+    assert again.exit_code != 0 and "completed, not failed" in again.stderr
 
 
 def test_mode_show_and_set(ingest_env: dict[str, str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Optional
 from uuid import UUID
 
@@ -12,10 +13,13 @@ from psycopg import sql
 from psycopg.rows import class_row
 from rich.table import Table
 
-from ingest.cli.common import fail, handle_errors, out, runtime
+from ingest.cli.common import err, fail, handle_errors, out, runtime
 from ingest.health import check_all
 from ingest.store import documents, jobs, upgrades
-from ingest.submit import enqueue
+from ingest.runtime import Runtime
+from ingest.submit import retry_job
+
+RETRY_POLL_S = 0.2
 
 
 def _uuid(value: str) -> UUID:
@@ -104,16 +108,35 @@ def status(
 
 
 @handle_errors
-def retry(job_id: Annotated[str, typer.Argument(help="The failed job to run again.")]) -> None:
-    """Run a failed job again."""
+def retry(
+    job_id: Annotated[str, typer.Argument(help="The failed job to run again.")],
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Return when the job is completed, failed or deferred.")
+    ] = True,
+) -> None:
+    """Run a failed job again; exit 0 when it completes (or, with --no-wait, once it is queued)."""
     with runtime(workers=True) as rt:
-        with rt.pool.connection() as conn, conn.transaction():
-            job = jobs.requeue(conn, _uuid(job_id))
-            if job is None:
-                raise fail(f"job {job_id} does not exist or has not failed")
-            documents.set_status(conn, job.document_id, "queued")
-        enqueue(job.id)
-        out.print(f"job {job.id} queued again")
+        job = retry_job(rt, _uuid(job_id))
+        if not wait:
+            out.print(f"job {job.id} queued again")
+            return
+        with err.status(f"job {job.id}: running again"):
+            final = _wait_final(rt, job.id)
+    if final is None:
+        raise fail(f"job {job.id}: its document was deleted while it ran")
+    detail = f": {final.error}" if final.error else ""
+    if final.status != "completed":
+        raise fail(f"job {final.id} {final.status}{detail}")
+    out.print(f"job {final.id} completed")
+
+
+def _wait_final(rt: Runtime, job_id: UUID) -> jobs.Job | None:
+    while True:
+        with rt.pool.connection() as conn:
+            job = jobs.get(conn, job_id)
+        if job is None or job.status in ("completed", "failed", "deferred"):
+            return job
+        time.sleep(RETRY_POLL_S)
 
 
 @handle_errors

@@ -17,6 +17,7 @@ from ingest.api.models import ErrorDetail, ErrorOut, JobOut
 from ingest.api.routes.costs import job_cost
 from ingest.api.state import runtime
 from ingest.errors import NotFound
+from ingest import submit
 from ingest.runtime import Runtime
 from ingest.store import jobs
 
@@ -36,6 +37,23 @@ def _job(rt: Runtime, job_id: UUID, owner_id: int) -> JobOut | None:
 def get_job(job_id: UUID, user: CurrentUser, rt: RuntimeDep) -> JobOut:
     job = _job(rt, job_id, user.id)
     if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+@router.post(
+    "/{job_id}/retry",
+    response_model=JobOut,
+    status_code=202,
+    summary="Run a failed job again",
+    description="Queues a `failed` job again (its document's chunks were removed when it failed); 409 when "
+    "the job has not failed.",
+    responses=error_responses(400, 401, 404, 409),
+)
+def retry_job(job_id: UUID, user: CurrentUser, rt: RuntimeDep) -> JobOut:
+    submit.retry_job(rt, job_id, owner_id=user.id)
+    job = _job(rt, job_id, user.id)
+    if job is None:  # deleted between the two
         raise NotFound(f"no job {job_id}")
     return job
 
