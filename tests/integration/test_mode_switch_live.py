@@ -7,9 +7,7 @@ document, handled by the same worker process, is embedded by the stand-in into t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,13 +17,14 @@ import psycopg
 import pytest
 import redis
 from standins_support import serving
+from worker_support import run_ingest as ingest
+from worker_support import worker_process
 
 from mocks import openai_api
 from mocks.faults import FaultPlan
 
 pytestmark = pytest.mark.redis
 
-INGEST = str(Path(sys.executable).parent / "ingest")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODE_CACHE_S = 0.2  # how long a process may trust its last read of the modes
 
@@ -59,26 +58,9 @@ def env(ingest_env: dict[str, str], standin: tuple[object, str]) -> Iterator[dic
 
 
 @pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
-    with open(tmp_path / "worker.log", "wb") as log:
-        proc = subprocess.Popen(
-            [INGEST, "worker", "--processes", "1", "--threads", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with worker_process(env, tmp_path / "worker.log") as proc:
         yield proc
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def ingest(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([INGEST, *args], check=False, env=env, capture_output=True, text=True, timeout=240)
 
 
 def spaces_of(conninfo: str, filename: str) -> set[str]:

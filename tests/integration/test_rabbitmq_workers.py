@@ -7,20 +7,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from worker_support import SAMPLES, worker_process
+from worker_support import run_ingest as run
 
 pytestmark = pytest.mark.rabbitmq
 
-INGEST = str(Path(sys.executable).parent / "ingest")
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 RABBITMQ = ("127.0.0.1", 5672)
 
 
@@ -58,27 +56,9 @@ def rabbit_env(ingest_env: dict[str, str], vhost: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(rabbit_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
-    log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen(
-        [INGEST, "worker", "--processes", "1", "--threads", "2"],
-        env=rabbit_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
-
-
-def run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([INGEST, *args], env=env, capture_output=True, text=True, timeout=timeout)
+def worker(rabbit_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with worker_process(rabbit_env, tmp_path / "worker.log") as proc:
+        yield proc
 
 
 def queue_messages(vhost: str) -> dict[str, int]:

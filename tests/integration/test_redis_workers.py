@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from worker_support import SAMPLES, worker_process
+from worker_support import run_ingest as run
 
 pytestmark = pytest.mark.redis
 
-INGEST = str(Path(sys.executable).parent / "ingest")
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -36,27 +34,9 @@ def redis_env(ingest_env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def worker(redis_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
-    log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen(
-        [INGEST, "worker", "--processes", "1", "--threads", "2"],
-        env=redis_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
-
-
-def run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([INGEST, *args], env=env, capture_output=True, text=True, timeout=timeout)
+def worker(redis_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with worker_process(redis_env, tmp_path / "worker.log") as proc:
+        yield proc
 
 
 def test_documents_flow_through_redis_to_a_separate_worker(
@@ -66,7 +46,9 @@ def test_documents_flow_through_redis_to_a_separate_worker(
     assert added.returncode == 0, added.stdout + added.stderr + (tmp_path / "worker.log").read_text()
     assert "6 completed" in added.stdout
 
-    found = run(redis_env, "search", "The Docker daemon provides these paths to containers to consume.", "--json")
+    found = run(
+        redis_env, "search", "The Docker daemon provides these paths to containers to consume.", "--json"
+    )
     assert json.loads(found.stdout)["results"][0]["filename"] == "docker-plugins-volume.md"
     assert run(redis_env, "verify").returncode == 0
 
