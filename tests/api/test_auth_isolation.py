@@ -15,6 +15,7 @@ ROUTES = {
     ("delete", "/v1/documents/{document_id}"),
     ("get", "/v1/jobs/{job_id}"),
     ("get", "/v1/jobs/{job_id}/events"),
+    ("post", "/v1/jobs/{job_id}/retry"),
     ("post", "/v1/search"),
     ("get", "/v1/costs"),
     ("get", "/v1/router"),
@@ -74,6 +75,7 @@ def test_another_user_reaches_nothing_of_the_first(
         ("delete", f"/v1/documents/{doc}"),
         ("get", f"/v1/jobs/{job}"),
         ("get", f"/v1/jobs/{job}/events"),
+        ("post", f"/v1/jobs/{job}/retry"),
     ):
         answer = client.request(method.upper(), path, headers=bob)
         assert answer.status_code == 404, (method, path)  # never 403: the id's existence is not revealed
