@@ -6,6 +6,9 @@ the worker waiting on that parse job returns from `wait(job_id, timeout_s)` with
 - Redis (`REDIS_URL` set): one list per job. `notify` pushes an item (which expires), `wait` pops it
   with BLPOP. A list, not pub/sub: a message published before the worker subscribes is gone, while an
   item pushed before the worker pops stays there for it, so an event never loses a race with its wait.
+  A wait (up to a minute) is cut into BLPOPs of at most 2 s: one that outlasts the client's socket
+  timeout (redis-py's default is 5 s) raises TimeoutError instead of waiting. Redis away during a wait
+  turns it into a plain sleep: the caller looks at the job itself afterwards, as after a lost event.
 - PostgreSQL otherwise: NOTIFY on one channel. Each process that waits holds one LISTEN connection
   (a daemon thread) that keeps the job ids it hears for `memory_s`, so an event heard before its wait
   still counts. Events sent while no LISTEN is in place (before the first wait, or while the listener
@@ -62,11 +65,29 @@ def job_signal(settings: Settings, pool: ConnectionPool) -> JobSignal:
 class RedisJobSignal:
     # BLPOP's timeout 0 means "forever", and Redis rounds tiny ones down to it: never block for less.
     _MIN_BLOCK_S = 0.01
+    # One BLPOP blocks at most this long (or half of a shorter socket timeout): well inside the 5 s
+    # socket timeout of redis-py's default client.
+    _MAX_BLOCK_S = 2.0
 
-    def __init__(self, client: redis.Redis, *, namespace: str = "ingest", memory_s: float = MEMORY_S) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "ingest",
+        memory_s: float = MEMORY_S,
+        max_block_s: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import redis as redis_lib
+
         self._client = client
         self._namespace = namespace
         self._memory_s = max(1, round(memory_s))
+        self._max_block_s = max_block_s if max_block_s is not None else _longest_block(client)
+        self._errors: tuple[type[Exception], ...] = (redis_lib.RedisError,)
+        self._sleep = sleep
+        self._clock = clock
 
     def _key(self, vendor_job_id: str) -> str:
         return f"{self._namespace}:llamaparse:event:{vendor_job_id}"
@@ -78,12 +99,37 @@ class RedisJobSignal:
 
     def wait(self, vendor_job_id: str, timeout_s: float) -> bool:
         key = self._key(vendor_job_id)
-        if timeout_s <= 0:
-            return self._client.lpop(key) is not None
-        return self._client.blpop([key], timeout=max(timeout_s, self._MIN_BLOCK_S)) is not None
+        deadline = self._clock() + max(timeout_s, 0)
+        try:
+            if timeout_s <= 0:
+                return self._client.lpop(key) is not None
+            # One BLPOP blocking past the client's socket timeout fails with TimeoutError (after 5 s
+            # with redis-py's default) instead of waiting: block in slices the socket outlasts.
+            while (left := deadline - self._clock()) > 0:
+                block = max(min(left, self._max_block_s), self._MIN_BLOCK_S)
+                if self._client.blpop([key], timeout=block) is not None:
+                    return True
+            return False
+        except self._errors as exc:
+            # A wake-up is only a hint: without Redis, wait as a poll timer would, then the caller looks.
+            left = max(deadline - self._clock(), 0.0)
+            log.warning("llamaparse_signal_unavailable", job_id=vendor_job_id, error=str(exc), sleep_s=left)
+            self._sleep(left)
+            return False
 
     def close(self) -> None:
         self._client.close()
+
+
+def _longest_block(client: redis.Redis) -> float:
+    """How long one BLPOP may block: a slice well inside redis-py's default socket timeout (5 s; the
+    default is not in the pool's connection_kwargs), or inside a shorter one set in the URL or kwargs."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
+    socket_timeout = kwargs.get("socket_timeout")
+    if not socket_timeout:
+        return RedisJobSignal._MAX_BLOCK_S
+    # Half of it: Redis ends a blocked call up to a tick (100 ms by default) late, and the answer travels.
+    return max(min(RedisJobSignal._MAX_BLOCK_S, socket_timeout / 2), RedisJobSignal._MIN_BLOCK_S)
 
 
 class PostgresJobSignal:

@@ -182,6 +182,36 @@ def test_redis_wakes_a_wait_on_another_connection(redis_namespace: str) -> None:
         worker.close()
 
 
+def test_redis_a_wait_longer_than_the_socket_timeout_waits(redis_namespace: str) -> None:
+    # A socket timeout shorter than the wait, as redis-py's default 5 s is shorter than a worker's
+    # minute-long wait: one BLPOP of the whole wait would raise TimeoutError when the socket times out.
+    short = f"{REDIS_URL}?socket_timeout=1"
+    api = RedisJobSignal(redis.Redis.from_url(REDIS_URL), namespace=redis_namespace)
+    worker = RedisJobSignal(redis.Redis.from_url(short), namespace=redis_namespace, sleep=_no_sleep)
+    try:
+        assert worker.wait("job-quiet", 1.5) is False  # no event: the whole wait, and no error
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(worker.wait, "job-late", LONG_S)
+            assert worker.wait("job-other", 1.5) is False  # past the first slices of the wait
+            api.notify("job-late")
+            assert waiting.result(timeout=LONG_S) is True
+    finally:
+        api.close()
+        worker.close()
+
+
+def _no_sleep(seconds: float) -> None:
+    raise AssertionError(f"the signal fell back to sleeping {seconds:.1f} s: a Redis call failed")
+
+
+def test_redis_away_makes_a_wait_a_plain_sleep() -> None:
+    slept: list[float] = []
+    # Nothing listens on port 1: every Redis call fails at once.
+    away = RedisJobSignal(redis.Redis.from_url("redis://127.0.0.1:1/0"), sleep=slept.append)
+    assert away.wait("job-x", 2.0) is False
+    assert len(slept) == 1 and 0 < slept[0] <= 2.0  # the rest of the wait; then the caller looks itself
+
+
 def test_redis_across_processes(redis_namespace: str) -> None:
     here = RedisJobSignal(redis.Redis.from_url(REDIS_URL), namespace=redis_namespace)
     try:
