@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-import httpx
 import psycopg
 import structlog
 from prometheus_client import Gauge
@@ -79,6 +78,8 @@ def check(conn: psycopg.Connection, day: date, service: str, *, refused_by: str 
 
 
 def notify(payloads: list[dict], url: str | None) -> None:
+    import httpx  # here: only an alert with a webhook needs the HTTP client (it costs 16 MB of memory)
+
     for payload in payloads:
         fields = {k: v for k, v in payload.items() if k != "event"}
         log.warning("budget_threshold_crossed", **fields)

@@ -17,10 +17,12 @@ budget left for this service today?
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from uuid import UUID
 
+import psycopg
 import structlog
 from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
@@ -34,6 +36,7 @@ from costs.ledger import Entry, Hold
 from costs.money import fmt_usd
 from costs.prices import PriceTable, price_table
 from ingest.config import Settings
+from ingest.db.pool import autocommit
 
 log = structlog.get_logger(__name__)
 
@@ -127,8 +130,10 @@ class Meter:
             job_id=job_id,
         )
         at = self.clock()
+        # A shadow reservation is one statement (no budget to check): it needs no transaction around it.
+        connection = autocommit(self.pool) if simulated else self._transaction()
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            with connection as conn:
                 entry = budget.reserve(
                     conn, hold, at=at, tz=self.settings.budget_timezone, ttl_s=self.settings.reservation_ttl_s
                 )
@@ -151,10 +156,15 @@ class Meter:
         )
         return entry
 
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
     def settle(self, reservation: Reservation, actual: Charge) -> Entry:
         """Charge `actual` for the reservation; a second settle of the same key changes nothing."""
         log_ = log.bind(key=reservation.key, service=reservation.service, stage=reservation.stage)
-        with self.pool.connection() as conn, conn.transaction():
+        with autocommit(self.pool) as conn:  # one UPDATE: its own transaction, no BEGIN/COMMIT round trips
             entry = ledger.settle(
                 conn, reservation.id, amount_usd=actual.usd, usage=actual.usage, at=self.clock()
             )

@@ -19,14 +19,20 @@ How a chunk is made:
 - `token_count` is the exact cl100k_base count of `text` and never exceeds `max_tokens`: each finished
   chunk is encoded once and, in the rare case that joining pieces costs more than their counts,
   re-packed one piece shorter.
+- Boundaries are stable across versions of a document. Each chunk records where it starts
+  (`start_key`: a hash of its first piece and the piece before). Given the previous version's keys
+  (`anchors`), a chunk also ends before any piece where a previous chunk started, so after an edited
+  paragraph the packing falls back onto the old boundaries at once and every chunk the edit did not
+  touch comes out identical (its embedding is reused). Without anchors the packing is the plain one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ingest import tokens
@@ -52,6 +58,7 @@ class Chunk:
     text: str
     token_count: int
     metadata: dict  # page_start, page_end (None without pages), heading_path (list[str])
+    start_key: bytes = b""  # where the chunk starts: the anchor a later version ends its chunks at
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +82,10 @@ class _Header:
     complete: bool  # not cut to fit
 
 
-def chunk_document(doc: ParsedDocument, *, max_tokens: int = 512, overlap: int = 64) -> list[Chunk]:
+def chunk_document(
+    doc: ParsedDocument, *, max_tokens: int = 512, overlap: int = 64, anchors: Collection[bytes] = ()
+) -> list[Chunk]:
+    """`anchors`: the `start_key`s of the previous version's chunks, whose boundaries are kept."""
     if max_tokens < 16:
         raise ValueError("max_tokens must be at least 16")
     if not 0 <= overlap <= max_tokens // 2:
@@ -91,7 +101,7 @@ def chunk_document(doc: ParsedDocument, *, max_tokens: int = 512, overlap: int =
     while i < len(pieces):
         header = headers[pieces[i].path]
         carried = _overlap(previous, pieces[i], overlap) if chunks else []
-        end = _pack(pieces, i, carried, header, max_tokens, top_depth)
+        end = _pack(pieces, i, carried, header, max_tokens, top_depth, anchors)
         while True:
             parts = carried + pieces[i + int(_drops_heading(pieces, i, header)) : end]
             text = _render(header.text, parts)
@@ -117,6 +127,7 @@ def chunk_document(doc: ParsedDocument, *, max_tokens: int = 512, overlap: int =
                     "page_end": max(pages) if pages else None,
                     "heading_path": list(pieces[i].path),
                 },
+                start_key=_start_key(pieces, i),
             )
         )
         previous = parts
@@ -257,10 +268,24 @@ def _join_cost(before: _Piece | None, piece: _Piece) -> int:
     return piece.tokens + (1 if before is not None and before.block != piece.block else 0)
 
 
+def _start_key(pieces: list[_Piece], i: int) -> bytes:
+    """Where a chunk starting at piece i starts: its first piece and the one before, whitespace-blind."""
+    before = " ".join(pieces[i - 1].text.split()) if i else ""
+    text = f"{before}\x00{' '.join(pieces[i].text.split())}"
+    return hashlib.blake2b(text.encode(), digest_size=12).digest()
+
+
 def _pack(
-    pieces: list[_Piece], i: int, carried: list[_Piece], header: _Header, max_tokens: int, top_depth: int
+    pieces: list[_Piece],
+    i: int,
+    carried: list[_Piece],
+    header: _Header,
+    max_tokens: int,
+    top_depth: int,
+    anchors: Collection[bytes] = (),
 ) -> int:
-    """End (exclusive) of the chunk that starts with piece i after the carried overlap."""
+    """End (exclusive) of the chunk that starts with piece i after the carried overlap; it ends early
+    before a piece where a chunk of the previous version started (an anchor)."""
     used = header.tokens
     before: _Piece | None = None
     for piece in carried:
@@ -273,6 +298,8 @@ def _pack(
         piece = pieces[end]
         cost = _join_cost(before, piece)
         if end > i:
+            if anchors and _start_key(pieces, end) in anchors:
+                break
             if piece.heading and piece.block_start:
                 shallow = len(piece.path) <= top_depth
                 if used >= (max_tokens // 4 if shallow else max_tokens // 2):

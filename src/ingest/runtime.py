@@ -14,6 +14,7 @@ from ingest.blobs import BlobStore, build_blob_store
 from ingest.config import Settings
 from ingest.db import embedded, migrate
 from ingest.db.pool import open_pool
+from ingest.store.vectors import Space
 from router.factory import ServiceRouter
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,10 @@ class Runtime:
     pool: ConnectionPool
     blobs: BlobStore
     router: ServiceRouter = field(repr=False)
+    # Embedding spaces by (model, dimensions), as found: a space, once made, keeps its id and table.
+    spaces: dict[tuple[str, int], Space] = field(default_factory=dict, repr=False)
+    # A space's estimated vector count and when it was read (monotonic seconds): search's plan choice.
+    space_rows: dict[int, tuple[int | None, float]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Runtime:

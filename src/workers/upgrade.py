@@ -97,7 +97,9 @@ def _run(rt: Runtime) -> tuple[int, str]:
             return upgraded, f"the real embedder failed: {failed}"
         meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
         with rt.pool.connection() as conn, conn.transaction():
-            target = vectors.ensure_space(conn, embedder.model, embedder.dimensions, simulated=False)
+            target = vectors.ensure_space(
+                conn, embedder.model, embedder.dimensions, simulated=False, index_kind=rt.settings.vector_index
+            )
             moved = upgrades.move(conn, target, ids, result.vectors)
         CHUNKS_UPGRADED.inc(len(moved))
         upgraded += len(moved)

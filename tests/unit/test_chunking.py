@@ -278,3 +278,43 @@ def test_real_documents_keep_every_word() -> None:
         assert all(c.token_count == _exact(c) <= 512 for c in chunks), path.name
         missing = _words(doc.text) - set().union(*(_words(c.text) for c in chunks))
         assert not missing, f"{path.name}: {sorted(missing)[:20]}"
+
+
+# --- stable boundaries across versions ----------------------------------------------------------------
+
+
+def _edited(blocks: list[Block], index: int) -> list[Block]:
+    """The blocks with one paragraph rewritten shorter: the plain packing shifts every boundary after it."""
+    new = list(blocks)
+    new[index] = Block(" ".join(_sentences(99, 1)), heading_path=blocks[index].heading_path)
+    return new
+
+
+def test_an_edit_changes_only_its_own_chunks_when_the_old_boundaries_are_given() -> None:
+    blocks = _paragraphs(7, 60, sentences=4)
+    first = chunk_document(_doc(blocks), max_tokens=256, overlap=32)
+    before = {c.text for c in first}
+    plain_changes = anchored_changes = 0
+    for index in range(2, 58, 5):
+        edited = _doc(_edited(blocks, index))
+        plain = chunk_document(edited, max_tokens=256, overlap=32)
+        anchored = chunk_document(edited, max_tokens=256, overlap=32, anchors={c.start_key for c in first})
+        changed = {c.text for c in anchored} - before
+        # The chunk holding the edit, and the next one when its overlap repeats the edited text.
+        assert 1 <= len(changed) <= 2, (index, len(changed))
+        assert all(c.token_count == _exact(c) <= 256 for c in anchored)
+        assert not _words(edited.text) - set().union(*(_words(c.text) for c in anchored))
+        plain_changes += len({c.text for c in plain} - before)
+        anchored_changes += len(changed)
+    assert anchored_changes * 3 < plain_changes  # without the old boundaries, edits ripple onwards
+
+
+def test_anchors_change_nothing_for_the_same_text() -> None:
+    doc = _structured()
+    first = chunk_document(doc, max_tokens=200, overlap=40)
+    assert chunk_document(doc, max_tokens=200, overlap=40, anchors={c.start_key for c in first}) == first
+
+
+def test_start_keys_tell_chunks_apart() -> None:
+    chunks = chunk_document(_doc(_paragraphs(8, 40)), max_tokens=200, overlap=40)
+    assert len({c.start_key for c in chunks}) == len(chunks)

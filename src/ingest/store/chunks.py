@@ -31,13 +31,36 @@ def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]
     """Make `chunks` the document's only chunks (a re-run replaces, never duplicates)."""
     conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
     with conn.cursor().copy(
-        "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata) FROM STDIN (FORMAT BINARY)"
+        "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata, start_key)"
+        " FROM STDIN (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["uuid", "int4", "text", "int4", "bytea", "jsonb"])
+        copy.set_types(["uuid", "int4", "text", "int4", "bytea", "jsonb", "bytea"])
         for chunk in chunks:
             copy.write_row(
-                (document_id, chunk.ordinal, chunk.text, chunk.token_count, text_hash(chunk.text), Jsonb(chunk.metadata))
+                (
+                    document_id,
+                    chunk.ordinal,
+                    chunk.text,
+                    chunk.token_count,
+                    text_hash(chunk.text),
+                    Jsonb(chunk.metadata),
+                    chunk.start_key or None,
+                )
             )
+
+
+def anchors_of_replaced(conn: psycopg.Connection, document_id: UUID) -> set[bytes]:
+    """Where the chunks of the versions this document replaces start (see documents.supersede), so its
+    own chunks can end at the same places and an edit re-embeds only what it touched."""
+    rows = conn.execute(
+        "SELECT c.start_key FROM documents n JOIN documents o ON o.owner_id = n.owner_id AND o.id <> n.id"
+        " AND o.created_at < n.created_at"
+        " AND ((n.replaces = 'external_id' AND o.external_id = n.external_id)"
+        " OR (n.replaces = 'filename' AND o.filename = n.filename))"
+        " JOIN chunks c ON c.document_id = o.id WHERE n.id = %s AND c.start_key IS NOT NULL",
+        (document_id,),
+    ).fetchall()
+    return {bytes(r[0]) for r in rows}
 
 
 def count(conn: psycopg.Connection, document_id: UUID) -> int:

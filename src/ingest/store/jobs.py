@@ -192,12 +192,12 @@ def defer(conn: psycopg.Connection, job_id: UUID, reason: str, delay_s: int) -> 
 
 
 def requeue(conn: psycopg.Connection, job_id: UUID) -> Job | None:
-    """Put a failed job back in the queue (`ingest retry`)."""
+    """Put a failed job back in line (`ingest retry`), held: admission sends it when its user has room."""
     return (
         _cur(conn)
         .execute(
             f"UPDATE jobs SET status = 'queued', stage = 'queued', error = NULL, finished_at = NULL,"
-            f" chunks_total = NULL, chunks_done = 0, updated_at = now()"
+            f" chunks_total = NULL, chunks_done = 0, enqueued_at = NULL, updated_at = now()"
             f" WHERE id = %s AND status = 'failed' RETURNING {COLUMNS}",
             (job_id,),
         )
@@ -208,3 +208,19 @@ def requeue(conn: psycopg.Connection, job_id: UUID) -> Job | None:
 def count_by_status(conn: psycopg.Connection) -> dict[str, int]:
     rows = conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
     return {status: n for status, n in rows}
+
+
+def backlog(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """Work not yet embedded, over every queued or running job: (chunks still without a vector in the
+    jobs already chunked, how many jobs those are, how many jobs are not chunked yet)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(chunks_total - chunks_done) FILTER (WHERE chunks_total IS NOT NULL), 0),"
+        " count(*) FILTER (WHERE chunks_total IS NOT NULL), count(*) FILTER (WHERE chunks_total IS NULL)"
+        " FROM jobs WHERE status IN ('queued', 'running')"
+    ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def open_count(conn: psycopg.Connection) -> int:
+    """Jobs queued or running (a deferred job waits for its time and is not counted)."""
+    return conn.execute("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]

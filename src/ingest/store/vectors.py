@@ -1,15 +1,16 @@
 """Embedding spaces and their vector tables. Vectors go in with binary COPY: this is the hot path.
 
 Each (model, dimensions) gets its own table `vectors_<id>` with an HNSW cosine index, so vectors of
-different models never meet in one search. Vectors are stored as `halfvec`: half the bytes, twice the
+different models never meet in one search. While a large backlog loads, the index can be dropped and
+built again after in one pass (`defer_index`, `build_index`; the decision is in ingest/loading.py). Vectors are stored as `halfvec`: half the bytes, twice the
 dimensions pgvector can index (4,000), at a recall cost too small to measure on text embeddings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from uuid import UUID
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 import psycopg
@@ -18,6 +19,9 @@ from psycopg import sql
 
 # Serialises creation of a space's table across processes (CREATE TABLE IF NOT EXISTS can still race).
 SPACE_LOCK_KEY = 7_310_425_119
+# Serialises dropping and building one space's index: this plus the space's id.
+INDEX_LOCK_BASE = 7_310_426_000_000
+_SPACE_COLUMNS = "id, model, dimensions, simulated, table_name, index_deferred_at, index_kind"
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 
@@ -29,6 +33,13 @@ class Space:
     dimensions: int
     simulated: bool
     table_name: str
+    # Since when the HNSW index is dropped for a backlog to load (searches scan meanwhile); None: live.
+    index_deferred_at: datetime | None = None
+    index_kind: str = "halfvec"  # or "binary": HNSW over bit(d) quantizations, re-ranked exactly
+
+    @property
+    def index_deferred(self) -> bool:
+        return self.index_deferred_at is not None
 
     @property
     def table(self) -> sql.Identifier:
@@ -37,14 +48,17 @@ class Space:
 
 def find_space(conn: psycopg.Connection, model: str, dimensions: int) -> Space | None:
     row = conn.execute(
-        "SELECT id, model, dimensions, simulated, table_name FROM embedding_spaces WHERE model = %s AND dimensions = %s",
+        f"SELECT {_SPACE_COLUMNS} FROM embedding_spaces WHERE model = %s AND dimensions = %s",
         (model, dimensions),
     ).fetchone()
     return Space(*row) if row else None
 
 
-def ensure_space(conn: psycopg.Connection, model: str, dimensions: int, *, simulated: bool) -> Space:
-    """The space for (model, dimensions), created with its table and index on first use."""
+def ensure_space(
+    conn: psycopg.Connection, model: str, dimensions: int, *, simulated: bool, index_kind: str = "halfvec"
+) -> Space:
+    """The space for (model, dimensions), created with its table and index on first use (`index_kind`
+    applies to a space made now; an existing space keeps its own)."""
     space = find_space(conn, model, dimensions)
     if space is not None:
         return space
@@ -54,9 +68,9 @@ def ensure_space(conn: psycopg.Connection, model: str, dimensions: int, *, simul
         if space is not None:
             return space
         space_id = conn.execute(
-            "INSERT INTO embedding_spaces (model, dimensions, simulated, table_name)"
-            " VALUES (%s, %s, %s, '') RETURNING id",
-            (model, dimensions, simulated),
+            "INSERT INTO embedding_spaces (model, dimensions, simulated, table_name, index_kind)"
+            " VALUES (%s, %s, %s, '', %s) RETURNING id",
+            (model, dimensions, simulated, index_kind),
         ).fetchone()[0]
         name = f"vectors_{space_id}"
         conn.execute("UPDATE embedding_spaces SET table_name = %s WHERE id = %s", (name, space_id))
@@ -66,17 +80,96 @@ def ensure_space(conn: psycopg.Connection, model: str, dimensions: int, *, simul
                 " embedding halfvec({d}) NOT NULL)"
             ).format(t=sql.Identifier(name), d=sql.Literal(dimensions))
         )
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX {i} ON {t} USING hnsw (embedding halfvec_cosine_ops) WITH (m = {m}, ef_construction = {ef})"
-            ).format(
-                i=sql.Identifier(f"{name}_hnsw"),
-                t=sql.Identifier(name),
-                m=sql.Literal(HNSW_M),
-                ef=sql.Literal(HNSW_EF_CONSTRUCTION),
-            )
-        )
-    return Space(space_id, model, dimensions, simulated, name)
+        space = Space(space_id, model, dimensions, simulated, name, None, index_kind)
+        conn.execute(_create_index(space))
+    return space
+
+
+def quantized(space: Space, value: sql.Composable) -> sql.Composed:
+    """`value` (a halfvec) as the bits a binary index holds: one per dimension, set where positive."""
+    return sql.SQL("binary_quantize({v})::bit({d})").format(v=value, d=sql.Literal(space.dimensions))
+
+
+def _create_index(space: Space) -> sql.Composed:
+    column = (
+        sql.SQL("({q}) bit_hamming_ops").format(q=quantized(space, sql.Identifier("embedding")))
+        if space.index_kind == "binary"
+        else sql.SQL("embedding halfvec_cosine_ops")
+    )
+    return sql.SQL(
+        "CREATE INDEX IF NOT EXISTS {i} ON {t} USING hnsw ({c}) WITH (m = {m}, ef_construction = {ef})"
+    ).format(
+        i=sql.Identifier(f"{space.table_name}_hnsw"),
+        t=space.table,
+        c=column,
+        m=sql.Literal(HNSW_M),
+        ef=sql.Literal(HNSW_EF_CONSTRUCTION),
+    )
+
+
+def get_space(conn: psycopg.Connection, space_id: int) -> Space | None:
+    row = conn.execute(
+        f"SELECT {_SPACE_COLUMNS} FROM embedding_spaces WHERE id = %s",
+        (space_id,),
+    ).fetchone()
+    return Space(*row) if row else None
+
+
+def estimated_rows(conn: psycopg.Connection, space: Space) -> int | None:
+    """The space's vector count by its statistics (ANALYZE, autovacuum, an index build); None before any."""
+    row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (space.table_name,)).fetchone()
+    return None if row is None or row[0] < 0 else int(row[0])
+
+
+def deferred_space_ids(conn: psycopg.Connection) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT id FROM embedding_spaces WHERE index_deferred_at IS NOT NULL")]
+
+
+def deferred_seconds(conn: psycopg.Connection, space_id: int) -> float | None:
+    """How long the space's index has been deferred, by the database's clock; None: it is live."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM now() - index_deferred_at) FROM embedding_spaces WHERE id = %s", (space_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def rows_up_to(conn: psycopg.Connection, space: Space, limit: int) -> int:
+    """The space's vector count, counted no further than `limit` (a bound, not a full count)."""
+    return conn.execute(
+        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {t} LIMIT %s) s").format(t=space.table), (limit,)
+    ).fetchone()[0]
+
+
+def lock_index(conn: psycopg.Connection, space: Space) -> Space:
+    """Take the space's index lock for this transaction; return the space as it is now."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (INDEX_LOCK_BASE + space.id,))
+    now = get_space(conn, space.id)
+    assert now is not None  # spaces are never deleted
+    return now
+
+
+def defer_index(conn: psycopg.Connection, space: Space) -> Space:
+    """Drop the space's HNSW index until `build_index`; call inside a transaction. Searches meanwhile
+    read the table exactly; the drop waits for the searches and writes already running."""
+    space = lock_index(conn, space)
+    if not space.index_deferred:
+        since = conn.execute(
+            "UPDATE embedding_spaces SET index_deferred_at = now() WHERE id = %s RETURNING index_deferred_at",
+            (space.id,),
+        ).fetchone()[0]
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=sql.Identifier(f"{space.table_name}_hnsw")))
+        space = replace(space, index_deferred_at=since)
+    return space
+
+
+def build_index(conn: psycopg.Connection, space: Space, *, memory_mb: int) -> None:
+    """Build the space's HNSW index in one pass; call inside a transaction holding `lock_index`.
+    Writers wait for it (a SHARE lock), searches do not; it commits with the space marked indexed."""
+    conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory_mb}MB")))
+    conn.execute(_create_index(space))
+    conn.execute("UPDATE embedding_spaces SET index_deferred_at = NULL WHERE id = %s", (space.id,))
+    # Fresh statistics, so the planner weighs the index against a scan with the table's real size.
+    conn.execute(sql.SQL("ANALYZE {t}").format(t=space.table))
 
 
 def write(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
