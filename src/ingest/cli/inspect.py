@@ -15,8 +15,8 @@ from rich.table import Table
 
 from ingest.cli.common import err, fail, handle_errors, out, runtime
 from ingest.health import check_all
-from ingest.store import documents, jobs, upgrades
 from ingest.runtime import Runtime
+from ingest.store import documents, jobs, upgrades
 from ingest.submit import retry_job
 
 RETRY_POLL_S = 0.2

@@ -12,10 +12,10 @@ from rich.table import Table
 from ingest.cli import costs as costs_cmds
 from ingest.cli import inspect as inspect_cmds
 from ingest.cli.add import print_summary, run_add
+from ingest.cli.common import DEFAULT_USER, cli_user, handle_errors, out, runtime
 from ingest.cli.keys import keys_app
 from ingest.cli.serve import serve
 from ingest.cli.worker import mocks_app, worker
-from ingest.cli.common import DEFAULT_USER, cli_user, handle_errors, out, runtime
 from ingest.config import Settings
 from ingest.db import migrate
 from ingest.runtime import resolve_database_url
