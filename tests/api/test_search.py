@@ -67,3 +67,17 @@ def test_bad_searches_are_400(client: TestClient, ada: dict[str, str]) -> None:
         answer = client.post("/v1/search", headers=ada, json=body)
         assert answer.status_code == 400, (body, answer.text)
         assert error_of(answer)["code"] == "bad_request"
+
+
+def test_a_hit_carries_the_uploads_metadata_under_the_chunks_own(client: TestClient, ada: dict[str, str]) -> None:
+    metadata = '{"source": "field-notes", "page_start": "not the chunk\'s", "tags": ["birds"]}'
+    sent = upload(client, ada, PENGUINS, "penguins.txt", metadata=metadata).json()
+    assert wait_for_job(client, ada, sent["job_id"])["status"] == "completed"
+    ingest(client, ada, ORCHIDS, "orchids.txt")
+    results = client.post("/v1/search", headers=ada, json={"query": "penguins huddle", "top_k": 2}).json()["results"]
+    by_doc = {r["document_id"]: r["metadata"] for r in results}
+    penguin = by_doc[sent["document_id"]]
+    assert (penguin["source"], penguin["tags"]) == ("field-notes", ["birds"])
+    assert penguin["page_start"] != "not the chunk's"  # the chunk's own keys win
+    orchid = next(m for d, m in by_doc.items() if d != sent["document_id"])
+    assert "source" not in orchid  # one document's metadata never leaks onto another's hits

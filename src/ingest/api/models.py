@@ -51,7 +51,7 @@ UPLOAD_FORM_SCHEMA: dict[str, Any] = {
         },
         "metadata": {
             "type": "string",
-            "description": "A JSON object stored with the document and its chunks.",
+            "description": "A JSON object stored with the document and returned in the metadata of its search hits.",
         },
         "callback_url": {
             "type": "string",
@@ -174,7 +174,9 @@ class SearchHit(_Out):
     filename: str
     text: str
     score: float = Field(description="Cosine similarity; higher is nearer.")
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(
+        description="The upload's metadata, with the chunk's own (page_start, page_end, heading_path) over it."
+    )
 
     @classmethod
     def of(cls, hit: Hit) -> SearchHit:

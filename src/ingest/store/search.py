@@ -47,7 +47,8 @@ def candidates(top_k: int) -> int:
 
 _VISIBLE = "d.owner_id = %(owner)s AND d.status = 'completed' {ids}"
 _JOIN = "JOIN chunks c ON c.id = v.chunk_id JOIN documents d ON d.id = c.document_id"
-_ROW = "c.document_id, c.id, d.filename, c.text, c.metadata"
+# A hit's metadata: what the user gave with the upload, then the chunk's own (page, heading path) over it.
+_ROW = "c.document_id, c.id, d.filename, c.text, d.metadata || c.metadata"
 
 # halfvec spaces: the index orders by the exact distance itself.
 _DIRECT = (
