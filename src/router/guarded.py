@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ingest.errors import IngestError, VendorError
 from router.backoff import RetriesExhausted
 from router.circuit import CircuitBreaker, Outcome
-from router.protocols import Embedder, EmbedResult, Parser, ParseResult
+from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
 from router.vendor_errors import ErrorClass, classify
 
 T = TypeVar("T")
@@ -67,10 +67,13 @@ class GuardedParser:
     def __init__(self, inner: Parser, service: str, breaker: CircuitBreaker) -> None:
         self.inner = inner
         self.name = inner.name
+        self.resumes_jobs = resumes_jobs(inner)  # `resume=` / `on_submitted=` reach the inner parser
         self._guard = _Guard(service, breaker)
 
-    def parse(self, data: bytes, *, filename: str, media_type: str) -> ParseResult:
-        return self._guard.call(lambda: self.inner.parse(data, filename=filename, media_type=media_type))
+    def parse(self, data: bytes, *, filename: str, media_type: str, **resume: Any) -> ParseResult:
+        return self._guard.call(
+            lambda: self.inner.parse(data, filename=filename, media_type=media_type, **resume)
+        )
 
 
 class GuardedEmbedder:

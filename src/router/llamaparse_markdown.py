@@ -15,9 +15,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from ingest.errors import EmptyDocument
 from ingest.formats.blocks import BlockBuilder
 from ingest.formats.markdown import _Reader as MarkdownReader  # one markdown dialect for the whole project
-from ingest.parsed import Block
+from ingest.parsed import Block, ParsedDocument
+from router.vendor_errors import MalformedResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +112,24 @@ def paginate(blocks: Sequence[Block], *, chars_per_page: int) -> list[list[Block
         pages[-1].append(block)
         size += length
     return pages
+
+
+def pages_to_document(pages: list[object], media_type: str, plain: bool, max_chars: int) -> ParsedDocument:
+    """A parse result's pages (SDK objects: `markdown`, or `text` for the fast tier) as our document."""
+    texts: list[PageText] = []
+    warnings: list[str] = []
+    for index, page in enumerate(pages, start=1):
+        number = getattr(page, "page_number", None) or index
+        if getattr(page, "success", True) is False:
+            warnings.append(f"LlamaParse could not parse page {number}: {getattr(page, 'error', '')}")
+            continue
+        text = getattr(page, "text" if plain else "markdown", None)
+        if not isinstance(text, str):
+            raise MalformedResponse(f"LlamaParse page {number} has no content")
+        texts.append(PageText(number, text))
+    blocks, cut = (text_to_blocks if plain else markdown_to_blocks)(texts, max_chars=max_chars)
+    if not blocks:
+        raise EmptyDocument("LlamaParse found no text in the document")
+    return ParsedDocument(
+        media_type, blocks, pages=len(pages), partial=bool(warnings or cut), warnings=warnings + cut
+    )

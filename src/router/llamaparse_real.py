@@ -16,6 +16,11 @@ fails on its own is resubmitted the same way. A create whose answer was lost (ti
 body) may still have made a job: before trying again we look for it by a tag in `user_metadata`, so
 one document is never charged twice for one submission.
 
+Every job made is told to the caller (`on_submitted`), who records it with the ingest job; a later
+delivery of the stage passes it back (`resume`) and the job it already paid for serves: a pending one is
+waited for, a completed one is read, and only one confirmed FAILED or CANCELLED, or unknown to the API,
+is replaced (`router.llamaparse_resume` decides, a pure function).
+
 The base URL (region) is `LLAMA_CLOUD_BASE_URL`, e.g. https://api.cloud.eu.llamaindex.ai for the EU.
 
 HTTP client and tests: llama-cloud sends through plain `httpx` (its `_base_client` wraps an
@@ -39,37 +44,29 @@ from llama_cloud import LlamaCloud, omit
 from llama_cloud.types.parsing_create_params import WebhookConfiguration
 
 from ingest.config import Settings
-from ingest.errors import EmptyDocument, ServiceUnavailable, VendorError
+from ingest.errors import ServiceUnavailable, VendorError
 from ingest.formats import Limits
 from ingest.parsed import ParsedDocument
 from router.backoff import Cooldown, RetriesExhausted, RetryPolicy, VendorRetry
-from router.llamaparse_markdown import PageText, markdown_to_blocks, text_to_blocks
+from router.llamaparse_markdown import pages_to_document
+from router.llamaparse_resume import FAILED as _FAILED
+from router.llamaparse_resume import PENDING as _PENDING
+from router.llamaparse_resume import JobAttempt, Step, described, gave_up, next_step, resumed_jobs
 from router.llamaparse_webhook import TERMINAL_EVENTS
-from router.protocols import ParseResult, ParseUsage
-from router.vendor_errors import ErrorClass, MalformedResponse, classify, describe, vendor_failure
+from router.protocols import OnSubmitted, ParseResult, ParseUsage, Submission
+from router.vendor_errors import ErrorClass, MalformedResponse, classify, describe, status_of, vendor_failure
 
 log = structlog.get_logger(__name__)
 
 SERVICE = "llamaparse"
 WEBHOOK_PATH = "/v1/webhooks/llamaparse"
 SUBMISSION_TAG = "ingest_submission"  # user_metadata key that finds a job whose create answer was lost
-_PENDING = frozenset({"PENDING", "RUNNING"})
-_FAILED = frozenset({"FAILED", "CANCELLED"})
 _STATUSES = _PENDING | _FAILED | {"COMPLETED"}
 # The vendor's and our clocks differ: a lost job is looked for this far before we asked for it.
 _CLOCK_SKEW = timedelta(minutes=5)
 
 T = TypeVar("T")
 Waiter = Callable[[str, float], bool]  # (vendor job id, timeout s) -> True when an event arrived
-
-
-@dataclass(frozen=True, slots=True)
-class JobAttempt:
-    """One parse job submitted for the document, as last seen."""
-
-    job_id: str
-    status: str
-    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -103,6 +100,8 @@ def _job(raw: object) -> _Job:
 
 class LlamaParseParser:
     """Thread-safe: one instance serves every worker thread of a process."""
+
+    resumes_jobs = True  # takes `resume=` and `on_submitted=` (router.protocols.Parser)
 
     def __init__(
         self,
@@ -157,19 +156,54 @@ class LlamaParseParser:
 
     # --- the Parser protocol ------------------------------------------------------------------------
 
-    def parse(self, data: bytes, *, filename: str, media_type: str) -> LlamaParseResult:
-        file_id = self._upload(data, filename, media_type)
-        attempts: list[JobAttempt] = []
-        job = self._settle(self._submit(file_id))
-        attempts.append(JobAttempt(job.id, job.status, job.error))
+    def parse(
+        self,
+        data: bytes,
+        *,
+        filename: str,
+        media_type: str,
+        resume: Submission | None = None,
+        on_submitted: OnSubmitted | None = None,
+    ) -> LlamaParseResult:
+        """Follow the document's jobs until one completes (`router.llamaparse_resume` decides each step).
+
+        `resume`: the job an earlier delivery made; it is looked at first and, pending or completed, it
+        serves: no upload, no new job. `on_submitted`: told each new job as soon as it exists.
+        """
+        attempts: list[JobAttempt] = []  # the jobs seen ended, in order
         warnings: list[str] = []
-        if job.status in _FAILED:
-            warnings.append(f"LlamaParse job {_described(attempts[0])}; resubmitted once")
-            log.warning("llamaparse_resubmit", job_id=job.id, status=job.status, error=job.error)
-            job = self._settle(self._submit(file_id))
-            attempts.append(JobAttempt(job.id, job.status, job.error))
-            if job.status in _FAILED:
-                raise _gave_up(attempts, self.job_deadline_s)
+        file_id, recorded_file = None, False
+        made = 0  # jobs of this round so far
+        job: _Job | None = None  # the round's latest job, as last seen
+        if resume is not None:
+            job = self._look_up(resume.job_id)
+            status = job.status if job else None
+            file_id, recorded_file = resume.file_id, resume.file_id is not None
+            made = resumed_jobs(resume.jobs, status)
+            log.info("llamaparse_job_resumed", job_id=resume.job_id, status=status or "UNKNOWN", jobs=made)
+            if job is not None and job.status not in _PENDING:
+                attempts.append(JobAttempt(job.id, job.status, job.error))
+        while (step := next_step(made, job.status if job else None)) is not Step.FETCH:
+            if step is Step.GIVE_UP:
+                raise gave_up(attempts, self.job_deadline_s)
+            if step is Step.WAIT:
+                assert job is not None
+                job = self._settle(job.id)
+                if job.status not in _PENDING:
+                    attempts.append(JobAttempt(job.id, job.status, job.error))
+                continue
+            if made and attempts and (ended := attempts[-1]).status in _FAILED:
+                warnings.append(f"LlamaParse job {described(ended)}; resubmitted once")
+                log.warning(
+                    "llamaparse_resubmit", job_id=ended.job_id, status=ended.status, error=ended.error
+                )
+            job_id, file_id = self._submit_file(file_id, recorded_file, data, filename, media_type)
+            recorded_file = False
+            made += 1
+            if on_submitted is not None:
+                on_submitted(Submission(job_id, file_id, made))
+            job = _Job(job_id, "PENDING", None, None)
+        assert job is not None  # a FETCH is of a job seen COMPLETED
         document, credits = self._result(job.id, media_type)
         document.warnings[:0] = warnings
         usage = ParseUsage(
@@ -199,6 +233,21 @@ class LlamaParseParser:
             return file_id
 
         return self._call(upload)
+
+    def _submit_file(
+        self, file_id: str | None, recorded: bool, data: bytes, filename: str, media_type: str
+    ) -> tuple[str, str]:
+        """A new job for the file, uploaded unless it already is; (job id, file id). A recorded upload
+        the API no longer knows (files expire) is uploaded again."""
+        if file_id is not None:
+            try:
+                return self._submit(file_id), file_id
+            except VendorError as refused:
+                if not recorded or status_of(refused.__context__ or refused) != 404:
+                    raise
+                log.info("llamaparse_file_gone", file_id=file_id)
+        file_id = self._upload(data, filename, media_type)
+        return self._submit(file_id), file_id
 
     def _submit(self, file_id: str) -> str:
         tag = uuid.uuid4().hex
@@ -276,6 +325,19 @@ class LlamaParseParser:
             )
         return job
 
+    def _look_up(self, job_id: str) -> _Job | None:
+        """The job as the API sees it now; None when the API does not know it (404)."""
+
+        def read() -> _Job | None:
+            try:
+                return _job(self._client.parsing.get(job_id))
+            except Exception as exc:
+                if status_of(exc) == 404:
+                    return None
+                raise
+
+        return self._call(read)
+
     def _status(self, job_id: str) -> _Job:
         return self._call(lambda: _job(self._client.parsing.get(job_id)))
 
@@ -289,7 +351,7 @@ class LlamaParseParser:
             pages = getattr(content, "pages", None)
             if job.status != "COMPLETED" or not isinstance(pages, list):
                 raise MalformedResponse(f"LlamaParse job {job_id} answered its result without pages")
-            return _document(pages, media_type, plain, self._limits.max_chars), job.credits
+            return pages_to_document(pages, media_type, plain, self._limits.max_chars), job.credits
 
         return self._call(fetch)
 
@@ -330,38 +392,3 @@ def _webhook_configurations(settings: Settings) -> list[WebhookConfiguration]:
             webhook_output_format="json",
         )
     ]
-
-
-def _document(pages: list[object], media_type: str, plain: bool, max_chars: int) -> ParsedDocument:
-    texts: list[PageText] = []
-    warnings: list[str] = []
-    for index, page in enumerate(pages, start=1):
-        number = getattr(page, "page_number", None) or index
-        if getattr(page, "success", True) is False:
-            warnings.append(f"LlamaParse could not parse page {number}: {getattr(page, 'error', '')}")
-            continue
-        text = getattr(page, "text" if plain else "markdown", None)
-        if not isinstance(text, str):
-            raise MalformedResponse(f"LlamaParse page {number} has no content")
-        texts.append(PageText(number, text))
-    blocks, cut = (text_to_blocks if plain else markdown_to_blocks)(texts, max_chars=max_chars)
-    if not blocks:
-        raise EmptyDocument("LlamaParse found no text in the document")
-    return ParsedDocument(
-        media_type, blocks, pages=len(pages), partial=bool(warnings or cut), warnings=warnings + cut
-    )
-
-
-def _described(attempt: JobAttempt) -> str:
-    return f"{attempt.job_id} ended {attempt.status}" + (f" ({attempt.error})" if attempt.error else "")
-
-
-def _gave_up(attempts: list[JobAttempt], deadline_s: float) -> Exception:
-    tried = "; ".join(_described(attempt) for attempt in attempts)
-    if attempts[-1].status == "FAILED":
-        # The vendor itself failed the document twice: most likely the file, so the job fails.
-        return VendorError(f"{SERVICE}: the document failed to parse twice: {tried}")
-    # Cancelled (by us, overdue): the service is slow, not the file bad; the stage is retried later.
-    return RetriesExhausted(
-        SERVICE, ErrorClass.TRANSIENT, len(attempts), f"jobs not done within {deadline_s:.0f}s: {tried}"
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -37,11 +37,37 @@ class EmbedResult:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A vendor job made for one document's parse, recorded so that a later delivery of the stage resumes
+    it instead of paying for another: the vendor bills every job that completes, not our ledger's key."""
+
+    job_id: str
+    file_id: str | None = None  # the uploaded file the job reads, reused by a resubmission
+    jobs: int = 1  # vendor jobs this parse has made so far, this one included
+
+
+OnSubmitted = Callable[[Submission], None]
+
+
 @runtime_checkable
 class Parser(Protocol):
+    """Parses one document.
+
+    A parser whose vendor bills per job also sets `resumes_jobs = True` (see `resumes_jobs`) and takes two
+    more keywords: `on_submitted`, called with each job as soon as it is made (the caller records it
+    durably; what the callback raises, the parse raises), and `resume`, the job recorded by an earlier
+    delivery, which the parser looks at before making a new one. Other parsers are called without them.
+    """
+
     name: str
 
     def parse(self, data: bytes, *, filename: str, media_type: str) -> ParseResult: ...
+
+
+def resumes_jobs(parser: object) -> bool:
+    """Whether `parser` takes `resume=` and `on_submitted=` (a real, per-job billed vendor client)."""
+    return getattr(parser, "resumes_jobs", False) is True
 
 
 @runtime_checkable

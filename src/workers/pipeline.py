@@ -16,6 +16,7 @@ from uuid import UUID
 
 import psycopg
 import structlog
+from psycopg_pool import PoolTimeout
 
 from costs import savings
 from costs.estimate import count_pages
@@ -29,7 +30,7 @@ from ingest.store.vectors import Space
 from router.decide import Choice, Decision
 from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
-from router.protocols import Embedder, EmbedResult, Parser, ParseResult
+from router.protocols import Embedder, EmbedResult, Parser, ParseResult, Submission, resumes_jobs
 from workers import indexing
 from workers.states import finish_if_done
 
@@ -118,6 +119,31 @@ def _parsed_by_stand_in(
     return _billed(rt.router.meter, held, call), held
 
 
+def _remember_submission(rt: Runtime, job_id: UUID, submission: Submission) -> None:
+    """`on_submitted`: record the vendor job on the job row the moment it exists, so that a later delivery
+    of this stage resumes it rather than paying for another. Best effort: with the database away the parse
+    goes on (this delivery will likely finish it); only a redelivery after that would make a new job."""
+    try:
+        with rt.pool.connection() as conn:
+            jobs.record_vendor_submission(conn, job_id, submission)
+    except (psycopg.Error, PoolTimeout) as exc:
+        error = " ".join(str(exc).split())[:200]
+        log.warning("vendor_job_not_recorded", vendor_job_id=submission.job_id, error=error)
+
+
+def _parse_call(
+    rt: Runtime, parser: Parser, doc: documents.Document, job_id: UUID, data: bytes, recorded: Submission | None
+) -> Callable[[], ParseResult]:
+    """The parse, told of the vendor job an earlier delivery made (resumed, not paid twice) and recording
+    each new one, when the parser bills per vendor job; a plain call otherwise (the mock)."""
+    call = functools.partial(parser.parse, data, filename=doc.filename, media_type=doc.media_type)
+    if not resumes_jobs(parser):
+        return call
+    return functools.partial(
+        call, resume=recorded, on_submitted=functools.partial(_remember_submission, rt, job_id)
+    )
+
+
 def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
     """Parse and chunk the document; return the embedding batches still to run."""
     with rt.pool.connection() as conn:
@@ -135,6 +161,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
                 with conn.transaction():
                     finish_if_done(conn, job.id)
             return batches(missing, rt.settings.embed_batch_chunks)
+        recorded = jobs.vendor_submission(conn, job.id)  # a vendor job an earlier delivery made
 
     log_ = log.bind(job_id=str(job_id), document_id=str(doc.id))
     meter: Meter = rt.router.meter
@@ -150,7 +177,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
         document_id=doc.id,
         job_id=job_id,
     )
-    call = functools.partial(parser.parse, data, filename=doc.filename, media_type=doc.media_type)
+    call = _parse_call(rt, parser, doc, job_id, data, recorded)
     try:
         result = _billed(meter, held, call)
     except Exception as failed:
@@ -179,6 +206,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
             conn, doc.id, parser=result.parser, pages=result.document.pages, partial=result.document.partial
         )
         jobs.set_stage(conn, job_id, "embed", chunks_total=len(pieces))
+        jobs.clear_vendor_submission(conn, job_id)  # parsed for good: nothing left to resume
     log_.info("parsed", parser=result.parser, pages=result.document.pages, chunks=len(pieces))
     return batches(list(range(len(pieces))), rt.settings.embed_batch_chunks)
 

@@ -15,6 +15,7 @@ from ingest.config import Settings
 from ingest.errors import VendorError
 from router.backoff import Cooldown, LocalCooldownBackend, RetriesExhausted, RetryPolicy
 from router.llamaparse_real import SUBMISSION_TAG, LlamaParseParser, LlamaParseResult
+from router.protocols import Submission
 
 BASE = "https://llamaparse.test"
 KEY = "llx-test-key-0123456789abcdef"
@@ -394,3 +395,121 @@ def test_fast_tier_reads_plain_text_pages(fake_time: FakeTime, mock: respx.MockR
 def test_every_request_has_a_timeout(fake_time: FakeTime) -> None:
     parser = make_parser(fake_time)
     assert parser._client.timeout.read == 2.0 and parser._client.max_retries == 0
+
+
+# --- resuming the job an earlier delivery of the stage made -----------------------------------------
+
+
+def test_each_job_is_told_as_soon_as_it_is_made(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+    mock.post(FILES).mock(return_value=uploaded())
+    mock.post(PARSE).mock(side_effect=creates("job-1", "job-2"))
+    api = jobs_api({"job-1": ["FAILED"], "job-2": ["COMPLETED"]}, {"job-2": result("job-2", PAGES)})
+    mock.get(path__regex=r"^/api/v2/parse/job-[12]$").mock(side_effect=api)
+    told: list[Submission] = []
+
+    make_parser(fake_time).parse(
+        PDF, filename="doc.pdf", media_type="application/pdf", on_submitted=told.append
+    )
+
+    assert told == [Submission("job-1", "file-1", 1), Submission("job-2", "file-1", 2)]
+
+
+def test_a_recorded_completed_job_is_read_not_made_again(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+    upload = mock.post(FILES).mock(return_value=uploaded())
+    create = mock.post(PARSE).mock(side_effect=creates("job-2"))
+    reads = mock.get(path__regex=r"^/api/v2/parse/job-1$").mock(
+        side_effect=jobs_api({"job-1": ["COMPLETED"]}, {"job-1": result("job-1", PAGES)})
+    )
+    told: list[Submission] = []
+
+    parsed = make_parser(fake_time).parse(
+        PDF,
+        filename="doc.pdf",
+        media_type="application/pdf",
+        resume=Submission("job-1", "file-1", 1),
+        on_submitted=told.append,
+    )
+
+    assert upload.call_count == 0 and create.call_count == 0 and told == []
+    assert [call.request.url.params.get_list("expand") for call in reads.calls] == [[], ["markdown", "usage"]]
+    assert (parsed.usage.vendor_job_id, parsed.usage.credits) == ("job-1", 20)
+    assert parsed.attempted_job_ids == ["job-1"] and not fake_time.sleeps  # nothing to wait for
+
+
+def test_a_recorded_pending_job_is_waited_for(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+    upload = mock.post(FILES).mock(return_value=uploaded())
+    create = mock.post(PARSE).mock(side_effect=creates("job-2"))
+    mock.get(path__regex=r"^/api/v2/parse/job-1$").mock(
+        side_effect=jobs_api(
+            {"job-1": ["RUNNING", "RUNNING", "COMPLETED"]}, {"job-1": result("job-1", PAGES)}
+        )
+    )
+
+    parsed = make_parser(fake_time).parse(
+        PDF, filename="doc.pdf", media_type="application/pdf", resume=Submission("job-1", "file-1", 1)
+    )
+
+    assert upload.call_count == 0 and create.call_count == 0
+    assert parsed.usage.vendor_job_id == "job-1" and fake_time.sleeps  # polled until it completed
+
+
+def test_a_recorded_failed_job_is_resubmitted_from_its_uploaded_file(
+    fake_time: FakeTime, mock: respx.MockRouter
+) -> None:
+    upload = mock.post(FILES).mock(return_value=uploaded())
+    create = mock.post(PARSE).mock(side_effect=creates("job-2"))
+    api = jobs_api({"job-1": ["FAILED"], "job-2": ["COMPLETED"]}, {"job-2": result("job-2", PAGES)})
+    mock.get(path__regex=r"^/api/v2/parse/job-[12]$").mock(side_effect=api)
+    told: list[Submission] = []
+
+    parsed = make_parser(fake_time).parse(
+        PDF,
+        filename="doc.pdf",
+        media_type="application/pdf",
+        resume=Submission("job-1", "file-7", 1),
+        on_submitted=told.append,
+    )
+
+    assert upload.call_count == 0 and json.loads(create.calls.last.request.content)["file_id"] == "file-7"
+    assert told == [Submission("job-2", "file-7", 2)]
+    assert parsed.attempted_job_ids == ["job-1", "job-2"]
+    assert parsed.document.warnings[0] == "LlamaParse job job-1 ended FAILED (boom); resubmitted once"
+
+
+def test_a_recorded_second_failure_fails_the_document_without_a_third_job(
+    fake_time: FakeTime, mock: respx.MockRouter
+) -> None:
+    create = mock.post(PARSE).mock(side_effect=creates("job-3"))
+    mock.get(path__regex=r"^/api/v2/parse/job-2$").mock(side_effect=jobs_api({"job-2": ["FAILED"]}, {}))
+
+    with pytest.raises(VendorError, match="failed to parse twice"):
+        make_parser(fake_time).parse(
+            PDF, filename="doc.pdf", media_type="application/pdf", resume=Submission("job-2", "file-1", 2)
+        )
+
+    assert create.call_count == 0
+
+
+def test_a_job_and_file_the_api_forgot_are_made_again(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+    upload = mock.post(FILES).mock(return_value=httpx.Response(200, json={"id": "file-2", "name": "doc.pdf"}))
+    gone = httpx.Response(404, json={"detail": "File not found"})
+    create = mock.post(PARSE).mock(side_effect=[gone, httpx.Response(200, json=job("job-2", "PENDING"))])
+    mock.get(path__regex=r"^/api/v2/parse/job-1$").mock(
+        return_value=httpx.Response(404, json={"detail": "Job not found"})
+    )
+    mock.get(path__regex=r"^/api/v2/parse/job-2$").mock(
+        side_effect=jobs_api({"job-2": ["COMPLETED"]}, {"job-2": result("job-2", PAGES)})
+    )
+    told: list[Submission] = []
+
+    parsed = make_parser(fake_time).parse(
+        PDF,
+        filename="doc.pdf",
+        media_type="application/pdf",
+        resume=Submission("job-1", "file-1", 2),
+        on_submitted=told.append,
+    )
+
+    assert [json.loads(call.request.content)["file_id"] for call in create.calls] == ["file-1", "file-2"]
+    assert upload.call_count == 1 and told == [Submission("job-2", "file-2", 1)]  # a new round
+    assert parsed.usage.vendor_job_id == "job-2"

@@ -11,6 +11,8 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
+from router.protocols import Submission
+
 COLUMNS = (
     "id, document_id, status, stage, attempts, error, chunks_total, chunks_done, deferred_until,"
     " claimed_by, created_at, updated_at, started_at, finished_at"
@@ -150,6 +152,37 @@ def set_stage(conn: psycopg.Connection, job_id: UUID, stage: str, *, chunks_tota
     )
 
 
+def vendor_submission(conn: psycopg.Connection, job_id: UUID) -> Submission | None:
+    """The vendor parse job an earlier delivery of the parse stage made, if one is recorded."""
+    row = conn.execute(
+        "SELECT vendor_parse_job_id, vendor_parse_file_id, vendor_parse_jobs FROM jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return Submission(job_id=row[0], file_id=row[1], jobs=row[2])
+
+
+def record_vendor_submission(conn: psycopg.Connection, job_id: UUID, submission: Submission) -> bool:
+    """Record the vendor parse job just made (replacing the one it was resubmitted for); False when the
+    job is final by now (nothing left to resume)."""
+    row = conn.execute(
+        "UPDATE jobs SET vendor_parse_job_id = %s, vendor_parse_file_id = %s, vendor_parse_jobs = %s,"
+        " updated_at = now() WHERE id = %s AND status NOT IN ('completed', 'failed') RETURNING id",
+        (submission.job_id, submission.file_id, submission.jobs, job_id),
+    ).fetchone()
+    return row is not None
+
+
+def clear_vendor_submission(conn: psycopg.Connection, job_id: UUID) -> None:
+    """The parse is done (its chunks are committed): no vendor job is left to resume."""
+    conn.execute(
+        "UPDATE jobs SET vendor_parse_job_id = NULL, vendor_parse_file_id = NULL, vendor_parse_jobs = 0"
+        " WHERE id = %s",
+        (job_id,),
+    )
+
+
 def lock(conn: psycopg.Connection, job_id: UUID) -> Job | None:
     """Lock the job row for the rest of the transaction (serialises the final steps of concurrent batches)."""
     return _cur(conn).execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
@@ -192,12 +225,16 @@ def defer(conn: psycopg.Connection, job_id: UUID, reason: str, delay_s: int) -> 
 
 
 def requeue(conn: psycopg.Connection, job_id: UUID) -> Job | None:
-    """Put a failed job back in line (`ingest retry`), held: admission sends it when its user has room."""
+    """Put a failed job back in line (`ingest retry`), held: admission sends it when its user has room.
+
+    A vendor parse job still recorded is kept, with its round's count reset: the retry resumes it if it
+    is pending or completed (already paid for), and submits the file afresh only if it failed."""
     return (
         _cur(conn)
         .execute(
             f"UPDATE jobs SET status = 'queued', stage = 'queued', error = NULL, finished_at = NULL,"
-            f" chunks_total = NULL, chunks_done = 0, enqueued_at = NULL, updated_at = now()"
+            f" chunks_total = NULL, chunks_done = 0, enqueued_at = NULL, vendor_parse_jobs = 0,"
+            f" updated_at = now()"
             f" WHERE id = %s AND status = 'failed' RETURNING {COLUMNS}",
             (job_id,),
         )
