@@ -296,6 +296,9 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
             )
     space = indexing.before_write(rt, space)  # a large backlog loads without index maintenance
     with rt.pool.connection() as conn, conn.transaction():
+        if not jobs.is_running(conn, job_id):
+            # The job failed (its chunks deleted) or went while this batch embedded: nothing to store.
+            return False
         saved = _store(conn, space, pending, hits, misses, result)
         if awaits_upgrade(embedder):  # mock vectors standing in for real ones: the upgrade job replaces them
             upgrades.mark(conn, [c.id for c in pending])

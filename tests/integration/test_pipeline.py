@@ -157,3 +157,27 @@ def test_a_refused_file_leaves_nothing_behind(runtime: Runtime, tmp_path: Path) 
     with runtime.pool.connection() as conn:
         assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
     assert not runtime.settings.blob_dir.exists() or not any(p.is_file() for p in runtime.settings.blob_dir.rglob("*"))
+
+
+def test_a_batch_whose_job_fails_while_it_embeds_stores_nothing(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from router.embedder_mock import MockEmbedder
+    from workers.states import fail_job
+
+    with runtime.pool.connection() as conn:
+        user = ensure_user(conn, "ada")
+    sub = submit_file(runtime, write_text(tmp_path / "a.txt"), user=user)
+    batch = parse_stage(runtime, sub.job_id)[0]
+    embed = MockEmbedder.embed
+
+    def embed_while_another_batch_fails_the_job(self: MockEmbedder, texts):  # type: ignore[no-untyped-def]
+        fail_job(runtime, sub.job_id, "another batch gave up")
+        return embed(self, texts)
+
+    monkeypatch.setattr(MockEmbedder, "embed", embed_while_another_batch_fails_the_job)
+    assert embed_stage(runtime, sub.job_id, batch.first, batch.last) is False
+    with runtime.pool.connection() as conn:
+        job = jobs.get(conn, sub.job_id)
+    assert (job.status, job.error) == ("failed", "another batch gave up")
+    assert counts(runtime, sub.document_id) == (0, 0)  # nothing of a failed document is stored

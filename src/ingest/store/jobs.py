@@ -183,6 +183,11 @@ def clear_vendor_submission(conn: psycopg.Connection, job_id: UUID) -> None:
     )
 
 
+def is_running(conn: psycopg.Connection, job_id: UUID) -> bool:
+    row = conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    return row is not None and row[0] == "running"
+
+
 def lock(conn: psycopg.Connection, job_id: UUID) -> Job | None:
     """Lock the job row for the rest of the transaction (serialises the final steps of concurrent batches)."""
     return _cur(conn).execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
