@@ -18,6 +18,7 @@ from uuid import UUID
 import psycopg
 import structlog
 
+from ingest.db.pool import autocommit
 from ingest.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -29,29 +30,51 @@ ACTIVE = "(j.status = 'running' OR (j.status = 'queued' AND j.enqueued_at IS NOT
 HELD = "j.status = 'queued' AND j.enqueued_at IS NULL"
 
 
+_TOP_UP = (
+    "WITH active AS ("
+    f" SELECT count(*) AS n FROM jobs j JOIN documents d ON d.id = j.document_id WHERE d.owner_id = %(owner)s AND {ACTIVE})"
+    " UPDATE jobs SET enqueued_at = now() WHERE id IN ("
+    f" SELECT j.id FROM jobs j JOIN documents d ON d.id = j.document_id WHERE d.owner_id = %(owner)s AND {HELD}"
+    " ORDER BY j.created_at LIMIT greatest(%(limit)s - (SELECT n FROM active), 0)) RETURNING id"
+)
+_LOCK = "SELECT pg_advisory_xact_lock(%(lock_class)s, %(lock_id)s)"
+
+
+def _params(owner_id: int, limit: int) -> dict[str, int]:
+    return {
+        "owner": owner_id,
+        "limit": limit,
+        "lock_class": ADMISSION_LOCK_CLASS,
+        "lock_id": owner_id % 2**31,
+    }
+
+
 def admit_in(conn: psycopg.Connection, owner_id: int, limit: int) -> list[UUID]:
     """Mark the user's oldest held jobs admitted, up to `limit` active; return them. Call in a transaction
-    and send their messages after it commits (a job admitted without a message is the sweeper's)."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ADMISSION_LOCK_CLASS, owner_id % 2**31))
-    active = conn.execute(
-        f"SELECT count(*) FROM jobs j JOIN documents d ON d.id = j.document_id WHERE d.owner_id = %s AND {ACTIVE}",
-        (owner_id,),
-    ).fetchone()[0]
-    if active >= limit:
-        return []
-    rows = conn.execute(
-        "UPDATE jobs SET enqueued_at = now() WHERE id IN ("
-        f" SELECT j.id FROM jobs j JOIN documents d ON d.id = j.document_id WHERE d.owner_id = %s AND {HELD}"
-        " ORDER BY j.created_at LIMIT %s) RETURNING id",
-        (owner_id, limit - active),
-    ).fetchall()
-    return [job_id for (job_id,) in rows]
+    and send their messages after it commits (a job admitted without a message is the sweeper's).
+
+    The count and the update are one statement, run after the lock is held: its snapshot (read
+    committed) is taken then, so it sees every top-up of this user that committed before."""
+    params = _params(owner_id, limit)
+    conn.execute(_LOCK, params)
+    return [job_id for (job_id,) in conn.execute(_TOP_UP, params).fetchall()]
 
 
 def admit(rt: Runtime, owner_id: int) -> int:
-    """Top the user up to `user_active_jobs` admitted jobs and send their messages; return how many."""
-    with rt.pool.connection() as conn, conn.transaction():
-        admitted = admit_in(conn, owner_id, rt.settings.user_active_jobs)
+    """Top the user up to `user_active_jobs` admitted jobs and send their messages; return how many.
+
+    `admit_in`'s transaction in one round trip: BEGIN, the lock, the top-up and COMMIT go as one
+    simple-protocol script (the server runs its statements in order, each with its own snapshot)."""
+    with autocommit(rt.pool) as conn:
+        cur = psycopg.ClientCursor(conn)
+        try:
+            cur.execute(f"BEGIN; {_LOCK}; {_TOP_UP}; COMMIT", _params(owner_id, rt.settings.user_active_jobs))
+        except BaseException:
+            conn.rollback()  # a failed statement leaves the script's transaction open and aborted
+            raise
+        cur.nextset()  # the results come in the script's order: BEGIN, the lock, the top-up, COMMIT
+        cur.nextset()
+        admitted = [job_id for (job_id,) in cur.fetchall()]
     send(admitted)
     return len(admitted)
 

@@ -25,6 +25,7 @@ from dramatiq.middleware import Middleware
 from psycopg_pool import PoolTimeout
 
 from ingest.config import Settings
+from ingest.db.pool import autocommit
 from ingest.logs import configure_logging
 from ingest.runtime import Runtime
 from workers.admission import admit
@@ -49,8 +50,9 @@ class Delivery:
 
 
 def record_delivery(rt: Runtime, message_id: str, job_id: str) -> Delivery:
-    """Count one delivery of the message and read who its job belongs to (one round trip)."""
-    with rt.pool.connection(timeout=LOOKUP_TIMEOUT_S) as conn:
+    """Count one delivery of the message and read who its job belongs to (one round trip: a single
+    statement, committed on its own, so no BEGIN and COMMIT around it)."""
+    with autocommit(rt.pool, timeout=LOOKUP_TIMEOUT_S) as conn:
         row = conn.execute(
             "WITH counted AS ("
             " INSERT INTO message_deliveries (message_id, deliveries) VALUES (%(message)s, 1)"

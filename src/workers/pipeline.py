@@ -146,7 +146,9 @@ def _parse_call(
 
 def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
     """Parse and chunk the document; return the embedding batches still to run."""
-    with rt.pool.connection() as conn:
+    # The claim is a transaction of its own; what follows are reads and one-statement writes, each
+    # committed on its own (no BEGIN and COMMIT round trips around them).
+    with autocommit(rt.pool) as conn:
         job = jobs.claim(conn, job_id, "parse", lease_s=rt.settings.job_time_limit_s)
         if job is None:
             return []
@@ -192,7 +194,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
             pages=usage.pages, credits=usage.credits, vendor_job_id=usage.vendor_job_id, estimate=estimate
         ),
     )
-    with rt.pool.connection() as conn:
+    with autocommit(rt.pool) as conn:  # one write and one read
         jobs.set_stage(conn, job_id, "chunk")
         anchors = chunks.anchors_of_replaced(conn, doc.id)  # a new version keeps the old boundaries
     pieces = chunk_document(
@@ -205,8 +207,8 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
         documents.set_parsed(
             conn, doc.id, parser=result.parser, pages=result.document.pages, partial=result.document.partial
         )
-        jobs.set_stage(conn, job_id, "embed", chunks_total=len(pieces))
-        jobs.clear_vendor_submission(conn, job_id)  # parsed for good: nothing left to resume
+        # Parsed for good: the stage moves on and no vendor job is left to resume.
+        jobs.set_stage(conn, job_id, "embed", chunks_total=len(pieces), clear_vendor_submission=True)
     log_.info("parsed", parser=result.parser, pages=result.document.pages, chunks=len(pieces))
     return batches(list(range(len(pieces))), rt.settings.embed_batch_chunks)
 

@@ -23,6 +23,7 @@ import dramatiq
 import structlog
 
 from costs.meter import BudgetExhausted
+from ingest.db.pool import autocommit
 from ingest.runtime import Runtime
 from ingest.store import upgrades, vectors
 from router.decide import Choice
@@ -121,9 +122,8 @@ def schedule(rt: Runtime, token: datetime | None = None) -> bool:
 
 def after_job(rt: Runtime, job_id: UUID) -> None:
     """A job completed: if its document has chunks waiting for upgrade, try them now."""
-    with rt.pool.connection() as conn:
-        row = conn.execute("SELECT document_id FROM jobs WHERE id = %s", (job_id,)).fetchone()
-        waiting = upgrades.count_for(conn, row[0]) if row else 0
+    with autocommit(rt.pool) as conn:  # one read: no BEGIN and COMMIT round trips
+        waiting = upgrades.count_for_job(conn, job_id)
     if waiting:
         upgrade_embeddings.send()
 

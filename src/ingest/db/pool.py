@@ -59,10 +59,11 @@ def open_pool(conninfo: str, *, max_size: int = 10, name: str = "ingest") -> Con
 
 
 @contextmanager
-def autocommit(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+def autocommit(pool: ConnectionPool, *, timeout: float | None = None) -> Iterator[psycopg.Connection]:
     """A pooled connection whose statements each commit on their own: no BEGIN and COMMIT round trips.
-    For reads, and writes of one statement; `conn.transaction()` inside still makes a transaction."""
-    with pool.connection() as conn:
+    For reads, and writes of one statement; `conn.transaction()` inside still makes a transaction.
+    `timeout`: how long to wait for a connection (the pool's default when None)."""
+    with pool.connection(timeout=timeout) as conn:
         conn.autocommit = True
         try:
             yield conn

@@ -145,9 +145,24 @@ def claim(conn: psycopg.Connection, job_id: UUID, stage: str, *, lease_s: int) -
         )
 
 
-def set_stage(conn: psycopg.Connection, job_id: UUID, stage: str, *, chunks_total: int | None = None) -> None:
+def set_stage(
+    conn: psycopg.Connection,
+    job_id: UUID,
+    stage: str,
+    *,
+    chunks_total: int | None = None,
+    clear_vendor_submission: bool = False,
+) -> None:
+    """Move the job to `stage`. `clear_vendor_submission`: in the same statement, forget the vendor parse
+    job recorded on it (as `clear_vendor_submission` does)."""
+    vendor = (
+        " vendor_parse_job_id = NULL, vendor_parse_file_id = NULL, vendor_parse_jobs = 0,"
+        if clear_vendor_submission
+        else ""
+    )
     conn.execute(
-        "UPDATE jobs SET stage = %s, chunks_total = coalesce(%s, chunks_total), updated_at = now() WHERE id = %s",
+        f"UPDATE jobs SET stage = %s, chunks_total = coalesce(%s, chunks_total),{vendor} updated_at = now()"
+        " WHERE id = %s",
         (stage, chunks_total, job_id),
     )
 

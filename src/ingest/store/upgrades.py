@@ -47,6 +47,15 @@ def count_for(conn: psycopg.Connection, document_id: UUID) -> int:
     ).fetchone()[0]
 
 
+def count_for_job(conn: psycopg.Connection, job_id: UUID) -> int:
+    """`count_for` the job's document, in one statement (0 when there is no such job)."""
+    return conn.execute(
+        "SELECT count(*) FROM jobs j JOIN chunks c ON c.document_id = j.document_id"
+        " WHERE j.id = %s AND c.awaiting_upgrade",
+        (job_id,),
+    ).fetchone()[0]
+
+
 def next_batch(conn: psycopg.Connection, limit: int) -> Batch | None:
     """Up to `limit` waiting chunks of the completed document waiting longest, all in one space.
 
