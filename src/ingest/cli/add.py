@@ -73,7 +73,7 @@ def follow(rt: Runtime, outcomes: list[Outcome], user: User, progress: Progress,
         total = sum(j.chunks_total or 0 for j in states.values() if j)
         progress.update(chunk_task, completed=done, total=total or None)
         for job_id, job in states.items():
-            if job is None or job.status in ("completed", "failed", "deferred") or not wait:
+            if job is None or job.status in jobs.SETTLED or not wait:
                 for outcome in pending.pop(job_id):
                     settle(rt, outcome, job, user)
         if pending:

@@ -7,10 +7,8 @@ import time
 from typing import Annotated, Optional
 from uuid import UUID
 
-import psycopg
 import typer
 from psycopg import sql
-from psycopg.rows import class_row
 from rich.table import Table
 
 from ingest.cli.common import err, fail, handle_errors, out, runtime
@@ -43,15 +41,6 @@ def _job_row(job: jobs.Job, filename: str) -> dict[str, object]:
     }
 
 
-def _failed_jobs(conn: psycopg.Connection) -> list[jobs.Job]:
-    """Every failed job, latest first: the jobs whose messages were given up (the dead letters)."""
-    return (
-        conn.cursor(row_factory=class_row(jobs.Job))
-        .execute(f"SELECT {jobs.COLUMNS} FROM jobs WHERE status = 'failed' ORDER BY finished_at DESC, id")
-        .fetchall()
-    )
-
-
 @handle_errors
 def status(
     job_or_doc_id: Annotated[Optional[str], typer.Argument(help="A job or document id.")] = None,
@@ -69,7 +58,7 @@ def status(
         raise fail("give a job or document id, or --failed, not both")
     with runtime() as rt, rt.pool.connection() as conn:
         if failed:
-            found = _failed_jobs(conn)
+            found = jobs.failed(conn)
         elif job_or_doc_id is None:
             found = jobs.latest(conn, limit=20)
         else:
@@ -134,7 +123,7 @@ def _wait_final(rt: Runtime, job_id: UUID) -> jobs.Job | None:
     while True:
         with rt.pool.connection() as conn:
             job = jobs.get(conn, job_id)
-        if job is None or job.status in ("completed", "failed", "deferred"):
+        if job is None or job.status in jobs.SETTLED:
             return job
         time.sleep(RETRY_POLL_S)
 

@@ -18,6 +18,8 @@ COLUMNS = (
     " claimed_by, created_at, updated_at, started_at, finished_at"
 )
 FINAL = ("completed", "failed")
+# Where a job rests until something changes: final, or deferred to a later time.
+SETTLED = (*FINAL, "deferred")
 
 
 @dataclass(slots=True)
@@ -81,6 +83,15 @@ def latest_for_document(conn: psycopg.Connection, document_id: UUID) -> Job | No
             f"SELECT {COLUMNS} FROM jobs WHERE document_id = %s ORDER BY created_at DESC LIMIT 1", (document_id,)
         )
         .fetchone()
+    )
+
+
+def failed(conn: psycopg.Connection) -> list[Job]:
+    """Every failed job, latest first: the jobs whose messages were given up (the dead letters)."""
+    return (
+        _cur(conn)
+        .execute(f"SELECT {COLUMNS} FROM jobs WHERE status = 'failed' ORDER BY finished_at DESC, id")
+        .fetchall()
     )
 
 
@@ -154,7 +165,7 @@ def set_stage(
     clear_vendor_submission: bool = False,
 ) -> None:
     """Move the job to `stage`. `clear_vendor_submission`: in the same statement, forget the vendor parse
-    job recorded on it (as `clear_vendor_submission` does)."""
+    job recorded on it (the parse is done: its chunks commit in this transaction)."""
     vendor = (
         " vendor_parse_job_id = NULL, vendor_parse_file_id = NULL, vendor_parse_jobs = 0,"
         if clear_vendor_submission
@@ -187,15 +198,6 @@ def record_vendor_submission(conn: psycopg.Connection, job_id: UUID, submission:
         (submission.job_id, submission.file_id, submission.jobs, job_id),
     ).fetchone()
     return row is not None
-
-
-def clear_vendor_submission(conn: psycopg.Connection, job_id: UUID) -> None:
-    """The parse is done (its chunks are committed): no vendor job is left to resume."""
-    conn.execute(
-        "UPDATE jobs SET vendor_parse_job_id = NULL, vendor_parse_file_id = NULL, vendor_parse_jobs = 0"
-        " WHERE id = %s",
-        (job_id,),
-    )
 
 
 def is_running(conn: psycopg.Connection, job_id: UUID) -> bool:

@@ -121,15 +121,8 @@ def nearest(
         return _exact(conn, space, query, owner_id=owner_id, top_k=top_k, document_ids=document_ids)
     binary = space.index_kind == "binary"
     wanted = candidates(top_k)
-    params = {
-        "q": HalfVector(query.astype(np.float16)),
-        "owner": owner_id,
-        "k": top_k,
-        "n": wanted,
-        "m": max(rerank, wanted),
-        "ids": list(document_ids or []),
-    }
-    ids = sql.SQL("AND d.id = ANY(%(ids)s)") if document_ids else sql.SQL("")
+    params = _params(query, owner_id, top_k, document_ids) | {"m": max(rerank, wanted)}
+    ids = _ids_filter(document_ids)
     scan = max(ef_search, params["m"] if binary else wanted)
     ef = sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(scan, MAX_EF_SEARCH)))
     with conn.transaction():
@@ -158,19 +151,29 @@ def _exact(
     top_k: int,
     document_ids: Sequence[UUID] | None,
 ) -> list[Hit]:
-    params = {
+    params = _params(query, owner_id, top_k, document_ids)
+    ids = _ids_filter(document_ids)
+    if not document_ids:
+        rows = conn.execute(_sql(_DIRECT_EXACT, space, ids), params).fetchall()
+        if len(rows) == top_k:
+            return _hits(rows)
+    return _hits(conn.execute(_sql(_FILTERED_EXACT, space, ids), params).fetchall())
+
+
+def _params(
+    query: np.ndarray, owner_id: int, top_k: int, document_ids: Sequence[UUID] | None
+) -> dict[str, Any]:
+    return {
         "q": HalfVector(query.astype(np.float16)),
         "owner": owner_id,
         "k": top_k,
         "n": candidates(top_k),
         "ids": list(document_ids or []),
     }
-    ids = sql.SQL("AND d.id = ANY(%(ids)s)") if document_ids else sql.SQL("")
-    if not document_ids:
-        rows = conn.execute(_sql(_DIRECT_EXACT, space, ids), params).fetchall()
-        if len(rows) == top_k:
-            return _hits(rows)
-    return _hits(conn.execute(_sql(_FILTERED_EXACT, space, ids), params).fetchall())
+
+
+def _ids_filter(document_ids: Sequence[UUID] | None) -> sql.Composable:
+    return sql.SQL("AND d.id = ANY(%(ids)s)") if document_ids else sql.SQL("")
 
 
 def _hits(rows: list[tuple]) -> list[Hit]:
