@@ -18,7 +18,6 @@ from uuid import UUID
 import psycopg
 import structlog
 
-from ingest.db.pool import autocommit
 from ingest.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -61,20 +60,9 @@ def admit_in(conn: psycopg.Connection, owner_id: int, limit: int) -> list[UUID]:
 
 
 def admit(rt: Runtime, owner_id: int) -> int:
-    """Top the user up to `user_active_jobs` admitted jobs and send their messages; return how many.
-
-    `admit_in`'s transaction in one round trip: BEGIN, the lock, the top-up and COMMIT go as one
-    simple-protocol script (the server runs its statements in order, each with its own snapshot)."""
-    with autocommit(rt.pool) as conn:
-        cur = psycopg.ClientCursor(conn)
-        try:
-            cur.execute(f"BEGIN; {_LOCK}; {_TOP_UP}; COMMIT", _params(owner_id, rt.settings.user_active_jobs))
-        except BaseException:
-            conn.rollback()  # a failed statement leaves the script's transaction open and aborted
-            raise
-        cur.nextset()  # the results come in the script's order: BEGIN, the lock, the top-up, COMMIT
-        cur.nextset()
-        admitted = [job_id for (job_id,) in cur.fetchall()]
+    """Top the user up to `user_active_jobs` admitted jobs and send their messages; return how many."""
+    with rt.pool.connection() as conn, conn.transaction():
+        admitted = admit_in(conn, owner_id, rt.settings.user_active_jobs)
     send(admitted)
     return len(admitted)
 
