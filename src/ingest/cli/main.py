@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -135,7 +135,7 @@ def mode_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @handle_errors
 def mode_set(
     mode: Annotated[Mode, typer.Argument(help="real, mock or hybrid.")],
-    service: Annotated[Optional[str], typer.Option("--service", help="llamaparse or openai (default: both).")] = None,
+    service: Annotated[str | None, typer.Option("--service", help="llamaparse or openai (default: both).")] = None,
 ) -> None:
     """Switch a service's mode; every worker and API process sees it at its next job."""
     services = (service,) if service else SERVICES
