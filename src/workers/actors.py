@@ -29,7 +29,9 @@ def _defer(rt: Runtime, job_id: UUID, deferred: JobDeferred) -> None:
             return
         jobs.defer(conn, job_id, str(deferred), deferred.delay_s)
         documents.set_status(conn, job.document_id, "deferred")
-    messages.actor(messages.PARSE_DOCUMENT).send_with_options(args=(str(job_id),), delay=deferred.delay_s * 1000)
+    messages.actor(messages.PARSE_DOCUMENT).send_with_options(
+        args=(str(job_id),), delay=deferred.delay_s * 1000
+    )
     log.info("job_deferred", job_id=str(job_id), reason=str(deferred), delay_s=deferred.delay_s)
 
 
@@ -60,12 +62,12 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
 
 def declare_actors(broker: dramatiq.Broker) -> None:
     """Declare every actor on `broker`; a worker runs them, a sender finds them by name (workers.messages)."""
-    dramatiq.actor(actor_name=messages.PARSE_DOCUMENT, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker)(
-        parse_document
-    )
-    dramatiq.actor(actor_name=messages.EMBED_CHUNKS, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker)(
-        embed_chunks
-    )
+    dramatiq.actor(
+        actor_name=messages.PARSE_DOCUMENT, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+    )(parse_document)
+    dramatiq.actor(
+        actor_name=messages.EMBED_CHUNKS, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+    )(embed_chunks)
     dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
         queue_name=callbacks.QUEUE,

@@ -25,6 +25,7 @@ from workers.runtime import Runtime
 
 INGEST = str(Path(sys.executable).parent / "ingest")
 
+
 # --- `ingest worker` and the CLI as separate processes ------------------------------------------------------
 @contextmanager
 def _worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:

@@ -55,7 +55,12 @@ def test_the_code_keeps_every_contract(tree: Path) -> None:
     ("module", "statement", "contract", "reported"),
     [
         # The foundation reaching up to the runtime the workers compose.
-        ("src/ingest/store/jobs.py", "import workers.runtime", LAYERS, "ingest.store.jobs -> workers.runtime"),
+        (
+            "src/ingest/store/jobs.py",
+            "import workers.runtime",
+            LAYERS,
+            "ingest.store.jobs -> workers.runtime",
+        ),
         # Costs reaching up to the router (the router uses costs, not the other way round).
         ("src/costs/estimate.py", "from router import decide", LAYERS, "costs.estimate -> router.decide"),
         # A service reaching up to a shell, even from inside a function.
