@@ -158,6 +158,7 @@ class ServiceRouter:
 
     def real_parser(self) -> Parser:
         if self._real_parser is None:
+            # Imported here: only a process that calls the real vendor loads its SDK.
             from router.llamaparse.client import LlamaParseParser
 
             # With a public URL, LlamaParse calls our webhook: the worker waits for that, not a poll timer.
@@ -173,6 +174,7 @@ class ServiceRouter:
 
     def real_embedder(self) -> Embedder:
         if self._real_embedder is None:
+            # Imported here: only a process that calls the real vendor loads its SDK.
             from router.openai_real import OpenAIEmbedder
 
             self._real_embedder = OpenAIEmbedder(self.settings)
