@@ -44,7 +44,7 @@ def clean(doc: ParsedDocument) -> ParsedDocument:
         if text is None:
             continue
         blocks.append(block if text == block.text else replace(block, text=text))
-    if len(blocks) == len(doc.blocks):
+    if blocks == doc.blocks:
         return doc
     return ParsedDocument(doc.media_type, blocks, doc.pages, doc.partial, list(doc.warnings))
 

@@ -50,7 +50,8 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-
 
 def detect(text: str) -> str:
     """The configuration for `text`: a snowball language when its common words show, else 'simple'."""
-    words = [w.casefold() for w in _WORD.findall(text[: _SAMPLE_WORDS * 12])][:_SAMPLE_WORDS]
+    # One-letter words say little (a variable, an initial) and would tip short texts to Spanish's "y".
+    words = [w.casefold() for w in _WORD.findall(text[: _SAMPLE_WORDS * 12]) if len(w) > 1][:_SAMPLE_WORDS]
     cjk = sum(len(run) for run in _CJK.findall(text[: _SAMPLE_WORDS * 12]))
     if not words or cjk * 2 > sum(map(len, words)):
         return FALLBACK
