@@ -30,6 +30,7 @@ import numpy as np
 
 from ingest.chunking import Chunk
 from ingest.config import Settings
+from ingest.logs import configure_logging
 from ingest.runtime import Runtime
 from ingest.search import search
 from ingest.search_mode import SearchMode
@@ -173,6 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="search-bench-"))
     settings = Settings(_env_file=None, database_url=args.db, home=home)
+    configure_logging(settings, interactive=False, quiet=True)
     result: dict[str, Any] = {}
     with Runtime.open(settings) as rt:
         with rt.pool.connection() as conn:

@@ -30,7 +30,7 @@ from ingest.store.search import ROW, VISIBLE, Hit, scope_filter, scope_params
 
 # Chunks counted per term: terms at least this common select no candidates (they would select most of
 # the space) and weigh as if this common, which bounds the work of a search whatever the space's size.
-DF_CAP = 1000
+DF_CAP = 500
 # Dimensions of the weight vectors (migration 0011's ingest_term_id).
 TERM_DIMENSIONS = 536_870_912
 
@@ -42,48 +42,39 @@ class Term:
     df: int  # chunks holding it, counted up to DF_CAP
 
 
-def query_terms(conn: psycopg.Connection, query: str) -> list[tuple[str, int]]:
-    """The query's distinct lexemes, read with every configuration, and their weight dimensions."""
-    text = language.search_text(query) or query
-    rows = conn.execute(
-        "SELECT lexeme, ingest_term_id(lexeme) FROM ("
-        " SELECT DISTINCT lexeme FROM unnest(%s::regconfig[]) AS cfg, unnest(to_tsvector(cfg, %s))) t"
-        " ORDER BY lexeme",
-        (list(language.CONFIGS), text),
-    ).fetchall()
-    return [(lexeme, term_id) for lexeme, term_id in rows]
-
-
 def tsquery_literal(lexeme: str) -> str:
     """A tsquery matching exactly `lexeme` (quoted, so no character of it is read as an operator)."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-_OWNED = (
-    "FROM chunks c JOIN documents d ON d.id = c.document_id"
-    " WHERE c.space_id = %(space)s AND d.owner_id = %(owner)s AND d.status = 'completed'"
+# tsquery_literal, in SQL.
+_LITERAL = r"('''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery"
+_TERMS = (
+    "SELECT t.lexeme, ingest_term_id(t.lexeme),"
+    " (SELECT count(*) FROM (SELECT 1 FROM chunks c JOIN documents d ON d.id = c.document_id"
+    "  WHERE c.space_id = %(space)s AND d.owner_id = %(owner)s AND d.status = 'completed'"
+    "  AND c.search_terms @@ " + _LITERAL + " LIMIT %(cap)s) s),"
+    " (SELECT coalesce(sum(j.chunks_total), 0) FROM documents d JOIN jobs j ON j.document_id = d.id"
+    "  WHERE d.owner_id = %(owner)s AND d.status = 'completed')"
+    " FROM (SELECT DISTINCT lexeme FROM unnest(%(configs)s::regconfig[]) AS cfg,"
+    "  unnest(to_tsvector(cfg, %(text)s))) t ORDER BY t.lexeme"
 )
 
 
-def term_counts(
-    conn: psycopg.Connection, space_id: int, owner_id: int, lexemes: Sequence[str]
-) -> tuple[list[int], int]:
-    """Per lexeme, the owner's chunks holding it (up to DF_CAP); and the owner's chunk count."""
-    if not lexemes:
-        return [], 0
-    row = conn.execute(
-        "SELECT array(SELECT (SELECT count(*) FROM (SELECT 1 " + _OWNED + " AND c.search_terms @@ t.q"
-        " LIMIT %(cap)s) s) FROM unnest(%(queries)s::tsquery[]) WITH ORDINALITY AS t(q, i) ORDER BY t.i),"
-        " (SELECT coalesce(sum(j.chunks_total), 0) FROM documents d JOIN jobs j ON j.document_id = d.id"
-        "  WHERE d.owner_id = %(owner)s AND d.status = 'completed')",
+def terms(conn: psycopg.Connection, space_id: int, owner_id: int, query: str) -> tuple[list[Term], int]:
+    """The query's distinct lexemes, read with every configuration, with the owner's chunks holding each
+    (up to DF_CAP); and the owner's chunk count. One statement."""
+    rows = conn.execute(
+        _TERMS,
         {
             "space": space_id,
             "owner": owner_id,
             "cap": DF_CAP,
-            "queries": [tsquery_literal(lexeme) for lexeme in lexemes],
+            "configs": list(language.CONFIGS),
+            "text": language.search_text(query) or query,
         },
-    ).fetchone()
-    return list(row[0]), int(row[1])
+    ).fetchall()
+    return [Term(lexeme, term_id, df) for lexeme, term_id, df, _ in rows], int(rows[0][3]) if rows else 0
 
 
 def idf(df: int, chunks: int) -> float:
@@ -156,11 +147,9 @@ def search(
     document_ids: Sequence[UUID] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> list[Hit]:
-    """The owner's chunks of the space best matching the query's words (three short statements)."""
-    found = query_terms(conn, query)
-    counts, chunks = term_counts(conn, space_id, owner_id, [lexeme for lexeme, _ in found])
-    terms = [Term(lexeme, term_id, df) for (lexeme, term_id), df in zip(found, counts, strict=True)]
-    keyword = plan(terms, chunks)
+    """The owner's chunks of the space best matching the query's words (two statements)."""
+    found, chunks = terms(conn, space_id, owner_id, query)
+    keyword = plan(found, chunks)
     if keyword is None:
         return []
     return best(
