@@ -55,9 +55,9 @@ def ingest_corpus(rt: Runtime, user: User, corpus: Path) -> None:
         jobs = [submit_file(rt, p, user=user).job_id for p in files]
         while True:
             with rt.pool.connection() as conn:
-                left = conn.execute(
+                (left,) = conn.execute(
                     "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')", (jobs,)
-                ).fetchone()[0]
+                ).fetchall()[0]
             if not left:
                 return
             time.sleep(0.1)
@@ -179,7 +179,7 @@ def main() -> None:
     with Runtime.open(settings) as rt:
         with rt.pool.connection() as conn:
             user = ensure_user(conn, "quality")
-            have = conn.execute("SELECT count(*) FROM documents WHERE owner_id = %s", (user.id,)).fetchone()[0]
+            (have,) = conn.execute("SELECT count(*) FROM documents WHERE owner_id = %s", (user.id,)).fetchall()[0]
         if not have:
             ingest_corpus(rt, user, args.corpus)
         if not args.skip_quality:

@@ -9,7 +9,8 @@ The query is embedded before a connection is taken, and one connection serves th
 space's row is read once per process (a space, once made, keeps its id and table). A space of at most
 `search_exact_max_vectors` vectors (by its statistics, read every ROWS_TTL_S) is scanned exactly.
 Filters (chosen documents, upload metadata) apply inside each list; `offset` and `min_score` to the
-final ranking, so pages never overlap.
+final ranking. Pages within the first FUSION_CANDIDATES hits are slices of one ranking; a page beyond
+it fuses deeper lists, which can only add chunks found low in both.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]
     """Make `chunks` the document's only chunks (a re-run replaces, never duplicates). PostgreSQL derives
     their keyword index from the text, read in the document's language (ingest/language.py)."""
     config = language.detect("\n".join(chunk.text for chunk in chunks[:8]))
-    config_oid = conn.execute("SELECT %s::regconfig::oid", (config,)).fetchone()[0]
+    (config_oid,) = conn.execute("SELECT %s::regconfig::oid", (config,)).fetchall()[0]
     conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
     with conn.cursor().copy(
         "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata, start_key, search_config,"
