@@ -31,15 +31,15 @@ import numpy as np
 from ingest.chunking import Chunk
 from ingest.config import Settings
 from ingest.logs import configure_logging
-from ingest.runtime import Runtime
-from ingest.search import search
 from ingest.search_mode import SearchMode
+from ingest.services.search import search
+from ingest.services.submit import submit_file
 from ingest.store import chunks as chunk_store
 from ingest.store import vectors
 from ingest.store.users import User, ensure_user
-from ingest.submit import submit_file
 from router.embedder_mock import embed_texts
 from workers.inprocess import serving
+from workers.runtime import Runtime
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus-sample"
 

@@ -11,12 +11,12 @@ from uuid import UUID
 import psycopg
 
 from ingest.chunking import Chunk
-from ingest.runtime import Runtime
-from ingest.search import search
 from ingest.search_mode import SearchMode
+from ingest.services.search import search
 from ingest.store import chunks, vectors
 from ingest.store.users import User, ensure_user
 from router.embedder_mock import MockEmbedder
+from workers.runtime import Runtime
 
 TEXT = "The quartermaster logs every zeppelin departure in the harbour ledger."
 

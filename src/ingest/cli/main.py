@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,11 +18,11 @@ from ingest.cli.serve import serve
 from ingest.cli.worker import mocks_app, worker
 from ingest.config import Settings
 from ingest.db import migrate
-from ingest.runtime import resolve_database_url
-from ingest.search import search as run_search
 from ingest.search_mode import SearchMode
+from ingest.services.search import search as run_search
 from router.decide import Mode
 from router.modes import SERVICES
+from workers.runtime import resolve_database_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ingest documents, embed them, search them.")
 mode_app = typer.Typer(no_args_is_help=True, help="Read or switch the service modes (real, mock, hybrid).")
@@ -123,7 +123,7 @@ def mode_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @handle_errors
 def mode_set(
     mode: Annotated[Mode, typer.Argument(help="real, mock or hybrid.")],
-    service: Annotated[Optional[str], typer.Option("--service", help="llamaparse or openai (default: both).")] = None,
+    service: Annotated[str | None, typer.Option("--service", help="llamaparse or openai (default: both).")] = None,
 ) -> None:
     """Switch a service's mode; every worker and API process sees it at its next job."""
     services = (service,) if service else SERVICES

@@ -24,11 +24,11 @@ import psycopg
 
 from ingest import fusion
 from ingest.errors import IngestError
-from ingest.runtime import Runtime
 from ingest.search_mode import SearchMode
 from ingest.store import keyword, vectors
 from ingest.store.search import Hit, nearest
 from ingest.store.users import User
+from workers.runtime import Runtime
 
 ROWS_TTL_S = 30.0
 # How deep each list goes before fusion, at least, and the weight of the vector list against the keyword
