@@ -66,7 +66,10 @@ def search(
     depth = offset + top_k if mode is not SearchMode.HYBRID else max(offset + top_k, FUSION_CANDIDATES)
     query_vector = embedder.embed([query]).vectors[0] if mode is not SearchMode.KEYWORD else None
     rankings: list[tuple[list[Hit], float]] = []
-    with rt.pool.connection() as conn:
+    with rt.pool.connection() as conn, conn.transaction():
+        if mode is SearchMode.HYBRID:
+            # One snapshot for both rankings: a new version committed between them would mix versions.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if mode is not SearchMode.VECTOR:
             found = keyword.search(
                 conn,
