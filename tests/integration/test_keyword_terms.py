@@ -1,0 +1,105 @@
+"""Keyword search's document frequencies (`keyword_terms`, migration 0014) stay exact and per owner.
+
+Each check compares the kept counts with a recount from the chunks themselves, after documents are
+ingested through the pipeline, re-ingested as a new version, and deleted, for two owners sharing words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.config import Settings
+from ingest.services.submit import Submitted, submit_file
+from ingest.store import documents
+from ingest.store.users import User, ensure_user
+from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
+
+
+@pytest.fixture
+def runtime(ingest_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    monkeypatch.setenv("INGEST_CHUNK_TOKENS", "64")  # several chunks a document
+    monkeypatch.setenv("INGEST_CHUNK_OVERLAP", "0")
+    with Runtime.open(Settings(_env_file=None)) as rt:
+        yield rt
+
+
+def ingest(rt: Runtime, user: User, path: Path, text: str, *, replace: bool = False) -> Submitted:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    submitted = submit_file(rt, path, user=user, replace=replace)
+    for batch in parse_stage(rt, submitted.job_id):
+        embed_stage(rt, submitted.job_id, batch.first, batch.last)
+    return submitted
+
+
+def kept(conn: psycopg.Connection, user: User) -> dict[str, int]:
+    rows = conn.execute("SELECT lexeme, chunks FROM keyword_terms WHERE owner_id = %s AND chunks <> 0", (user.id,))
+    return dict(rows.fetchall())
+
+
+def recounted(conn: psycopg.Connection, user: User) -> dict[str, int]:
+    """The owner's visible chunks holding each lexeme, counted from the chunks."""
+    rows = conn.execute(
+        "SELECT t.lexeme, count(*) FROM chunks c JOIN documents d ON d.id = c.document_id,"
+        " unnest(c.search_terms) t WHERE d.owner_id = %s AND d.status = 'completed' AND c.space_id IS NOT NULL"
+        " GROUP BY t.lexeme",
+        (user.id,),
+    )
+    return dict(rows.fetchall())
+
+
+def paragraphs(words: str, count: int) -> str:
+    return "\n\n".join(f"Paragraph {p} of the {words} notes: " + " ".join(["filler"] * 40) for p in range(count))
+
+
+def test_counts_stay_exact_per_owner_through_ingest_reingest_and_delete(runtime: Runtime, tmp_path: Path) -> None:
+    with runtime.pool.connection() as conn:
+        ada, bob = ensure_user(conn, "ada"), ensure_user(conn, "bob")
+    first = ingest(runtime, ada, tmp_path / "ada" / "notes.txt", paragraphs("zeppelin harbour", 8))
+    ingest(runtime, bob, tmp_path / "bob" / "notes.txt", paragraphs("zeppelin quartermaster", 3))
+    with runtime.pool.connection() as conn:
+        ada_counts, bob_counts = kept(conn, ada), kept(conn, bob)
+        assert ada_counts == recounted(conn, ada)
+        assert bob_counts == recounted(conn, bob)
+        chunks_of_ada = conn.execute(
+            "SELECT count(*) FROM chunks WHERE document_id = %s", (first.document_id,)
+        ).fetchone()[0]
+    assert chunks_of_ada > 1
+    # A shared word counts each owner's chunks only; a word of the other owner's is not there at all.
+    assert ada_counts["zeppelin"] == chunks_of_ada
+    assert bob_counts["zeppelin"] < chunks_of_ada
+    assert "quartermast" not in ada_counts and "harbour" not in bob_counts
+
+    # A new version (fewer chunks, another word) replaces the old one in the counts.
+    ingest(runtime, ada, tmp_path / "ada2" / "notes.txt", paragraphs("zeppelin ledger", 2), replace=True)
+    with runtime.pool.connection() as conn:
+        ada_counts = kept(conn, ada)
+        assert ada_counts == recounted(conn, ada)
+        assert kept(conn, bob) == bob_counts
+    assert "harbour" not in ada_counts and ada_counts["ledger"] == ada_counts["zeppelin"] < chunks_of_ada
+
+    with runtime.pool.connection() as conn, conn.transaction():
+        (remaining,) = conn.execute("SELECT id FROM documents WHERE owner_id = %s", (ada.id,)).fetchall()
+        documents.delete(conn, remaining[0])
+    with runtime.pool.connection() as conn:
+        assert kept(conn, ada) == {} == recounted(conn, ada)
+        assert kept(conn, bob) == bob_counts
+
+
+def test_a_document_counts_only_while_it_is_completed(runtime: Runtime, tmp_path: Path) -> None:
+    with runtime.pool.connection() as conn:
+        ada = ensure_user(conn, "ada")
+    done = ingest(runtime, ada, tmp_path / "notes.txt", paragraphs("zeppelin", 3))
+    with runtime.pool.connection() as conn:
+        before = kept(conn, ada)
+        assert before and before == recounted(conn, ada)
+        with conn.transaction():
+            documents.set_status(conn, done.document_id, "running")  # as a re-run does
+            assert kept(conn, ada) == {}  # in the same transaction as the change
+        documents.set_status(conn, done.document_id, "completed")
+        conn.commit()
+        assert kept(conn, ada) == before
