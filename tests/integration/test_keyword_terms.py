@@ -5,13 +5,16 @@ ingested through the pipeline, re-ingested as a new version, and deleted, for tw
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from ingest.config import Settings
+from ingest.db import migrate
 from ingest.services.submit import Submitted, submit_file
 from ingest.store import documents
 from ingest.store.users import User, ensure_user
@@ -103,3 +106,32 @@ def test_a_document_counts_only_while_it_is_completed(runtime: Runtime, tmp_path
         documents.set_status(conn, done.document_id, "completed")
         conn.commit()
         assert kept(conn, ada) == before
+
+
+def test_the_migration_counts_the_chunks_already_stored(pg_server: str) -> None:
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    terms = next(m for m in migrate.available() if m.name == "keyword_terms")
+    with psycopg.connect(make_conninfo(pg_server, dbname=name), autocommit=True) as conn:
+        for migration in migrate.available():
+            if migration.version < terms.version:
+                conn.execute(migration.sql)
+        owner = conn.execute("INSERT INTO users (name) VALUES ('old') RETURNING id").fetchone()[0]
+        space = conn.execute(
+            "INSERT INTO embedding_spaces (model, dimensions, simulated, table_name) VALUES ('m', 8, true, 'v') RETURNING id"
+        ).fetchone()[0]
+        for status, text in (("completed", "zeppelins moored at the harbour"), ("failed", "zeppelins adrift")):
+            doc = conn.execute(
+                "INSERT INTO documents (owner_id, sha256, filename, media_type, bytes, status)"
+                " VALUES (%s, %s, 'old.txt', 'text/plain', 1, %s) RETURNING id",
+                (owner, status, status),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO chunks (document_id, ordinal, text, token_count, text_hash, space_id)"
+                " VALUES (%s, 0, %s, 5, 'h', %s)",
+                (doc, text, space),
+            )
+        conn.execute(terms.sql)
+        counts = dict(conn.execute("SELECT lexeme, chunks FROM keyword_terms WHERE owner_id = %s", (owner,)))
+    assert counts == {"zeppelin": 1, "moor": 1, "harbour": 1}  # the failed document's chunk is not visible
