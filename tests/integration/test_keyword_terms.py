@@ -40,7 +40,9 @@ def ingest(rt: Runtime, user: User, path: Path, text: str, *, replace: bool = Fa
 
 
 def kept(conn: psycopg.Connection, user: User) -> dict[str, int]:
-    rows = conn.execute("SELECT lexeme, chunks FROM keyword_terms WHERE owner_id = %s AND chunks <> 0", (user.id,))
+    rows = conn.execute(
+        "SELECT lexeme, chunks FROM keyword_terms WHERE owner_id = %s AND chunks <> 0", (user.id,)
+    )
     return dict(rows.fetchall())
 
 
@@ -56,10 +58,14 @@ def recounted(conn: psycopg.Connection, user: User) -> dict[str, int]:
 
 
 def paragraphs(words: str, count: int) -> str:
-    return "\n\n".join(f"Paragraph {p} of the {words} notes: " + " ".join(["filler"] * 40) for p in range(count))
+    return "\n\n".join(
+        f"Paragraph {p} of the {words} notes: " + " ".join(["filler"] * 40) for p in range(count)
+    )
 
 
-def test_counts_stay_exact_per_owner_through_ingest_reingest_and_delete(runtime: Runtime, tmp_path: Path) -> None:
+def test_counts_stay_exact_per_owner_through_ingest_reingest_and_delete(
+    runtime: Runtime, tmp_path: Path
+) -> None:
     with runtime.pool.connection() as conn:
         ada, bob = ensure_user(conn, "ada"), ensure_user(conn, "bob")
     first = ingest(runtime, ada, tmp_path / "ada" / "notes.txt", paragraphs("zeppelin harbour", 8))
@@ -121,7 +127,10 @@ def test_the_migration_counts_the_chunks_already_stored(pg_server: str) -> None:
         space = conn.execute(
             "INSERT INTO embedding_spaces (model, dimensions, simulated, table_name) VALUES ('m', 8, true, 'v') RETURNING id"
         ).fetchone()[0]
-        for status, text in (("completed", "zeppelins moored at the harbour"), ("failed", "zeppelins adrift")):
+        for status, text in (
+            ("completed", "zeppelins moored at the harbour"),
+            ("failed", "zeppelins adrift"),
+        ):
             doc = conn.execute(
                 "INSERT INTO documents (owner_id, sha256, filename, media_type, bytes, status)"
                 " VALUES (%s, %s, 'old.txt', 'text/plain', 1, %s) RETURNING id",
