@@ -12,7 +12,8 @@ from ingest.store import documents, jobs
 from workers.broker import PERMANENT_ERRORS, broker
 from workers.callbacks import deliver_callback  # noqa: F401  (declares the callback actor in every worker)
 from workers.context import current_runtime
-from workers.pipeline import JobDeferred, embed_stage, parse_stage
+from workers.deleted import stops_if_deleted
+from workers.pipeline import Batch, JobDeferred, embed_stage, parse_stage
 from workers.upgrade import after_job  # also declares the upgrade actor in every worker
 
 log = structlog.get_logger(__name__)
@@ -35,8 +36,10 @@ def parse_document(job_id: str) -> None:
     # Log lines carry the job, document, user and stage: workers.lifecycle binds them for every message.
     rt = current_runtime()
     job_uuid = UUID(job_id)
+    pending: list[Batch] = []
     try:
-        pending = parse_stage(rt, job_uuid)
+        with stops_if_deleted(rt, job_uuid):
+            pending = parse_stage(rt, job_uuid)
     except JobDeferred as deferred:
         _defer(rt, job_uuid, deferred)
         return
@@ -49,8 +52,9 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
     rt = current_runtime()
     job_uuid = UUID(job_id)
     try:
-        if embed_stage(rt, job_uuid, first, last):
-            log.info("job_completed")
-            after_job(rt, job_uuid)
+        with stops_if_deleted(rt, job_uuid):
+            if embed_stage(rt, job_uuid, first, last):
+                log.info("job_completed")
+                after_job(rt, job_uuid)
     except JobDeferred as deferred:
         _defer(rt, job_uuid, deferred)

@@ -203,6 +203,8 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
     if not pieces:
         raise UnreadableDocument("no text could be extracted from the document")
     with rt.pool.connection() as conn, conn.transaction():
+        if not jobs.is_running(conn, job_id):  # holds the document: a delete waits, or went first
+            return []
         chunks.replace(conn, doc.id, pieces)
         documents.set_parsed(
             conn, doc.id, parser=result.parser, pages=result.document.pages, partial=result.document.partial
