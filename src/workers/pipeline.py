@@ -216,14 +216,15 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
 
 
 def _cached(
-    rt: Runtime, embedder: Embedder | None, pending: list[chunks.StoredChunk]
+    rt: Runtime, embedder: Embedder | None, document_id: UUID, pending: list[chunks.StoredChunk]
 ) -> tuple[Space | None, set[bytes]]:
-    """The embedder's space, and which of the pending texts its cache already holds."""
+    """The embedder's space, and which of the pending texts its cache already holds for the owner."""
     if embedder is None:  # the call will be deferred or refused: no space to look in
         return None, set()
     with autocommit(rt.pool) as conn:  # reads only
         space = vectors.find_space(conn, embedder.model, embedder.dimensions)
-        return space, reuse.cached(conn, space, [c.text_hash for c in pending]) if space else set()
+        hashes = [c.text_hash for c in pending]
+        return space, reuse.cached(conn, space, document_id, hashes) if space else set()
 
 
 def _misses(pending: list[chunks.StoredChunk], hits: set[bytes]) -> dict[bytes, chunks.StoredChunk]:
@@ -256,7 +257,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
     meter: Meter = rt.router.meter
     key = f"{job.document_id}:embed:{first}-{last}"
     embedder = rt.router.embedder().client
-    space, hits = _cached(rt, embedder, pending)
+    space, hits = _cached(rt, embedder, job.document_id, pending)
     misses = _misses(pending, hits)
     result = None
     if misses:
@@ -272,7 +273,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
         )
         if not _same_space(embedder, client):  # the budget sent the call to another space: look there
             embedder = client
-            space, hits = _cached(rt, client, pending)
+            space, hits = _cached(rt, client, job.document_id, pending)
             misses = _misses(pending, hits)
         texts = [c.text for c in misses.values()]
         if texts:
@@ -332,7 +333,7 @@ def _stood_in(
     """The batch's real call failed in hybrid: the mock embeds it in its own space (a shadow cost), and the
     chunks will wait for upgrade. The mock space has its own cache, so hits and misses are looked up anew."""
     embedder = _served(stand_in)
-    space, hits = _cached(rt, embedder, pending)
+    space, hits = _cached(rt, embedder, job.document_id, pending)
     misses = _misses(pending, hits)
     if not misses:
         return embedder, space, hits, misses, None
