@@ -8,6 +8,7 @@ with its reason) and counted (`ingest_route_decisions_total`). Real clients are 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -58,6 +59,7 @@ class ServiceRouter:
         self._stand_in = StandInEmbedder(self._mock_embedder)
         self._real_parser: Parser | None = None
         self._real_embedder: Embedder | None = None
+        self._build_lock = threading.RLock()
         self._pool = pool
         self._signal: JobSignal | None = None
 
@@ -157,12 +159,13 @@ class ServiceRouter:
             return space is not None and upgrades.space_in_use(conn, space)
 
     def real_parser(self) -> Parser:
-        if self._real_parser is None:
-            from router.llamaparse_real import LlamaParseParser
+        with self._build_lock:
+            if self._real_parser is None:
+                from router.llamaparse_real import LlamaParseParser
 
-            # With a public URL, LlamaParse calls our webhook: the worker waits for that, not a poll timer.
-            waiter = self.llamaparse_signal().wait if self.settings.public_url else None
-            self._real_parser = LlamaParseParser(self.settings, waiter=waiter)
+                # With a public URL, LlamaParse calls our webhook: the worker waits for that, not a poll timer.
+                waiter = self.llamaparse_signal().wait if self.settings.public_url else None
+                self._real_parser = LlamaParseParser(self.settings, waiter=waiter)
         return self._real_parser
 
     def llamaparse_signal(self) -> JobSignal:
@@ -172,10 +175,11 @@ class ServiceRouter:
         return self._signal
 
     def real_embedder(self) -> Embedder:
-        if self._real_embedder is None:
-            from router.openai_real import OpenAIEmbedder
+        with self._build_lock:  # worker threads ask at once: one client, built once
+            if self._real_embedder is None:
+                from router.openai_real import OpenAIEmbedder
 
-            self._real_embedder = OpenAIEmbedder(self.settings)
+                self._real_embedder = OpenAIEmbedder(self.settings)
         return self._real_embedder
 
     def close(self) -> None:

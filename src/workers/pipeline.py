@@ -31,7 +31,7 @@ from router.decide import Choice, Decision
 from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, Submission, resumes_jobs
-from workers import indexing
+from workers import billing, indexing
 from workers.states import finish_if_done
 
 log = structlog.get_logger(__name__)
@@ -93,11 +93,12 @@ Result = TypeVar("Result")
 
 
 def _billed(meter: Meter, held: Reservation, call: Callable[[], Result]) -> Result:
-    """Make the call; if it fails, nothing was billed and the reservation goes back."""
+    """Make the call. If it fails, the reservation goes back, unless the vendor may have billed it: then it
+    is charged as `unknown` (workers.billing)."""
     try:
         return call()
-    except BaseException:
-        meter.release(held)
+    except BaseException as failed:
+        billing.after_failure(meter, held, failed)
         raise
 
 
@@ -285,7 +286,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
                     raise
                 embedder, space, hits, misses, result = _stood_in(rt, stand_in, job, key, pending)
             else:
-                meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
+                meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
         else:
             meter.release(held)
     assert embedder is not None  # hits need a space, misses a client
@@ -349,7 +350,7 @@ def _stood_in(
         job_id=job.id,
     )
     result = _billed(meter, held, functools.partial(embedder.embed, [c.text for c in misses.values()]))
-    meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
+    meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
     return embedder, space, hits, misses, result
 
 

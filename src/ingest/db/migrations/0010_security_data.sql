@@ -19,3 +19,13 @@ JOIN documents d ON d.id = c.document_id;
 DROP TABLE embedding_cache;
 ALTER TABLE embedding_cache_by_owner RENAME TO embedding_cache;
 ALTER TABLE embedding_cache RENAME CONSTRAINT embedding_cache_by_owner_pkey TO embedding_cache_pkey;
+
+-- A vendor call the vendor may have billed but whose answer we could not use (read timeout, an answer we
+-- failed to read, an error of ours after the request left) is `unknown`: charged at its estimate (or
+-- more, when several attempts may have been billed), with the reason, never released. It counts like a
+-- charge, so the ledger never reads less than the vendor's bill. Its key gets the row's id appended, so
+-- the retried call reserves and charges under the plain key as usual.
+ALTER TABLE cost_entries DROP CONSTRAINT cost_entries_state_check;
+ALTER TABLE cost_entries ADD CONSTRAINT cost_entries_state_check
+    CHECK (state IN ('reserved', 'charged', 'released', 'expired', 'unknown'));
+ALTER TABLE cost_entries ADD COLUMN unknown_reason text;
