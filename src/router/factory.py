@@ -163,7 +163,7 @@ class ServiceRouter:
             if self._real_parser is None:
                 from router.llamaparse_real import LlamaParseParser
 
-                # With a public URL, LlamaParse calls our webhook: the worker waits for that, not a poll timer.
+                # With a public URL, LlamaParse calls our webhook: the worker waits for it, not a poll timer.
                 waiter = self.llamaparse_signal().wait if self.settings.public_url else None
                 self._real_parser = LlamaParseParser(self.settings, waiter=waiter)
         return self._real_parser
