@@ -11,6 +11,8 @@ import typer
 
 from ingest.cli.common import fail
 from ingest.config import Settings
+from ingest.logs import configure_logging
+from workers.supervisor import supervise, worker_commands
 
 
 def worker(
@@ -32,9 +34,9 @@ def worker(
         # Every process writes its metrics here and one serves their sum (workers.metrics). Set before
         # any process imports prometheus_client; a fresh folder, so no earlier run's counters are added.
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ingest-worker-metrics-")
-    # Dramatiq's own CLI supervises the processes (signals, graceful shutdown), behind our logging setup.
-    argv = [sys.executable, "-m", "workers", "workers.actors", "--processes", str(processes), "--threads", str(threads)]
-    os.execve(sys.executable, argv, env)
+    # One Dramatiq command per process (signals, graceful shutdown, our logging), each restarted if it dies.
+    configure_logging(settings, interactive=sys.stderr.isatty())
+    raise typer.Exit(supervise(worker_commands(processes, threads, env)))
 
 
 mocks_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for the vendor APIs.")
