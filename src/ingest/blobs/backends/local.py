@@ -42,7 +42,7 @@ class LocalBlobStore:
         try:
             return self._path(sha256).read_bytes()
         except FileNotFoundError:
-            raise BlobMissing(f"the stored file {sha256[:12]}… is gone (its document was deleted)") from None
+            raise BlobMissing(f"the stored file {sha256[:12]}… is no longer in the blob store") from None
 
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()

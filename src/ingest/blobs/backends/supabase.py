@@ -100,7 +100,7 @@ class SupabaseBlobStore:
         except StorageApiError as exc:
             if _missing(exc):
                 # As the local store: a missing blob is the same error, whatever the backend.
-                gone = f"the stored file {sha256[:12]}… is gone (its document was deleted)"
+                gone = f"the stored file {sha256[:12]}… is no longer in the blob store"
                 raise BlobMissing(gone) from None
             raise
 
