@@ -19,7 +19,7 @@ def worker(
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Worker processes.")] = 2,
     threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="Threads per process.")] = 4,
 ) -> None:
-    """Dramatiq workers against the configured broker (REDIS_URL or RABBITMQ_URL)."""
+    """Dramatiq workers against the broker (REDIS_URL or RABBITMQ_URL); one that dies is restarted."""
     settings = Settings()
     if settings.broker_url is None:
         raise fail(
