@@ -7,8 +7,9 @@ a command gets SIGTERM if the supervisor dies), and watches them: when one dies
 (a SIGKILL, the out-of-memory killer, a crash), whatever is left of its group is killed and it is started
 again, while the others carry on. Its unacknowledged messages come back through the broker, as after any
 worker death. A command that dies again soon after starting waits longer each time (up to a minute), so a
-worker that cannot start does not spin. SIGTERM and SIGINT stop every command gracefully (Dramatiq's
-shutdown: messages in progress finish), SIGHUP makes each reload; the supervisor returns once all stopped.
+worker that cannot start does not spin; one that cannot import its code stops them all. SIGTERM and
+SIGINT stop every command gracefully (Dramatiq's shutdown: messages in progress finish), SIGHUP makes each
+reload; the supervisor returns once all stopped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ POLL_S = 0.2
 HEALTHY_AFTER_S = 30.0
 MAX_RESTART_DELAY_S = 60.0
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+RET_IMPORT = 2  # Dramatiq's exit code when the actors' modules fail to import
 _PR_SET_PDEATHSIG = 1
 
 
@@ -81,6 +83,7 @@ class Supervisor:
     def __init__(self, commands: Sequence[tuple[Sequence[str], dict[str, str]]]) -> None:
         self.slots = [Slot(i, argv, env) for i, (argv, env) in enumerate(commands)]
         self.stopping = False
+        self.exit_code = 0
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
         if signum != signal.SIGHUP:
@@ -100,7 +103,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return self.exit_code
 
     def _watch(self, now: float) -> None:
         for slot in self.slots:
@@ -113,6 +116,11 @@ class Supervisor:
                 continue
             slot.reap()
             if self.stopping:
+                continue
+            if code == RET_IMPORT:  # the code cannot be loaded: starting it again cannot help
+                log.error("worker_process_cannot_start", slot=slot.index, exit_code=code)
+                self.exit_code = code
+                self._forward(signal.SIGTERM, None)
                 continue
             ran_s = now - slot.started_at
             slot.delay_s = restart_delay(slot.delay_s, ran_s)
