@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -129,9 +129,6 @@ def document(tmp_path: Path) -> Path:
     path = tmp_path / "notes.txt"
     path.write_text("\n\n".join(f"Paragraph {i} about harbors, lanterns and quartz." for i in range(30)))
     return path
-
-
-Case = Callable[[Runtime, Vendor], None]
 
 
 def test_a_call_that_failed_after_the_vendor_billed_it_is_charged_unknown(
