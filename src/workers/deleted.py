@@ -15,8 +15,8 @@ import structlog
 from psycopg import errors as pg_errors
 
 from ingest.errors import BlobMissing
-from ingest.runtime import Runtime
 from ingest.store import jobs
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

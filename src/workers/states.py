@@ -13,8 +13,9 @@ from uuid import UUID
 import psycopg
 
 from ingest.logs import redact_value
-from ingest.runtime import Runtime
 from ingest.store import chunks, documents, jobs
+from workers import callbacks
+from workers.runtime import Runtime
 
 # An absolute file path (two folders deep at least), not the path part of a URL (`host/…`, `://`).
 _SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"]+/){2,}[^\s/'\":,)]*")
@@ -63,7 +64,4 @@ def _announce(
     conn: psycopg.Connection, job_id: UUID, document_id: UUID, outcome: Literal["completed", "failed"]
 ) -> None:
     """Queue the document's outbound callback, if it has one (the delivery waits for this commit)."""
-    # Imported here: workers.callbacks declares an actor on the broker, whose middleware imports this module.
-    from workers.callbacks import announce
-
-    announce(conn, job_id, document_id, outcome)
+    callbacks.announce(conn, job_id, document_id, outcome)

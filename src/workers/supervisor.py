@@ -137,16 +137,14 @@ class Supervisor:
 
 
 def worker_commands(
-    processes: int, threads: int, env: dict[str, str]
+    processes: int, threads: int, env: dict[str, str], *, serve_metrics: bool
 ) -> list[tuple[list[str], dict[str, str]]]:
     """One Dramatiq command of one worker process per process wanted (see `workers.__main__`). Only the
-    first serves the summed metrics (`INGEST_WORKER_METRICS_PORT`); all write to the shared folder."""
-    argv = [sys.executable, "-m", "workers", "workers.actors", "--processes", "1", "--threads", str(threads)]
-    first_only = {"INGEST_WORKER_METRICS_PORT"}
-    return [
-        (argv, env if i == 0 else {k: v for k, v in env.items() if k not in first_only})
-        for i in range(processes)
-    ]
+    first runs the process serving the summed metrics (`INGEST_WORKER_METRICS_PORT`)."""
+    argv = [sys.executable, "-m", "workers", "workers.process:start_worker_process"]
+    argv += ["--processes", "1", "--threads", str(threads)]
+    metrics = ["--fork-function", "workers.process:serve_metrics"] if serve_metrics else []
+    return [([*argv, *metrics] if i == 0 else argv, env) for i in range(processes)]
 
 
 def supervise(commands: Sequence[tuple[Sequence[str], dict[str, str]]]) -> int:

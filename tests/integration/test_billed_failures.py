@@ -23,13 +23,13 @@ import pytest
 
 from costs.prices import price_table
 from ingest.config import Settings
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from ingest.tokens import count_tokens
 from router.modes import Mode
 from router.openai_real import OpenAIEmbedder
 from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
 
 DIMS = 8
 MODEL = "text-embedding-3-small"

@@ -13,10 +13,10 @@ import sys
 PROBE = """
 import json, sys, threading
 import dramatiq
-import workers.actors
-from workers.broker import broker
+from ingest.config import Settings
+from workers.process import start_broker
 
-LAZY = ["httpx", "router.openai_real", "openai", "router.llamaparse_real", "llama_cloud"]
+LAZY = ["httpx", "router.openai_real", "openai", "router.llamaparse.client", "llama_cloud"]
 seen = {"before": [m for m in LAZY if m in sys.modules]}
 
 class Probe(dramatiq.Middleware):
@@ -24,6 +24,7 @@ class Probe(dramatiq.Middleware):
         seen["at_boot"] = [m for m in LAZY if m in sys.modules]
         seen["worker_threads"] = [t.name for t in threading.enumerate() if "Worker" in t.name]
 
+broker = start_broker(Settings())
 broker.add_middleware(Probe())
 worker = dramatiq.Worker(broker, worker_threads=2)
 worker.start()
@@ -53,7 +54,7 @@ def test_the_vendor_clients_and_their_http_stacks_load_before_the_threads() -> N
         "httpx",
         "router.openai_real",
         "openai",
-        "router.llamaparse_real",
+        "router.llamaparse.client",
         "llama_cloud",
     }
     assert seen["worker_threads"] == []

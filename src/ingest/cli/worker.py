@@ -31,12 +31,13 @@ def worker(
         # The worker processes write to a pipe, never a terminal: decide here, where the terminal is seen.
         env["INGEST_LOG_FORMAT"] = "console" if sys.stderr.isatty() else "json"
     if settings.worker_metrics_port is not None and "PROMETHEUS_MULTIPROC_DIR" not in env:
-        # Every process writes its metrics here and one serves their sum (workers.metrics). Set before
+        # Every process writes its metrics here and one serves their sum (workers.middleware.metrics). Set before
         # any process imports prometheus_client; a fresh folder, so no earlier run's counters are added.
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ingest-worker-metrics-")
     # One Dramatiq command per process (signals, graceful shutdown, our logging), each restarted if it dies.
     configure_logging(settings, interactive=sys.stderr.isatty())
-    raise typer.Exit(supervise(worker_commands(processes, threads, env)))
+    commands = worker_commands(processes, threads, env, serve_metrics=settings.worker_metrics_port is not None)
+    raise typer.Exit(supervise(commands))
 
 
 mocks_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for the vendor APIs.")

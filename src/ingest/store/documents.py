@@ -119,6 +119,6 @@ def supersede(conn: psycopg.Connection, document_id: UUID) -> int:
 def delete(conn: psycopg.Connection, document_id: UUID) -> str | None:
     """Delete a document with its jobs, chunks and vectors; return its sha256, None if it was gone.
 
-    Its blob may be shared with other documents: `ingest.deletion` removes it only when none is left."""
+    Its blob may be shared with other documents: `ingest.services.deletion` removes it only when none is left."""
     row = conn.execute("DELETE FROM documents WHERE id = %s RETURNING sha256", (document_id,)).fetchone()
     return None if row is None else str(row[0])

@@ -28,7 +28,7 @@ def on_demand_modules(settings: Settings) -> list[str]:
     if settings.openai_api_key is not None:
         names.append("router.openai_real")
     if settings.llama_cloud_api_key is not None:
-        names.append("router.llamaparse_real")
+        names.append("router.llamaparse.client")
     return names
 
 

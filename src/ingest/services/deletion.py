@@ -16,8 +16,8 @@ from psycopg import errors as pg_errors
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from ingest.errors import Conflict, NotFound
-from ingest.runtime import Runtime
 from ingest.store import blob_refs, documents
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
