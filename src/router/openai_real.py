@@ -272,10 +272,10 @@ class OpenAIEmbedder:
         """One attempt: wait for the client-side limits, call, decode and check. An attempt that fails
         once its request may have been billed is counted in `tally` (at our count of its tokens)."""
         self._limits.acquire(tokens)
-        extra = {"dimensions": self.dimensions} if supports_dimensions(self.model) else {}
+        dimensions = self.dimensions if supports_dimensions(self.model) else openai.omit
         try:
             response = self._client.embeddings.create(
-                input=texts, model=self.model, encoding_format="base64", **extra
+                input=texts, model=self.model, encoding_format="base64", dimensions=dimensions
             )
             vectors = check_vectors(decode_embeddings(response, len(texts), self.dimensions))
             prompt_tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
