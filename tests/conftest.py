@@ -20,7 +20,6 @@ from ingest.db import embedded, migrate
 if TYPE_CHECKING:
     from ingest.runtime import Runtime
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus-sample"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 

@@ -38,3 +38,14 @@ def corpus_params(relative: str, pick: str | None = None) -> list[Any]:
     loaded = json.loads(path.read_text())
     entries: list[dict[str, Any]] = loaded[pick] if pick else loaded
     return [pytest.param(e, id=str(e.get("id") or e.get("file"))) for e in entries]
+
+
+SAMPLES = REPO / "samples"
+SAMPLE_FACTS = Path(__file__).resolve().parent / "fixtures" / "samples-facts.json"
+
+
+def sample_manifest() -> list[dict[str, Any]]:
+    """The repository's own samples/ described like the corpus's MANIFEST.json (file, format, facts):
+    the documents every clone checks sniffing, extraction and retrieval on."""
+    entries: list[dict[str, Any]] = json.loads(SAMPLE_FACTS.read_text())
+    return entries

@@ -8,12 +8,13 @@ writes the files; `CASES` describes them and needs no I/O, so tests can be param
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.pdf_writer import pdf
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -43,109 +44,6 @@ NAME_VARIANTS = [
 ]
 
 
-# --- PDF: a minimal writer (objects, cross-reference table, trailer), RC4 for the encrypted cases ---
-
-_PAD = bytes.fromhex("28bf4e5e4e758a4164004e56fffa01082e2e00b6d0683e802f0ca9fe6453697a")
-
-
-def _rc4(key: bytes, data: bytes) -> bytes:
-    s = list(range(256))
-    j = 0
-    for i in range(256):
-        j = (j + s[i] + key[i % len(key)]) % 256
-        s[i], s[j] = s[j], s[i]
-    out = bytearray()
-    i = j = 0
-    for byte in data:
-        i = (i + 1) % 256
-        j = (j + s[i]) % 256
-        s[i], s[j] = s[j], s[i]
-        out.append(byte ^ s[(s[i] + s[j]) % 256])
-    return bytes(out)
-
-
-def _pdf_escape(text: str) -> bytes:
-    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode("latin-1")
-
-
-def _page_stream(lines: list[str]) -> bytes:
-    ops = [b"BT /F1 11 Tf 14 TL 50 780 Td"]
-    ops += [b"(" + _pdf_escape(line) + b") Tj T*" for line in lines]
-    return b"\n".join([*ops, b"ET"])
-
-
-def pdf(
-    pages: list[list[str]],
-    *,
-    catalog_extra: str = "",
-    page_extra: str = "",
-    repeat_first_page: int = 0,
-    owner_only_rc4: bool = False,
-    user_password: bool = False,
-) -> bytes:
-    """A PDF of text pages. `repeat_first_page`: the page tree lists page one that many times (a page
-    bomb). `owner_only_rc4`: encrypted (RC4 40-bit), empty user password, text extraction forbidden.
-    `user_password`: an encryption dictionary whose user password is not empty (cannot be opened)."""
-    objects: list[bytes] = []  # object n is objects[n - 1]
-    font = 3
-    page_numbers = [4 + 2 * i for i in range(len(pages))]
-    first_page = page_numbers[0]
-    kids = [first_page] * repeat_first_page if repeat_first_page else page_numbers
-    objects.append(f"<< /Type /Catalog /Pages 2 0 R {catalog_extra}>>".encode())
-    kid_refs = " ".join(f"{k} 0 R" for k in kids)
-    objects.append(f"<< /Type /Pages /Kids [{kid_refs}] /Count {len(kids)} >>".encode())
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    streams: dict[int, bytes] = {}
-    for number, lines in zip(page_numbers, pages, strict=True):
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 {font} 0 R >> >>"
-            f" /Contents {number + 1} 0 R {page_extra}>>".encode()
-        )
-        objects.append(b"")
-        streams[number + 1] = _page_stream(lines)
-    file_id = hashlib.md5(b"".join(streams.values())).digest()  # noqa: S324 (the PDF format's own hash)
-    encrypt = b""
-    key = b""
-    if owner_only_rc4 or user_password:
-        permissions = -64  # print, modify, copy (extract) and annotate denied
-        owner_key = hashlib.md5(_PAD).digest()[:5]  # noqa: S324 (PDF standard security handler)
-        user_pad = _PAD if owner_only_rc4 else (b"secret" + _PAD)[:32]
-        owner_entry = _rc4(owner_key, user_pad)
-        key = hashlib.md5(  # noqa: S324
-            user_pad + owner_entry + permissions.to_bytes(4, "little", signed=True) + file_id
-        ).digest()[:5]
-        user_entry = _rc4(key, _PAD)
-        objects.append(
-            f"<< /Filter /Standard /V 1 /R 2 /O <{owner_entry.hex()}> /U <{user_entry.hex()}> /P {permissions} >>"
-            .encode()
-        )
-        encrypt = f" /Encrypt {len(objects)} 0 R".encode()
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for index, body in enumerate(objects, 1):
-        offsets.append(out.tell())
-        out.write(f"{index} 0 obj\n".encode())
-        if index in streams:
-            data = streams[index]
-            if key:
-                object_key = hashlib.md5(key + index.to_bytes(3, "little") + b"\x00\x00").digest()[:10]  # noqa: S324
-                data = _rc4(object_key, data)
-            out.write(f"<< /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream")
-        else:
-            out.write(body)
-        out.write(b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    out.write(b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets))
-    out.write(
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /ID [<{file_id.hex()}> <{file_id.hex()}>]".encode()
-        + encrypt
-        + f" >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return out.getvalue()
-
-
 # --- DOCX: the two parts a reader needs, and the archive tricks ---
 
 _CONTENT_TYPES = (
@@ -159,7 +57,8 @@ _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 def document_xml(paragraphs: list[str], *, doctype: str = "") -> str:
     body = "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>" for p in paragraphs)
-    return f'<?xml version="1.0" encoding="UTF-8"?>{doctype}<w:document xmlns:w="{_W}"><w:body>{body}</w:body></w:document>'
+    head = f'<?xml version="1.0" encoding="UTF-8"?>{doctype}'
+    return f'{head}<w:document xmlns:w="{_W}"><w:body>{body}</w:body></w:document>'
 
 
 def docx(document: str | bytes, extra: dict[str, bytes] | None = None) -> bytes:
@@ -239,7 +138,13 @@ _JS_PAGE = "/AA << /O << /S /Launch /F (calc.exe) >> >> "
 
 
 def _case(
-    id: str, file: str, upload: str, content_type: str, result: str, status: list[int], make: Callable[[], bytes],
+    id: str,
+    file: str,
+    upload: str,
+    content_type: str,
+    result: str,
+    status: list[int],
+    make: Callable[[], bytes],
     **extra: Any,
 ) -> dict[str, Any]:
     return {
@@ -252,31 +157,79 @@ CASES: list[dict[str, Any]] = [
     _case("empty-pdf", "empty.pdf", "empty.pdf", PDF, "reject", [400, 422], lambda: b""),
     _case("empty-txt", "empty.txt", "empty.txt", "text/plain", "reject", [400, 422], lambda: b""),
     _case(
-        "truncated-pdf", "truncated.pdf", "wonderland.pdf", PDF, "reject_or_accept_partial", EITHER,
+        "truncated-pdf",
+        "truncated.pdf",
+        "wonderland.pdf",
+        PDF,
+        "reject_or_accept_partial",
+        EITHER,
         lambda: _wonderland()[: len(_wonderland()) // 2],
     ),
-    _case("elf-as-pdf", "elf_as_pdf.pdf", "report.pdf", PDF, "reject", REJECT, lambda: b"\x7fELF\x02\x01\x01" + bytes(500)),
     _case(
-        "png-as-pdf", "png_as_pdf.pdf", "scan.pdf", PDF, "reject", REJECT,
+        "elf-as-pdf",
+        "elf_as_pdf.pdf",
+        "report.pdf",
+        PDF,
+        "reject",
+        REJECT,
+        lambda: b"\x7fELF\x02\x01\x01" + bytes(500),
+    ),
+    _case(
+        "png-as-pdf",
+        "png_as_pdf.pdf",
+        "scan.pdf",
+        PDF,
+        "reject",
+        REJECT,
         lambda: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200),
     ),
-    _case("pdf-as-docx", "pdf_as_docx.docx", "wonderland.docx", DOCX, "reject_or_accept", EITHER, _wonderland),
-    _case("not-a-zip-docx", "not_a_zip.docx", "letter.docx", DOCX, "reject", REJECT, lambda: b"Dear reader,\nplain text.\n"),
     _case(
-        "gzip-as-txt", "gzip_as_txt.txt", "notes.txt", "text/plain", "reject", REJECT,
+        "pdf-as-docx", "pdf_as_docx.docx", "wonderland.docx", DOCX, "reject_or_accept", EITHER, _wonderland
+    ),
+    _case(
+        "not-a-zip-docx",
+        "not_a_zip.docx",
+        "letter.docx",
+        DOCX,
+        "reject",
+        REJECT,
+        lambda: b"Dear reader,\nplain text.\n",
+    ),
+    _case(
+        "gzip-as-txt",
+        "gzip_as_txt.txt",
+        "notes.txt",
+        "text/plain",
+        "reject",
+        REJECT,
         lambda: gzip.compress((SAMPLES / "Apache-2.0.txt").read_bytes(), mtime=0),
     ),
     _case(
-        "docx-zip-bomb", "zip_bomb.docx", "quarterly-report.docx", DOCX, "reject", REJECT,
+        "docx-zip-bomb",
+        "zip_bomb.docx",
+        "quarterly-report.docx",
+        DOCX,
+        "reject",
+        REJECT,
         lambda: docx(b"A" * (64 * 1024 * 1024)),
     ),
     _case(
-        "docx-billion-laughs", "docx_billion_laughs.docx", "laughs.docx", DOCX, "reject_or_accept", EITHER,
+        "docx-billion-laughs",
+        "docx_billion_laughs.docx",
+        "laughs.docx",
+        DOCX,
+        "reject_or_accept",
+        EITHER,
         lambda: docx(document_xml(["&lol9;"], doctype=_LAUGHS)),
         canaries_never_indexed=["lollollollollollollollollollol"],
     ),
     _case(
-        "docx-zip-slip", "docx_zip_slip.docx", "slip.docx", DOCX, "reject_or_accept", EITHER,
+        "docx-zip-slip",
+        "docx_zip_slip.docx",
+        "slip.docx",
+        DOCX,
+        "reject_or_accept",
+        EITHER,
         lambda: docx(
             document_xml(["A harmless letter."]),
             {f"../../../../tmp/{p.name}": b"HOSTILE_ZIP_SLIP_CANARY" for p in ZIP_SLIP_TARGETS},
@@ -284,54 +237,120 @@ CASES: list[dict[str, Any]] = [
         canaries_never_indexed=["HOSTILE_ZIP_SLIP_CANARY"],
     ),
     _case(
-        "pdf-javascript", "pdf_javascript.pdf", "invoice.pdf", PDF, "accept_or_reject_by_policy", EITHER,
+        "pdf-javascript",
+        "pdf_javascript.pdf",
+        "invoice.pdf",
+        PDF,
+        "accept_or_reject_by_policy",
+        EITHER,
         lambda: pdf([["Invoice.", JS_FACT]], catalog_extra=_JS_CATALOG, page_extra=_JS_PAGE),
-        facts=[JS_FACT], canaries_never_indexed=["HOSTILE_PDF_JS_CANARY", "hostile-canary.invalid"],
+        facts=[JS_FACT],
+        canaries_never_indexed=["HOSTILE_PDF_JS_CANARY", "hostile-canary.invalid"],
     ),
     _case(
-        "pdf-encrypted-user-password", "encrypted_user_password.pdf", "history.pdf", PDF, "reject", REJECT,
+        "pdf-encrypted-user-password",
+        "encrypted_user_password.pdf",
+        "history.pdf",
+        PDF,
+        "reject",
+        REJECT,
         lambda: pdf([["Nobody reads this without the password."]], user_password=True),
     ),
     _case(
-        "pdf-encrypted-owner-only", "encrypted_owner_only.pdf", "guide.pdf", PDF, "accept_or_reject_by_policy",
-        EITHER, lambda: pdf([["Guide.", OWNER_FACT]], owner_only_rc4=True), facts=[OWNER_FACT],
+        "pdf-encrypted-owner-only",
+        "encrypted_owner_only.pdf",
+        "guide.pdf",
+        PDF,
+        "accept_or_reject_by_policy",
+        EITHER,
+        lambda: pdf([["Guide.", OWNER_FACT]], owner_only_rc4=True),
+        facts=[OWNER_FACT],
     ),
     _case(
-        "pdf-page-bomb", "pdf_page_bomb.pdf", "catalogue.pdf", PDF, "reject_or_accept", EITHER,
+        "pdf-page-bomb",
+        "pdf_page_bomb.pdf",
+        "catalogue.pdf",
+        PDF,
+        "reject_or_accept",
+        EITHER,
         lambda: pdf([["The same page, again and again."]], repeat_first_page=100_000),
     ),
     _case(
-        "path-traversal-filename", "path_traversal_probe.pdf", NAME_VARIANTS[0], PDF, "reject_or_accept",
-        EITHER, lambda: pdf([[TRAVERSAL_FACT]]), upload_filename_variants=NAME_VARIANTS, facts=[TRAVERSAL_FACT],
+        "path-traversal-filename",
+        "path_traversal_probe.pdf",
+        NAME_VARIANTS[0],
+        PDF,
+        "reject_or_accept",
+        EITHER,
+        lambda: pdf([[TRAVERSAL_FACT]]),
+        upload_filename_variants=NAME_VARIANTS,
+        facts=[TRAVERSAL_FACT],
     ),
     _case(
-        "html-scripts-huge-line", "html_scripts_one_huge_line.html", "page.html", "text/html", "accept", ACCEPTED,
-        _html_huge_line, facts=[HTML_FACT],
+        "html-scripts-huge-line",
+        "html_scripts_one_huge_line.html",
+        "page.html",
+        "text/html",
+        "accept",
+        ACCEPTED,
+        _html_huge_line,
+        facts=[HTML_FACT],
         canaries_never_indexed=[
-            "HOSTILE_SCRIPT_CANARY_9f2c", "HOSTILE_STYLE_CANARY", "HOSTILE_ONLOAD_CANARY", "HOSTILE_ONERROR_CANARY",
-            "HOSTILE_IFRAME_CANARY", "HOSTILE_SVG_SCRIPT_CANARY",
+            "HOSTILE_SCRIPT_CANARY_9f2c",
+            "HOSTILE_STYLE_CANARY",
+            "HOSTILE_ONLOAD_CANARY",
+            "HOSTILE_ONERROR_CANARY",
+            "HOSTILE_IFRAME_CANARY",
+            "HOSTILE_SVG_SCRIPT_CANARY",
         ],
     ),
     _case(
-        "invalid-utf8-nul", "invalid_utf8_and_nul.txt", "notes.txt", "text/plain; charset=utf-8",
-        "reject_or_accept", EITHER, _invalid_utf8, facts=[UTF8_FACT],
+        "invalid-utf8-nul",
+        "invalid_utf8_and_nul.txt",
+        "notes.txt",
+        "text/plain; charset=utf-8",
+        "reject_or_accept",
+        EITHER,
+        _invalid_utf8,
+        facts=[UTF8_FACT],
     ),
     _case(
-        "whitespace-only", "whitespace_only.txt", "blank.txt", "text/plain", "reject", [400, 422],
+        "whitespace-only",
+        "whitespace_only.txt",
+        "blank.txt",
+        "text/plain",
+        "reject",
+        [400, 422],
         lambda: (" \t\r\n\u00a0\u200b\u3000" * 1200).encode(),
     ),
     _case(
-        "nested-json-md", "nested_json_as.md", "README.md", "text/markdown", "reject_or_accept", EITHER,
+        "nested-json-md",
+        "nested_json_as.md",
+        "README.md",
+        "text/markdown",
+        "reject_or_accept",
+        EITHER,
         lambda: b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
     ),
     _case(
-        "single-line-5mb", "single_line_5MiB_no_spaces.txt", "data.txt", "text/plain", "reject_or_accept", EITHER,
+        "single-line-5mb",
+        "single_line_5MiB_no_spaces.txt",
+        "data.txt",
+        "text/plain",
+        "reject_or_accept",
+        EITHER,
         lambda: _single_line(5 * 1024 * 1024),
     ),
     _case("eicar", "eicar.txt", "eicar.txt", "text/plain", "reject_if_av_else_accept", EITHER, _eicar),
     _case(
-        "prompt-injection", "prompt_injection.md", "meeting-notes.md", "text/markdown", "accept", ACCEPTED,
-        _prompt_injection, facts=[INJECTION_FACT],
+        "prompt-injection",
+        "prompt_injection.md",
+        "meeting-notes.md",
+        "text/markdown",
+        "accept",
+        ACCEPTED,
+        _prompt_injection,
+        facts=[INJECTION_FACT],
     ),
 ]
 

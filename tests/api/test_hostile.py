@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests import hostile_inputs
 from tests.api.conftest import (
     StreamedForm,
     blob_count,
@@ -27,7 +28,6 @@ from tests.api.conftest import (
     upload,
     wait_for_job,
 )
-from tests import hostile_inputs
 from tests.conftest import SAMPLES
 from tests.corpus import HOSTILE, corpus_params
 

@@ -1,10 +1,11 @@
-"""The foundation's promise on real documents: `ingest add` the whole sample corpus (hostile files and all),
-then a search for each fact quoted in its MANIFEST ranks the fact's document first, in mock mode."""
+"""The foundation's promise on real documents: `ingest add` a folder of them (for the shared corpus, hostile
+files and all), then a search for each fact quoted from a document ranks that document first, in mock mode.
+Every clone runs it on the repository's samples/; the shared corpus, when it is beside the repository."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import hashlib
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -14,18 +15,30 @@ from ingest.config import Settings
 from ingest.runtime import Runtime
 from ingest.search import search
 from ingest.store.users import ensure_user
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
+from tests.corpus import CORPUS, SAMPLES, corpus_manifest, sample_manifest
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared sample corpus is not beside the repository")
+def test_samples_ingest_and_facts_rank_their_document_first(ingest_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["add", str(SAMPLES)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = [
+        {**e, "sha256": hashlib.sha256((SAMPLES / e["file"]).read_bytes()).hexdigest()}
+        for e in sample_manifest()
+    ]
+    facts_rank_first(manifest)
+
+
 def test_whole_corpus_ingests_and_facts_rank_their_document_first(ingest_env: dict[str, str]) -> None:
+    manifest = corpus_manifest()
     result = CliRunner().invoke(app, ["add", str(CORPUS)], catch_exceptions=False)
     # Hostile files are refused or fail with a reason, so the command reports failure; readable ones complete.
     assert result.exit_code == 1
-    manifest = json.loads((CORPUS / "MANIFEST.json").read_text())
+    facts_rank_first(manifest)
+
+
+def facts_rank_first(manifest: list[dict[str, Any]]) -> None:
     hits = misses = 0
     missed: list[str] = []
     with Runtime.open(Settings(_env_file=None)) as rt:
@@ -34,7 +47,7 @@ def test_whole_corpus_ingests_and_facts_rank_their_document_first(ingest_env: di
             by_sha = dict(conn.execute("SELECT sha256, status FROM documents").fetchall())
             doc_sha = dict(conn.execute("SELECT id, sha256 FROM documents").fetchall())
         for entry in manifest:
-            # Every readable file of the corpus completed (the same bytes twice count once).
+            # Every readable file completed (the same bytes twice count once).
             assert by_sha.get(entry["sha256"]) == "completed", entry["file"]
             for fact in entry["facts"]:
                 top = search(rt, user, fact, top_k=1)

@@ -27,14 +27,10 @@ from ingest.search import search
 from ingest.store.users import ensure_user
 from mocks import server
 from mocks.faults import FaultPlan
+from tests.corpus import CORPUS, needs_corpus
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared sample corpus is not beside the repository"),
-]
+pytestmark = [pytest.mark.slow, needs_corpus]
 
 
 def ingest(*args: str) -> str:

@@ -105,7 +105,9 @@ def test_every_corpus_case_has_a_decision(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("source", ["generated", pytest.param("corpus", marks=needs_corpus)])
-def test_zip_bomb_is_refused_fast_and_small_at_upload_time(source: str, request: pytest.FixtureRequest) -> None:
+def test_zip_bomb_is_refused_fast_and_small_at_upload_time(
+    source: str, request: pytest.FixtureRequest
+) -> None:
     path = (request.getfixturevalue("generated") if source == "generated" else HOSTILE) / "zip_bomb.docx"
     tracemalloc.start()
     started = time.perf_counter()
@@ -159,7 +161,9 @@ def test_pdf_javascript_yields_only_the_visible_text() -> None:
 
 
 @pytest.mark.parametrize("source", ["generated", pytest.param("corpus", marks=needs_corpus)])
-def test_invalid_utf8_is_kept_with_replacements_and_warnings(source: str, request: pytest.FixtureRequest) -> None:
+def test_invalid_utf8_is_kept_with_replacements_and_warnings(
+    source: str, request: pytest.FixtureRequest
+) -> None:
     folder = request.getfixturevalue("generated") if source == "generated" else HOSTILE
     document = extract(folder / "invalid_utf8_and_nul.txt", filename="notes.txt")
     assert "\ufffd" in document.text
