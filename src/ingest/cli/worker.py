@@ -37,7 +37,7 @@ def worker(
     os.execve(sys.executable, argv, env)
 
 
-mocks_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for the vendor APIs.")
+mocks_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Local stand-ins for the vendor APIs.")
 
 
 @mocks_app.command("serve")
