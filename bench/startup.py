@@ -36,7 +36,9 @@ def main() -> None:
         subprocess.run([INGEST, "status"], env=env, check=True, capture_output=True)  # initdb, migrations
         for args in (["--help"], ["--version"], ["status"]):
             times = timed(args, env, runs)
-            print(f"ingest {' '.join(args):<10} median {statistics.median(times):.3f} s  max {max(times):.3f} s")
+            print(
+                f"ingest {' '.join(args):<10} median {statistics.median(times):.3f} s  max {max(times):.3f} s"
+            )
 
 
 if __name__ == "__main__":

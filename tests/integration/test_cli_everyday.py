@@ -44,7 +44,9 @@ def test_version_and_help() -> None:
         (["search", "x", "-k", "0"], 2, "-k"),
     ],
 )
-def test_every_error_is_one_line_on_stderr(ingest_env: dict[str, str], args: list[str], code: int, says: str) -> None:
+def test_every_error_is_one_line_on_stderr(
+    ingest_env: dict[str, str], args: list[str], code: int, says: str
+) -> None:
     result = ingest(*args)
     assert result.exit_code == code
     assert result.stderr.startswith("error: ") and says in result.stderr
@@ -84,7 +86,11 @@ def test_no_wait_exits_0_once_queued(note: Path) -> None:
 def test_search_without_documents_says_so_and_exits_0(ingest_env: dict[str, str]) -> None:
     result = ingest("search", "anything at all")
     assert result.exit_code == 0
-    assert "no results" in result.stdout and "no documents yet" in result.stdout and "ingest add" in result.stdout
+    assert (
+        "no results" in result.stdout
+        and "no documents yet" in result.stdout
+        and "ingest add" in result.stdout
+    )
 
 
 def test_documents_list_show_delete_are_the_users_own(note: Path) -> None:
@@ -115,7 +121,11 @@ def test_keys_list_and_revoke(ingest_env: dict[str, str]) -> None:
 
 
 def test_budget_show_set_unset(ingest_env: dict[str, str]) -> None:
-    assert json.loads(ingest("budget", "show", "--json").stdout) == {"all": None, "llamaparse": None, "openai": None}
+    assert json.loads(ingest("budget", "show", "--json").stdout) == {
+        "all": None,
+        "llamaparse": None,
+        "openai": None,
+    }
     assert ingest("budget", "set", "5", "--service", "openai").exit_code == 0
     assert json.loads(ingest("budget", "show", "--json").stdout)["openai"] == "5.000000"
     assert "openai: $5.000000 a day" in ingest("budget", "show").stdout
@@ -128,7 +138,14 @@ def test_db_shell_runs_psql_on_the_configured_database(note: Path) -> None:
     if find_psql() is None:
         pytest.skip("no psql: neither in the pgserver wheel nor on PATH")
     found = subprocess.run(
-        [str(Path(sys.executable).parent / "ingest"), "db", "shell", "-tA", "-c", "SELECT filename FROM documents"],
+        [
+            str(Path(sys.executable).parent / "ingest"),
+            "db",
+            "shell",
+            "-tA",
+            "-c",
+            "SELECT filename FROM documents",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -74,7 +74,10 @@ def test_serve_leaves_no_postgres_behind(home_env: dict[str, str], how: signal.S
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [INGEST, "serve", "--port", str(port)], env=home_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [INGEST, "serve", "--port", str(port)],
+        env=home_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_until(lambda: _ready(port), "the API to be ready", timeout=120)
@@ -114,7 +117,9 @@ def broker_env(home_env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 @pytest.mark.redis
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
-def test_worker_leaves_no_postgres_behind(broker_env: dict[str, str], how: signal.Signals, tmp_path: Path) -> None:
+def test_worker_leaves_no_postgres_behind(
+    broker_env: dict[str, str], how: signal.Signals, tmp_path: Path
+) -> None:
     home = Path(broker_env["INGEST_HOME"])
     note = tmp_path / "note.txt"
     note.write_text("A note about harbours and ferries.\n\nA second paragraph about the lighthouse.\n")

@@ -24,7 +24,9 @@ LIBPQ_VARIABLES = {
     "sslmode": "PGSSLMODE",
 }
 
-db_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Database: schema migrations and a SQL shell.")
+db_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Database: schema migrations and a SQL shell."
+)
 
 
 @db_app.command("migrate")

@@ -14,7 +14,9 @@ from ingest.runtime import Runtime
 from ingest.store import chunks, documents, jobs
 from ingest.store.users import User
 
-documents_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Your documents: list, show, delete.")
+documents_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Your documents: list, show, delete."
+)
 
 IdArgument = Annotated[str, typer.Argument(help="A document id, or its first characters as listed.")]
 
@@ -34,7 +36,9 @@ def resolve(rt: Runtime, user: User, text: str) -> UUID:
 @handle_errors
 def list_documents(
     user: UserOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many, newest first.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="At most this many, newest first.")
+    ] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Your documents, newest first, with their status and chunk counts."""
@@ -51,7 +55,9 @@ def list_documents(
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     table.add_column("added", no_wrap=True)
     for d in docs:
-        table.add_row(short_id(d.id), d.filename, d.status, str(counts.get(d.id, 0)), f"{d.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(
+            short_id(d.id), d.filename, d.status, str(counts.get(d.id, 0)), f"{d.created_at:%Y-%m-%d %H:%M}"
+        )
     out.print(table)
 
 

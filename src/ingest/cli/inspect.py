@@ -107,7 +107,7 @@ def status(
             if mine is not None:  # the failed jobs of every user are listed: keep the CLI user's
                 found = [j for j in found if (d := names[j.document_id]) is not None and d.owner_id == mine]
             waiting = _waiting(conn, found, whole=job_or_doc_id is None)
-    rows = [_job_row(j, names[j.document_id].filename if names[j.document_id] else "") for j in found]
+    rows = [_job_row(j, d.filename if (d := names[j.document_id]) else "") for j in found]
     if as_json:
         one = None if job_or_doc_id is None else {**rows[0], "chunks_waiting_for_upgrade": waiting}
         out.print_json(json.dumps(rows if one is None else one))

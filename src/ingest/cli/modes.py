@@ -11,7 +11,9 @@ from ingest.cli.common import handle_errors, out, runtime
 from router.decide import Mode
 from router.modes import SERVICES
 
-mode_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Read or switch the service modes (real, mock, hybrid).")
+mode_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Read or switch the service modes (real, mock, hybrid)."
+)
 
 
 @mode_app.command("show")
@@ -31,7 +33,9 @@ def mode_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @handle_errors
 def mode_set(
     mode: Annotated[Mode, typer.Argument(help="real, mock or hybrid.")],
-    service: Annotated[str | None, typer.Option("--service", help="llamaparse or openai (default: both).")] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="llamaparse or openai (default: both).")
+    ] = None,
 ) -> None:
     """Switch a service's mode; every worker and API process sees it at its next job."""
     services = (service,) if service else SERVICES

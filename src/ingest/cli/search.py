@@ -51,5 +51,7 @@ def search(
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join(hit.text.split())
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, snippet[:300] + ("…" if len(snippet) > 300 else ""))
+        table.add_row(
+            str(rank), f"{hit.score:.3f}", hit.filename, snippet[:300] + ("…" if len(snippet) > 300 else "")
+        )
     out.print(table)
