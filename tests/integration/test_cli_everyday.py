@@ -7,14 +7,18 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+from rich.progress import Progress, TaskID
 from typer.testing import CliRunner
 
+from ingest.cli import add as add_module
 from ingest.cli.db import find_psql
 from ingest.cli.main import app
 
 runner = CliRunner()
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def ingest(*args: str):  # type: ignore[no-untyped-def]
@@ -152,3 +156,35 @@ def test_db_shell_runs_psql_on_the_configured_database(note: Path) -> None:
     )
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "harbour-notes.txt"
+
+
+class RecordingProgress(Progress):
+    """The progress display `ingest add` draws, with every (completed, total) of each bar kept."""
+
+    seen: ClassVar[dict[str, list[tuple[float | None, float | None]]]] = {}
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
+        task = super().add_task(description, *args, **kwargs)
+        self.seen[description] = []
+        return task
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        shown = self.tasks[task_id]
+        self.seen[shown.description].append((shown.completed, shown.total))
+
+
+def test_progress_totals_only_grow_and_duplicates_add_no_chunks(
+    ingest_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(add_module, "Progress", RecordingProgress)
+    assert ingest("add", str(SAMPLES)).exit_code == 0
+    chunks = [(done, total) for done, total in RecordingProgress.seen["chunks"] if total is not None]
+    totals = [total for _, total in chunks]
+    assert totals == sorted(totals) and totals[-1] and totals[-1] > 0  # never shrinks back
+    assert chunks[-1][0] == chunks[-1][1]  # every chunk embedded by the end
+
+    RecordingProgress.seen.clear()
+    again = ingest("add", str(SAMPLES))
+    assert again.exit_code == 0 and "6 duplicate" in again.stdout
+    assert all(total is None for _, total in RecordingProgress.seen["chunks"])  # nothing new to embed
