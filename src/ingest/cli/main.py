@@ -7,12 +7,12 @@ Whose documents a command acts on: `--user`, else INGEST_USER (environment or .e
 from __future__ import annotations
 
 import signal
-from importlib.metadata import version
 from types import FrameType
 from typing import Annotated
 
 import typer
 
+from ingest import __version__
 from ingest.cli.lazy import Entry, LazyGroup
 
 COMMANDS = {
@@ -50,7 +50,7 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"ingest {version('ingest-pipeline')}")
+        typer.echo(f"ingest {__version__}")
         raise typer.Exit()
 
 
