@@ -21,12 +21,6 @@ from router.factory import ServiceRouter
 log = structlog.get_logger(__name__)
 
 
-def resolve_database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    return embedded.start(settings.pgdata_dir)
-
-
 @dataclass
 class Runtime:
     settings: Settings
