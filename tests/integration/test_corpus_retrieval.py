@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from ingest.cli.main import app
 from ingest.config import Settings
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
 from ingest.store.users import ensure_user
 from tests.corpus import CORPUS, SAMPLES, corpus_manifest, sample_manifest
+from workers.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 

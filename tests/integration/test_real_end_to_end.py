@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 
 from ingest.cli.main import app as cli
 from ingest.config import Settings
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
 from ingest.store.users import ensure_user
 from mocks import server
 from mocks.faults import FaultPlan
 from tests.corpus import CORPUS, needs_corpus
+from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 pytestmark = [pytest.mark.slow, needs_corpus]

@@ -16,10 +16,10 @@ from ingest.cli import costs as costs_cmds
 from ingest.cli.common import UserOption, cli_user, err, handle_errors, out, runtime
 from ingest.cli.files import expand
 from ingest.errors import IngestError
-from ingest.runtime import Runtime
+from ingest.services.submit import Submitted, submit_file
 from ingest.store import documents, jobs
 from ingest.store.users import User
-from ingest.submit import Submitted, submit_file
+from workers.runtime import Runtime
 
 POLL_S = 0.2
 

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from ingest.cli.common import UserOption, cli_user, fail, handle_errors, out, runtime, short_id
-from ingest.runtime import Runtime
 from ingest.store import chunks, documents, jobs
 from ingest.store.users import User
+from workers.runtime import Runtime
 
 documents_app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Your documents: list, show, delete."

@@ -15,10 +15,10 @@ from rich import box
 from rich.table import Table
 
 from ingest.cli.common import UserOption, cli_user, err, fail, handle_errors, out, runtime, short_id
-from ingest.health import check_all
-from ingest.runtime import Runtime
+from ingest.services.health import check_all
+from ingest.services.submit import retry_job
 from ingest.store import documents, jobs, upgrades
-from ingest.submit import retry_job
+from workers.runtime import Runtime
 
 RETRY_POLL_S = 0.2
 SHORT_ID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{3,35}")

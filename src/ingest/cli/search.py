@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ingest.cli.common import UserOption, cli_user, handle_errors, out, runtime
-from ingest.search import search as run_search
+from ingest.services.search import search as run_search
 from ingest.store import documents
 
 

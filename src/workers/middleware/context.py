@@ -8,7 +8,7 @@ from multiprocessing import util as mp_util
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from ingest.runtime import Runtime
+from workers.runtime import Runtime
 
 
 class RuntimeMiddleware(Middleware):
