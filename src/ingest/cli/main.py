@@ -17,7 +17,9 @@ from ingest.cli.lazy import Entry, LazyGroup
 
 COMMANDS = {
     "add": Entry("ingest.cli.add:add", "Ingest files or folders: parse, chunk, embed and store each one."),
-    "search": Entry("ingest.cli.search:search", "The chunks best matching QUERY, with their pages and headings."),
+    "search": Entry(
+        "ingest.cli.search:search", "The chunks best matching QUERY, with their pages and headings."
+    ),
     "status": Entry("ingest.cli.inspect:status", "Your jobs and their stage (--all: every user's)."),
     "documents": Entry("ingest.cli.documents:documents_app", "Your documents: list, show, delete."),
     "retry": Entry("ingest.cli.inspect:retry", "Run a failed job again."),

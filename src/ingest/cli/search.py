@@ -20,7 +20,9 @@ def search(
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=100, help="How many chunks.")] = 5,
     mode: Annotated[
         SearchMode,
-        typer.Option("--mode", help="hybrid (keyword and vector fused), vector or keyword.", case_sensitive=False),
+        typer.Option(
+            "--mode", help="hybrid (keyword and vector fused), vector or keyword.", case_sensitive=False
+        ),
     ] = SearchMode.HYBRID,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     user: UserOption = None,
