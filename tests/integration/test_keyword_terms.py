@@ -16,7 +16,7 @@ from psycopg.conninfo import make_conninfo
 from ingest.config import Settings
 from ingest.db import migrate
 from ingest.services.submit import Submitted, submit_file
-from ingest.store import documents
+from ingest.store import documents, vectors
 from ingest.store.users import User, ensure_user
 from workers.pipeline import embed_stage, parse_stage
 from workers.runtime import Runtime
@@ -112,6 +112,39 @@ def test_a_document_counts_only_while_it_is_completed(runtime: Runtime, tmp_path
         documents.set_status(conn, done.document_id, "completed")
         conn.commit()
         assert kept(conn, ada) == before
+
+
+def test_counts_follow_chunks_moved_to_another_space(runtime: Runtime, tmp_path: Path) -> None:
+    with runtime.pool.connection() as conn:
+        ada = ensure_user(conn, "ada")
+    done = ingest(runtime, ada, tmp_path / "notes.txt", paragraphs("zeppelin", 4))
+    with runtime.pool.connection() as conn:
+        other = vectors.ensure_space(conn, "other-model", 8, simulated=True)
+        with conn.transaction():  # half the chunks move, as an upgrade moves them batch by batch
+            conn.execute(
+                "UPDATE chunks SET space_id = %s WHERE document_id = %s AND ordinal %% 2 = 0",
+                (other.id, done.document_id),
+            )
+        kept_rows = conn.execute(
+            "SELECT space_id, lexeme, chunks FROM keyword_terms WHERE owner_id = %s AND chunks <> 0",
+            (ada.id,),
+        ).fetchall()
+        recounted_rows = conn.execute(
+            "SELECT c.space_id, t.lexeme, count(*) FROM chunks c, unnest(c.search_terms) t"
+            " WHERE c.document_id = %s GROUP BY 1, 2",
+            (done.document_id,),
+        ).fetchall()
+    assert {(s, x): n for s, x, n in kept_rows} == {(s, x): n for s, x, n in recounted_rows}
+    assert {s for s, _, _ in kept_rows} == {other.id, done_space(runtime, done)}
+
+
+def done_space(rt: Runtime, done: Submitted) -> int:
+    with rt.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT space_id FROM chunks WHERE document_id = %s AND ordinal = 1", (done.document_id,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def test_the_migration_counts_the_chunks_already_stored(pg_server: str) -> None:
