@@ -16,9 +16,21 @@ import ingest
 from ingest.api import errors, openapi
 from ingest.api.metrics import Metrics, MetricsMiddleware
 from ingest.api.ratelimit import build_limiter
-from ingest.api.routes import costs, documents, health, jobs, router_modes, search, webhooks
+from ingest.api.routes import (
+    chunks,
+    cost_history,
+    costs,
+    documents,
+    health,
+    jobs,
+    router_modes,
+    search,
+    status,
+    webhooks,
+)
 from ingest.api.state import ApiState
 from ingest.config import Settings
+from ingest.console import routes as console
 from ingest.runtime import Runtime
 from workers.inprocess import serving
 
@@ -50,12 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=ingest.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by the console from vendored assets, never from a CDN
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (documents, jobs, search, costs, router_modes, webhooks, health):
+    for module in (documents, chunks, jobs, search, costs, cost_history, router_modes, status, webhooks, health):
         app.include_router(module.router)
     openapi.install(app)
+    console.install(app)
     metrics.templates = {route.endpoint: route.path for route in app.routes if isinstance(route, Route)}
     return app
 

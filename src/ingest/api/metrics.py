@@ -37,7 +37,7 @@ class _PipelineCollector(Collector):
         rt = self._runtime()
         if rt is None:
             return
-        depth = _queue_depths()
+        depth = queue_depths()
         if depth:
             queued = GaugeMetricFamily(
                 "ingest_queue_messages", "Messages waiting in the broker.", labels=["queue"]
@@ -58,7 +58,7 @@ class _PipelineCollector(Collector):
         yield by_status
 
 
-def _queue_depths() -> dict[str, int]:
+def queue_depths() -> dict[str, int]:
     """Waiting messages per queue where that is one cheap call: in-process and Redis (RabbitMQ is left out:
     asking it means declaring the queues on a new channel)."""
     broker = dramatiq.get_broker()
