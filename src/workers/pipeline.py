@@ -32,6 +32,7 @@ from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, Submission, resumes_jobs
 from workers import indexing
+from workers.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.states import finish_if_done
 
 log = structlog.get_logger(__name__)
@@ -320,6 +321,9 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
             )
             savings.record(conn, saving)
         done = finish_if_done(conn, job_id)
+    CHUNKS_EMBEDDED.inc(len(pending))
+    if done:
+        DOCUMENTS_COMPLETED.inc()
     indexing.after_write(rt, space)
     return done
 

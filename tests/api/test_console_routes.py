@@ -95,13 +95,20 @@ def test_only_an_admin_sets_a_limit_and_a_bad_amount_changes_nothing(client: Tes
         assert answer.status_code == 400, bad
         error_of(answer)
     assert client.put("/v1/costs/limits", headers=admin, json={"limit_usd": 5}).status_code == 400
-    assert client.put("/v1/costs/limits", headers=admin, json={"limit_usd": "5", "service": "x"}).status_code == 400
+    assert (
+        client.put("/v1/costs/limits", headers=admin, json={"limit_usd": "5", "service": "x"}).status_code
+        == 400
+    )
     assert client.get("/v1/costs", headers=admin).json()["services"]["openai"]["limit_usd"] is None
 
-    report = client.put("/v1/costs/limits", headers=admin, json={"limit_usd": "0.25", "service": "openai"}).json()
+    report = client.put(
+        "/v1/costs/limits", headers=admin, json={"limit_usd": "0.25", "service": "openai"}
+    ).json()
     assert report["services"]["openai"]["limit_usd"] == "0.250000"
     report = client.put("/v1/costs/limits", headers=admin, json={"limit_usd": "2"}).json()
-    assert report["total"]["limit_usd"] == "2.000000" and report["services"]["openai"]["limit_usd"] == "0.250000"
+    assert (
+        report["total"]["limit_usd"] == "2.000000" and report["services"]["openai"]["limit_usd"] == "0.250000"
+    )
     assert client.get("/v1/costs", headers=ada).json()["services"]["openai"]["limit_usd"] == "0.250000"
 
 
@@ -116,7 +123,9 @@ def test_status_shows_modes_circuits_readiness_and_queues_to_an_admin_only(
     checks = {c["name"]: c for c in status["checks"]}
     assert set(checks) == {"database", "blob_store", "broker", "llamaparse", "openai"}
     assert checks["openai"]["info"]["mode"] == "hybrid" and checks["llamaparse"]["info"]["mode"] == "mock"
-    assert checks["openai"]["info"]["circuit"] == "closed" and checks["openai"]["info"]["key_present"] is False
+    assert (
+        checks["openai"]["info"]["circuit"] == "closed" and checks["openai"]["info"]["key_present"] is False
+    )
     assert status["ok"] is True and status["queues"].get("ingest") == 0
 
 

@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (documents, chunks, jobs, search, costs, cost_history, router_modes, status, webhooks, health):
+    routes = (documents, chunks, jobs, search, costs, cost_history, router_modes, status, webhooks, health)
+    for module in routes:
         app.include_router(module.router)
     openapi.install(app)
     console.install(app)

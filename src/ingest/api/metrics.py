@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.api.metrics_router import RouterCollector
 from ingest.runtime import Runtime
 from ingest.store import jobs
 
@@ -91,6 +92,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_PipelineCollector(runtime))
+        self.registry.register(RouterCollector(runtime))
         # Endpoint → path template of routes that do not put themselves in the scope (FastAPI's /docs and
         # /openapi.json are plain Starlette routes); filled in once the app has its routes.
         self.templates: dict[object, str] = {}

@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/costs", tags=["costs"])
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 # cost_budgets.daily_limit_usd is numeric(20, 12): eight digits before the point.
-MAX_LIMIT = Decimal("99999999")
+MAX_LIMIT = Decimal(99999999)
 
 
 class DayCostOut(BaseModel):
@@ -46,9 +46,11 @@ class LimitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit_usd: str = Field(
-        max_length=40, description="Daily limit in US dollars, an exact decimal string, e.g. \"5\" or \"0.25\"."
+        max_length=40, description='Daily limit in US dollars, an exact decimal string, e.g. "5" or "0.25".'
     )
-    service: Service | None = Field(default=None, description="One service; all services together if left out.")
+    service: Service | None = Field(
+        default=None, description="One service; all services together if left out."
+    )
 
 
 @router.get(

@@ -29,7 +29,7 @@ export function costChart(days) {
     parts.push(svg("g", {}, svg("title", {}, title),
       svg("rect", { x: x + 1, y: y(real[i]), width: bar, height: y(0) - y(real[i]), class: "real" }),
       svg("rect", { x: x + 1 + bar, y: y(shadow[i]), width: bar, height: y(0) - y(shadow[i]), class: "shadow" })));
-    if (i % 7 === 0 || i === days.length - 1) {
+    if ((days.length - 1 - i) % 7 === 0) {
       parts.push(svg("text", { x: x + slot / 2, y: H - PAD.bottom + 16, "text-anchor": "middle", class: "label" },
         d.date.slice(5)));
     }

@@ -86,23 +86,38 @@ export async function documentsPage(root) {
   await refresh();
 }
 
+const CHUNKS_PER_PAGE = 50;
+
+function chunkItem(c) {
+  return h("li.chunk", {},
+    h("div.where", {},
+      h("span", { text: `#${c.ordinal}` }),
+      c.page_start !== null ? h("span.page", { text: pages(c.page_start, c.page_end) }) : null,
+      c.heading_path.length ? h("span.heading", { text: c.heading_path.join(" › ") }) : null),
+    h("p.text", { text: c.text }));
+}
+
 export async function documentPage(root, id) {
-  const doc = await call("GET", `/v1/documents/${encodeURIComponent(id)}`);
-  const { chunks } = await call("GET", `/v1/documents/${encodeURIComponent(id)}/chunks?limit=500`);
+  const base = `/v1/documents/${encodeURIComponent(id)}`;
+  const doc = await call("GET", base);
   const facts = [
     ["Status", doc.status], ["Type", doc.media_type], ["Pages", doc.pages ?? "–"], ["Chunks", doc.chunks],
     ["Cost", usd(doc.cost_usd)], ["Shadow cost", usd(doc.simulated_cost_usd)], ["Created", when(doc.created_at)],
   ];
   if (doc.error) facts.push(["Error", doc.error]);
+  const list = h("ol.chunks", { "aria-label": "Chunks" });
+  const more = h("button", { type: "button" }, "Show more chunks");
+  const loadMore = async () => {
+    const { chunks } = await call("GET", `${base}/chunks?limit=${CHUNKS_PER_PAGE}&offset=${list.children.length}`);
+    list.append(...chunks.map(chunkItem));
+    more.hidden = list.children.length >= doc.chunks || chunks.length < CHUNKS_PER_PAGE;
+  };
+  more.addEventListener("click", loadMore);
   root.append(h("section.card", {},
     h("p", {}, h("a", { href: "#documents" }, "← Documents")),
     h("h2", { text: doc.filename }),
     h("dl.facts", {}, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])),
-    h("h3", { text: `Chunks (${chunks.length}${doc.chunks > chunks.length ? ` of ${doc.chunks}` : ""})` }),
-    h("ol.chunks", {}, chunks.map((c) => h("li.chunk", {},
-      h("div.where", {},
-        h("span", { text: `#${c.ordinal}` }),
-        c.page_start !== null ? h("span.page", { text: pages(c.page_start, c.page_end) }) : null,
-        c.heading_path.length ? h("span.heading", { text: c.heading_path.join(" › ") }) : null),
-      h("p.text", { text: c.text }))))));
+    h("h3", { text: `Chunks (${doc.chunks})` }),
+    list, more));
+  await loadMore();
 }
