@@ -142,6 +142,9 @@ def test_the_console_and_the_api_docs_are_served_from_the_package(client: TestCl
             if asset.startswith("/") and not asset.startswith("/openapi"):
                 assert client.get(asset).status_code == 200, asset
     assert "fonts.googleapis" not in client.get("/redoc").text
+    # ReDoc's bundle would fetch its logo from a CDN: the docs pages' policy allows images from here only.
+    for docs in ("/docs", "/redoc"):
+        assert "img-src 'self' data:;" in client.get(docs).headers["content-security-policy"]
     assert "swagger-ui-bundle.js" in client.get("/docs").text
     script = client.get("/console/js/app.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]

@@ -227,3 +227,21 @@ def test_screenshots_of_every_page_at_desktop_and_phone_width(
     page.get_by_role("link", name="Router & health").click()
     expect(page.locator("section.service")).to_have_count(2)
     shoot(page, "router")
+
+
+def test_the_api_docs_render_with_nothing_from_another_host(console: Console, page: Page) -> None:
+    outside: list[str] = []
+    page.route(
+        re.compile(r"^(?!http://127\.0\.0\.1:)"),
+        lambda route: (outside.append(route.request.url), route.abort()),
+    )
+    page.goto(console.url + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("ingest")
+    expect(page.get_by_text("/v1/documents/{document_id}/chunks")).to_be_visible()
+    page.goto(console.url + "/redoc")
+    expect(
+        page.get_by_role("heading", name="A document's chunks with pages and headings").first
+    ).to_be_attached()
+    page.goto(console.url + "/")
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert outside == []

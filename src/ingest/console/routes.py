@@ -20,6 +20,13 @@ CONSOLE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
     " frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+# Swagger UI and ReDoc start from an inline script and inject styles; ReDoc also runs a worker from a blob
+# and would fetch its logo from its CDN, which `img-src` stops before any request leaves the browser.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline';"
+    " img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:;"
+    " frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def install(app: FastAPI, *, openapi_url: str = "/openapi.json") -> None:
@@ -36,20 +43,24 @@ def install(app: FastAPI, *, openapi_url: str = "/openapi.json") -> None:
 
     @app.get("/docs", include_in_schema=False)
     def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title}: API",
             swagger_js_url="/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/vendor/swagger-ui/favicon-32x32.png",
         )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=openapi_url,
             title=f"{app.title}: API",
             redoc_js_url="/vendor/redoc/redoc.standalone.js",
             redoc_favicon_url="/vendor/swagger-ui/favicon-32x32.png",
             with_google_fonts=False,
         )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
