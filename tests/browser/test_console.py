@@ -10,7 +10,9 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from ingest.runtime import Runtime
 from tests.browser.conftest import Console, shoot, sign_in
+from workers.states import fail_job
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 LAMP = b"""# Lighthouse keeping
@@ -146,6 +148,25 @@ def test_documents_show_their_chunks_and_one_is_deleted(console: Console, page: 
     expect(rows).to_have_count(1)
     with console.api("ada") as api:
         assert api.get(f"/v1/documents/{lamp['document_id']}").status_code == 404
+
+
+def test_a_failed_document_is_retried_from_its_row(console: Console, page: Page, rt: Runtime) -> None:
+    console.key("ada")
+    sent = upload(console, "ada", "lamp.md", LAMP)
+    with rt.pool.connection() as conn:  # as a worker would leave it: a stage in hand, then given up
+        conn.execute("UPDATE jobs SET status = 'running' WHERE id = %s", (sent["job_id"],))
+    assert fail_job(rt, sent["job_id"], "the parser gave up: page 3 is unreadable")
+    sign_in(page, console, "ada")
+    page.get_by_role("link", name="Documents").click()
+    row = page.locator(f'tr[data-document="{sent["document_id"]}"]')
+    expect(row.locator(".badge")).to_have_text("failed")
+    expect(row).to_contain_text("the parser gave up: page 3 is unreadable")
+    page.get_by_role("button", name="Retry lamp.md").click()
+    expect(page.get_by_role("status")).to_have_text("lamp.md is queued again.")
+    wait_completed(console, "ada", sent["job_id"])
+    page.reload()
+    expect(row.locator(".badge")).to_have_text("completed")
+    expect(page.get_by_role("button", name="Retry lamp.md")).to_have_count(0)
 
 
 def test_an_admin_switches_a_mode_and_sets_a_limit(console: Console, page: Page) -> None:

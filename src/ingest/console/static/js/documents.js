@@ -68,13 +68,13 @@ export async function documentsPage(root) {
   const draw = () => {
     const shown = docs.filter((d) => !filter.value || d.status === filter.value);
     body.replaceChildren(...shown.map((d) => h("tr", { "data-document": d.id },
-      h("td", {}, h("a", { href: `#document/${d.id}` }, d.filename)),
-      h("td", {}, h("span.badge", { "data-status": d.status, text: d.status }),
+      h("td.file", {}, h("a", { href: `#document/${d.id}` }, d.filename)),
+      h("td", { "data-label": "Status" }, h("span.badge", { "data-status": d.status, text: d.status }),
         d.error ? h("div.error.small", { text: d.error }) : null),
-      h("td.num", { text: String(d.chunks) }),
-      h("td.num", { text: d.pages === null ? "–" : String(d.pages) }),
-      h("td.num", { text: costText(d) }),
-      h("td", { text: when(d.created_at) }),
+      h("td.num", { "data-label": "Chunks", text: String(d.chunks) }),
+      h("td.num", { "data-label": "Pages", text: d.pages === null ? "–" : String(d.pages) }),
+      h("td.num", { "data-label": "Cost", text: costText(d) }),
+      h("td", { "data-label": "Created", text: when(d.created_at) }),
       actions(d, refresh, (text) => { note.textContent = text; }))));
     if (!shown.length) body.append(h("tr", {}, h("td", { colspan: "7", text: "No documents." })));
   };
