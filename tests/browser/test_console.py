@@ -10,8 +10,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from ingest.runtime import Runtime
 from tests.browser.conftest import Console, shoot, sign_in
+from workers.runtime import Runtime
 from workers.states import fail_job
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -15,7 +15,7 @@ from starlette.routing import Route
 import ingest
 from ingest.api import errors, openapi
 from ingest.api.metrics import Metrics, MetricsMiddleware
-from ingest.api.ratelimit import build_limiter
+from ingest.api.request_limits import build_limiter
 from ingest.api.routes import (
     chunks,
     cost_history,
@@ -31,8 +31,8 @@ from ingest.api.routes import (
 from ingest.api.state import ApiState
 from ingest.config import Settings
 from ingest.console import routes as console
-from ingest.runtime import Runtime
 from workers.inprocess import serving
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

@@ -22,8 +22,8 @@ from psycopg_pool import PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.api.metrics_router import RouterCollector
-from ingest.runtime import Runtime
 from ingest.store import jobs
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

@@ -10,8 +10,8 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.runtime import Runtime
 from router.circuit import State
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

@@ -13,9 +13,9 @@ from ingest.api.auth import CurrentUser
 from ingest.api.errors import error_responses
 from ingest.api.state import runtime
 from ingest.errors import NotFound
-from ingest.runtime import Runtime
 from ingest.store import chunks, documents, jobs
 from ingest.store.chunks import ChunkView
+from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 

@@ -18,7 +18,7 @@ from ingest.api.errors import error_responses
 from ingest.api.models import CostReportOut, Service, Usd
 from ingest.api.state import runtime
 from ingest.errors import IngestError
-from ingest.runtime import Runtime
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/costs", tags=["costs"])

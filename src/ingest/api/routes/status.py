@@ -13,8 +13,8 @@ from ingest.api.auth import AdminUser
 from ingest.api.errors import error_responses
 from ingest.api.metrics import queue_depths
 from ingest.api.state import runtime
-from ingest.health import check_all
-from ingest.runtime import Runtime
+from ingest.services.health import check_all
+from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
