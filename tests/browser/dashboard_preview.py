@@ -49,18 +49,21 @@ def render(dashboard: dict[str, Any], samples: dict[str, list[Sample]]) -> str:
                 base = re.sub(r"_bucket$", "_count", name)  # a histogram's count stands for its buckets
                 if base not in names:
                     names.append(base)
+        place = f"grid-column: {pos['x'] + 1} / span {pos['w']}; grid-row: {pos['y'] + 1} / span {pos['h']}"
+        rows = "".join(_value_rows(names, samples))
         panels.append(
-            f'<section style="grid-column: {pos["x"] + 1} / span {pos["w"]}; grid-row: {pos["y"] + 1} / span {pos["h"]}">'
-            f"<h2>{html.escape(panel['title'])}</h2><table>{''.join(_value_rows(names, samples))}</table></section>"
+            f'<section style="{place}"><h2>{html.escape(panel["title"])}</h2><table>{rows}</table></section>'
         )
     return f"""<!doctype html><html><head><meta charset="utf-8"><style>
 body {{ font: 13px system-ui, sans-serif; background: #111217; color: #d8d9da; margin: 16px; }}
 header {{ margin-bottom: 12px; }} header h1 {{ font-size: 18px; margin: 0; }}
 header p {{ margin: 4px 0; color: #f2cc0c; }}
 main {{ display: grid; grid-template-columns: repeat(24, 1fr); grid-auto-rows: {ROW_PX}px; gap: 8px; }}
-section {{ background: #181b1f; border: 1px solid #2c3235; border-radius: 4px; padding: 8px; overflow: hidden; }}
+section {{ background: #181b1f; border: 1px solid #2c3235; border-radius: 4px; padding: 8px;
+  overflow: hidden; }}
 h2 {{ font-size: 14px; margin: 0 0 6px; }}
-table {{ width: 100%; border-collapse: collapse; }} td {{ padding: 2px 4px; border-bottom: 1px solid #2c3235; }}
+table {{ width: 100%; border-collapse: collapse; }}
+td {{ padding: 2px 4px; border-bottom: 1px solid #2c3235; }}
 td:last-child {{ text-align: right; font-variant-numeric: tabular-nums; color: #73bf69; }}
 small {{ display: block; color: #8e8e8e; }} .none {{ color: #8e8e8e !important; }}
 </style></head><body><header><h1>{html.escape(dashboard["title"])}: layout preview (not Grafana)</h1>
