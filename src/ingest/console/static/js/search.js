@@ -5,10 +5,11 @@ import { describeError, markTerms, pages } from "./words.js";
 
 function where(hit) {
   const meta = hit.metadata || {};
-  const page = hit.page ?? meta.page_start ?? null;
-  const pageEnd = hit.page_end ?? meta.page_end ?? null;
-  const heading = hit.heading ?? (meta.heading_path && meta.heading_path.length ? meta.heading_path.join(" › ") : null);
-  return { page: pages(page, pageEnd), heading };
+  const path = hit.heading_path ?? meta.heading_path ?? [];
+  return {
+    page: pages(hit.page_start ?? meta.page_start ?? null, hit.page_end ?? meta.page_end ?? null),
+    heading: path.length ? path.join(" › ") : null,
+  };
 }
 
 function hitItem(hit, query) {
@@ -29,11 +30,14 @@ function hitItem(hit, query) {
 export async function searchPage(root) {
   const query = h("input", { id: "query", type: "search", required: true, maxlength: "4000", placeholder: "What are you looking for?" });
   const topK = h("input", { id: "top-k", type: "number", min: "1", max: "100", value: "5" });
+  const mode = h("select", { id: "search-mode" },
+    ["hybrid", "vector", "keyword"].map((m) => h("option", { value: m }, m)));
   const results = h("ol.hits", { "aria-label": "Results" });
   const note = h("p.note", { role: "status" });
   const form = h("form.search", {},
     h("div.field.grow", {}, h("label", { for: "query", text: "Query" }), query),
     h("div.field", {}, h("label", { for: "top-k", text: "Top k" }), topK),
+    h("div.field", {}, h("label", { for: "search-mode", text: "Mode" }), mode),
     h("button", { type: "submit" }, "Search"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -41,9 +45,9 @@ export async function searchPage(root) {
     note.textContent = "Searching…";
     results.replaceChildren();
     try {
-      const answer = await call("POST", "/v1/search", { query: q, top_k: Number(topK.value) || 5 });
-      note.textContent = `${answer.results.length} result${answer.results.length === 1 ? "" : "s"}`
-        + (answer.mode ? ` (${answer.mode})` : "");
+      const body = { query: q, top_k: Number(topK.value) || 5, mode: mode.value };
+      const answer = await call("POST", "/v1/search", body);
+      note.textContent = `${answer.results.length} result${answer.results.length === 1 ? "" : "s"} (${mode.value})`;
       results.replaceChildren(...answer.results.map((hit) => hitItem(hit, q)));
     } catch (err) {
       note.textContent = describeError(err);
