@@ -22,6 +22,7 @@ from workers.middleware.context import RuntimeMiddleware
 from workers.middleware.failures import JobFailures
 from workers.middleware.lifecycle import JobLifecycle
 from workers.middleware.metrics import WorkerMetrics
+from workers.middleware.preload import Preload
 from workers.middleware.sweeper import Sweeper
 
 # Errors that no retry can fix: the job fails at once with the error's message.
@@ -44,6 +45,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         # Dramatiq's default is 20 retries over about a week; a document should fail visibly sooner.
         Retries(max_retries=settings.job_max_retries, min_backoff=1_000, max_backoff=60_000),
         RuntimeMiddleware(),
+        Preload(settings),
     ]
     if settings.broker_url:
         # Worker processes sweep for jobs whose message was lost; in-process workers sweep when they start.
