@@ -26,7 +26,7 @@ from costs.money import ZERO
 
 COLUMNS = (
     "id, key, service, stage, simulated, state, budget_day, estimate_usd, amount_usd, estimate, usage,"
-    " price_version, document_id, job_id, reserved_at, expires_at, settled_at"
+    " price_version, document_id, job_id, reserved_at, expires_at, settled_at, holder"
 )
 # Lock class of the per-budget-day advisory lock (any constant; the day's ordinal is the object id).
 DAY_LOCK_CLASS = 0x636F7374
@@ -52,6 +52,7 @@ class Entry:
     reserved_at: datetime
     expires_at: datetime
     settled_at: datetime | None
+    holder: str | None  # the job lease (its generation) whose call this is; None outside a lease
 
     def live(self, at: datetime) -> bool:
         """A reservation still holding budget at `at`."""
@@ -71,6 +72,7 @@ class Hold:
     simulated: bool = False
     document_id: UUID | None = None
     job_id: UUID | None = None
+    holder: str | None = None
 
 
 def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Entry]:
@@ -89,6 +91,7 @@ def _params(hold: Hold, day: date, at: datetime, expires_at: datetime) -> dict[s
         "price_version": hold.price_version,
         "document_id": hold.document_id,
         "job_id": hold.job_id,
+        "holder": hold.holder,
         "at": at,
         "expires_at": expires_at,
     }
@@ -163,6 +166,7 @@ def put_reserved(
                 f"UPDATE cost_entries SET state = 'reserved', stage = %(stage)s, budget_day = %(day)s,"
                 f" estimate_usd = %(estimate_usd)s, amount_usd = %(estimate_usd)s, estimate = %(estimate)s,"
                 f" price_version = %(price_version)s, document_id = %(document_id)s, job_id = %(job_id)s,"
+                f" holder = %(holder)s,"
                 f" reserved_at = %(at)s, expires_at = %(expires_at)s, usage = NULL, settled_at = NULL"
                 f" WHERE id = %(id)s AND state <> 'charged' RETURNING {COLUMNS}",
                 {**params, "id": reopen},
@@ -173,10 +177,10 @@ def put_reserved(
         _cur(conn)
         .execute(
             f"INSERT INTO cost_entries (key, service, stage, simulated, state, budget_day, estimate_usd,"
-            f" amount_usd, estimate, price_version, document_id, job_id, reserved_at, expires_at)"
+            f" amount_usd, estimate, price_version, document_id, job_id, reserved_at, expires_at, holder)"
             f" VALUES (%(key)s, %(service)s, %(stage)s, %(simulated)s, 'reserved', %(day)s, %(estimate_usd)s,"
             f" %(estimate_usd)s, %(estimate)s, %(price_version)s, %(document_id)s, %(job_id)s, %(at)s,"
-            f" %(expires_at)s) ON CONFLICT (key, simulated) DO NOTHING RETURNING {COLUMNS}",
+            f" %(expires_at)s, %(holder)s) ON CONFLICT (key, simulated) DO NOTHING RETURNING {COLUMNS}",
             params,
         )
         .fetchone()
@@ -238,12 +242,13 @@ def settle(
     )
 
 
-def release(conn: psycopg.Connection, entry_id: int) -> bool:
-    """Give the reserved amount back (the call failed and was not billed)."""
+def release(conn: psycopg.Connection, entry_id: int, holder: str | None = None) -> bool:
+    """Give the reserved amount back (the call failed and was not billed), unless another lease's call
+    holds the row by now."""
     row = conn.execute(
         "UPDATE cost_entries SET state = 'released', amount_usd = 0 WHERE id = %s AND state = 'reserved'"
-        " RETURNING id",
-        (entry_id,),
+        " AND holder IS NOT DISTINCT FROM %s RETURNING id",
+        (entry_id, holder),
     ).fetchone()
     return row is not None
 

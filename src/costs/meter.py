@@ -117,6 +117,7 @@ class Meter:
         simulated: bool = False,
         document_id: UUID | None = None,
         job_id: UUID | None = None,
+        holder: str | None = None,
     ) -> Reservation:
         hold = Hold(
             key=key,
@@ -128,6 +129,7 @@ class Meter:
             simulated=simulated,
             document_id=document_id,
             job_id=job_id,
+            holder=holder,
         )
         at = self.clock()
         # A shadow reservation is one statement (no budget to check): it needs no transaction around it.
@@ -189,7 +191,7 @@ class Meter:
 
     def release(self, reservation: Reservation) -> None:
         with self.pool.connection() as conn, conn.transaction():
-            released = ledger.release(conn, reservation.id)
+            released = ledger.release(conn, reservation.id, reservation.holder)
         if released:
             log.info("budget_released", key=reservation.key, service=reservation.service)
 

@@ -7,11 +7,14 @@ from uuid import UUID
 import dramatiq
 import structlog
 
+from ingest.leases import PARSE, Lease, embed_unit
 from ingest.runtime import Runtime
 from ingest.store import documents, jobs
+from workers import leasing
 from workers.broker import PERMANENT_ERRORS, broker
 from workers.callbacks import deliver_callback  # noqa: F401  (declares the callback actor in every worker)
 from workers.context import current_runtime
+from workers.leasing import LeaseLost
 from workers.pipeline import JobDeferred, embed_stage, parse_stage
 from workers.upgrade import after_job  # also declares the upgrade actor in every worker
 
@@ -19,38 +22,69 @@ log = structlog.get_logger(__name__)
 QUEUE = "ingest"
 
 
-def _defer(rt: Runtime, job_id: UUID, deferred: JobDeferred) -> None:
+def _defer(rt: Runtime, lease: Lease, deferred: JobDeferred) -> None:
     with rt.pool.connection() as conn, conn.transaction():
-        job = jobs.lock(conn, job_id)
+        leasing.fence(conn, lease)
+        job = jobs.lock(conn, lease.job_id)
         if job is None or job.final:
             return
-        jobs.defer(conn, job_id, str(deferred), deferred.delay_s)
+        jobs.defer(conn, job.id, str(deferred), deferred.delay_s)
         documents.set_status(conn, job.document_id, "deferred")
-    parse_document.send_with_options(args=(str(job_id),), delay=deferred.delay_s * 1000)
-    log.info("job_deferred", job_id=str(job_id), reason=str(deferred), delay_s=deferred.delay_s)
+    parse_document.send_with_options(args=(str(lease.job_id),), delay=deferred.delay_s * 1000)
+    log.info("job_deferred", job_id=str(lease.job_id), reason=str(deferred), delay_s=deferred.delay_s)
+
+
+def _skipped(unit: str) -> None:
+    # A duplicate message, or one redelivered while its first delivery is still at work elsewhere.
+    log.info("stage_skipped", unit=unit, reason="another live worker holds its lease")
+
+
+def _lost(lost: LeaseLost) -> None:
+    # This worker's lease lapsed (it froze, or lost the database) and the unit has another holder: it
+    # stops here, having written nothing; the new holder does the work.
+    log.warning("lease_lost", unit=lost.lease.unit, generation=lost.lease.generation)
 
 
 @dramatiq.actor(queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker)
 def parse_document(job_id: str) -> None:
     # Log lines carry the job, document, user and stage: workers.lifecycle binds them for every message.
     rt = current_runtime()
-    job_uuid = UUID(job_id)
-    try:
-        pending = parse_stage(rt, job_uuid)
-    except JobDeferred as deferred:
-        _defer(rt, job_uuid, deferred)
-        return
-    for batch in pending:
-        embed_chunks.send(job_id, batch.first, batch.last)
+    with leasing.holding(rt, UUID(job_id), PARSE) as lease:
+        if lease is None:
+            _skipped(PARSE)
+            return
+        try:
+            try:
+                pending = parse_stage(rt, lease.job_id, lease)
+            except JobDeferred as deferred:
+                _defer(rt, lease, deferred)
+                return
+        except LeaseLost as lost:
+            _lost(lost)
+            return
+        # Sent while the lease is held: a worker that dies before sending them leaves a lapsing lease,
+        # and the sweep's parse_document sends the batches still missing.
+        for batch in pending:
+            embed_chunks.send(job_id, batch.first, batch.last)
 
 
 @dramatiq.actor(queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker)
 def embed_chunks(job_id: str, first: int, last: int) -> None:
     rt = current_runtime()
-    job_uuid = UUID(job_id)
-    try:
-        if embed_stage(rt, job_uuid, first, last):
-            log.info("job_completed")
-            after_job(rt, job_uuid)
-    except JobDeferred as deferred:
-        _defer(rt, job_uuid, deferred)
+    unit = embed_unit(first, last)
+    with leasing.holding(rt, UUID(job_id), unit) as lease:
+        if lease is None:
+            _skipped(unit)
+            return
+        try:
+            try:
+                done = embed_stage(rt, lease.job_id, first, last, lease)
+            except JobDeferred as deferred:
+                _defer(rt, lease, deferred)
+                return
+        except LeaseLost as lost:
+            _lost(lost)
+            return
+    if done:
+        log.info("job_completed")
+        after_job(rt, lease.job_id)

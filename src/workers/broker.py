@@ -21,6 +21,7 @@ from ingest.config import Settings
 from ingest.errors import ServiceUnavailable, UnreadableDocument, UnsupportedType, VendorError
 from workers.context import RuntimeMiddleware
 from workers.failures import JobFailures
+from workers.leasing import Heartbeat
 from workers.lifecycle import JobLifecycle
 from workers.metrics import WorkerMetrics
 from workers.sweeper import Sweeper
@@ -44,11 +45,11 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         JobFailures(),
         # Dramatiq's default is 20 retries over about a week; a document should fail visibly sooner.
         Retries(max_retries=settings.job_max_retries, min_backoff=1_000, max_backoff=60_000),
+        # Before RuntimeMiddleware: at shutdown these threads stop before it closes the Runtime they use.
+        Heartbeat(interval_s=settings.lease_heartbeat_s),
+        Sweeper(interval_s=settings.sweep_interval_s, idle_s=settings.requeue_after_s),
         RuntimeMiddleware(),
     ]
-    if settings.broker_url:
-        # Worker processes sweep for jobs whose message was lost; in-process workers sweep when they start.
-        middleware.append(Sweeper(interval_s=settings.sweep_interval_s, idle_s=settings.requeue_after_s))
     if settings.redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
