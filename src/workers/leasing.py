@@ -34,7 +34,9 @@ class LeaseLost(Exception):
     """The unit was taken over (this worker's lease lapsed): this holder must write nothing more."""
 
     def __init__(self, lease: Lease) -> None:
-        super().__init__(f"lease on {lease.unit} of job {lease.job_id} (generation {lease.generation}) was lost")
+        super().__init__(
+            f"lease on {lease.unit} of job {lease.job_id} (generation {lease.generation}) was lost"
+        )
         self.lease = lease
 
 
@@ -46,7 +48,9 @@ def take(rt: Runtime, job_id: UUID, unit: str) -> Lease | None:
         current = store.lock(conn, job_id, unit)
         if unit == PARSE:
             store.drop(conn, job_id, QUEUED)  # the job's message was taken up: it waits nowhere now
-        dead = dead_owners([current.owner] if current and current.owner else [], host=socket.gethostname(), alive=pid_alive)
+        dead = dead_owners(
+            [current.owner] if current and current.owner else [], host=socket.gethostname(), alive=pid_alive
+        )
         mine_now = rt.leases.holds(job_id, unit)
         if not may_take(current, me=owner, mine_now=mine_now, now=store.db_now(conn), dead=dead):
             return None
@@ -103,7 +107,9 @@ def hold_queued(rt: Runtime, job_ids: list[UUID]) -> None:
     if not job_ids:
         return
     with rt.pool.connection() as conn, conn.transaction():
-        held = [store.put_over(conn, job_id, QUEUED, rt.leases.owner, rt.settings.lease_s) for job_id in job_ids]
+        held = [
+            store.put_over(conn, job_id, QUEUED, rt.leases.owner, rt.settings.lease_s) for job_id in job_ids
+        ]
     for lease in held:
         rt.leases.add(lease)
 
@@ -144,7 +150,9 @@ class Heartbeat(Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.clear()
         rt = runtime_middleware(broker).runtime()
-        self._thread = threading.Thread(target=self._run, args=(rt,), name="ingest-lease-heartbeat", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(rt,), name="ingest-lease-heartbeat", daemon=True
+        )
         self._thread.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -158,4 +166,7 @@ class Heartbeat(Middleware):
             try:
                 renew(rt)
             except Exception as exc:  # noqa: BLE001  (the database away: the leases lapse; the thread lives on)
-                log.warning("lease_heartbeat_failed", error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                log.warning(
+                    "lease_heartbeat_failed",
+                    error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+                )

@@ -157,7 +157,9 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
     # The claim is a transaction of its own; what follows are reads and one-statement writes, each
     # committed on its own (no BEGIN and COMMIT round trips around them).
     with autocommit(rt.pool) as conn:
-        job = jobs.claim(conn, job_id, "parse", by=lease.owner)
+        with conn.transaction():
+            leasing.fence(conn, lease)
+            job = jobs.claim(conn, job_id, "parse", by=lease.owner)
         if job is None:
             return []
         doc = documents.get(conn, job.document_id)

@@ -56,7 +56,9 @@ def _lapsed_leases(conn: psycopg.Connection, lease_s: float) -> list[LeaseState]
     found = leases.sweepable(conn)
     if not found:
         return []
-    dead = dead_owners({lease.owner for lease in found if lease.owner}, host=socket.gethostname(), alive=pid_alive)
+    dead = dead_owners(
+        {lease.owner for lease in found if lease.owner}, host=socket.gethostname(), alive=pid_alive
+    )
     now: datetime = leases.db_now(conn)
     return leases.mark_resent(conn, to_resend(found, now=now, dead=dead), lease_s)
 
@@ -108,7 +110,9 @@ class Sweeper(Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.clear()
         rt = runtime_middleware(broker).runtime()
-        self._thread = threading.Thread(target=self._run, args=(rt, broker), name="ingest-sweeper", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(rt, broker), name="ingest-sweeper", daemon=True
+        )
         self._thread.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from ingest.cli.common import err, fail, handle_errors, out, runtime
 from ingest.health import check_all
+from ingest.leases import LeaseState
 from ingest.runtime import Runtime
-from ingest.store import documents, jobs, upgrades
+from ingest.store import documents, jobs, leases, upgrades
 from ingest.submit import retry_job
 
 RETRY_POLL_S = 0.2
@@ -27,7 +28,25 @@ def _uuid(value: str) -> UUID:
         raise fail(f"{value!r} is not a job or document id") from None
 
 
-def _job_row(job: jobs.Job, filename: str) -> dict[str, object]:
+def _lease_row(lease: LeaseState) -> dict[str, object]:
+    return {
+        "unit": lease.unit,
+        "worker": lease.owner,  # None: its holder's lease lapsed and a sweep re-sent it, not taken yet
+        "generation": lease.generation,
+        "last_heartbeat_at": lease.renewed_at.isoformat(),
+        "expires_at": lease.expires_at.isoformat(),
+    }
+
+
+def _held_by(held: list[dict[str, object]]) -> str:
+    """Who works on the job now, and when each last reported: 'host:pid:token parse @ 12:00:01'."""
+    return "\n".join(
+        f"{lease['worker'] or 're-sent'} {lease['unit']} @ {str(lease['last_heartbeat_at'])[11:19]}"
+        for lease in held
+    )
+
+
+def _job_row(job: jobs.Job, filename: str, held: list[LeaseState]) -> dict[str, object]:
     return {
         "id": str(job.id),
         "document_id": str(job.document_id),
@@ -38,6 +57,7 @@ def _job_row(job: jobs.Job, filename: str) -> dict[str, object]:
         "attempts": job.attempts,
         "error": job.error,
         "deferred_until": job.deferred_until.isoformat() if job.deferred_until else None,
+        "leases": [_lease_row(lease) for lease in held],
     }
 
 
@@ -68,17 +88,20 @@ def status(
                 raise fail(f"no job or document {job_or_doc_id}")
             found = [job]
         names = {j.document_id: documents.get(conn, j.document_id) for j in found}
+        held = leases.of_jobs(conn, [j.id for j in found])
         if job_or_doc_id is None:
             waiting = upgrades.count(conn)
         else:
             waiting = upgrades.count_for(conn, found[0].document_id)
-    rows = [_job_row(j, names[j.document_id].filename if names[j.document_id] else "") for j in found]
+    rows = [
+        _job_row(j, names[j.document_id].filename if names[j.document_id] else "", held[j.id]) for j in found
+    ]
     if as_json:
         one = None if job_or_doc_id is None else {**rows[0], "chunks_waiting_for_upgrade": waiting}
         out.print_json(json.dumps(rows if one is None else one))
         return
     table = Table()
-    for column in ("job", "document", "status", "stage", "progress", "attempts", "error"):
+    for column in ("job", "document", "status", "stage", "progress", "attempts", "held by", "error"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
@@ -88,6 +111,7 @@ def status(
             str(row["stage"]),
             f"{float(row['progress']):.0%}",  # type: ignore[arg-type]
             str(row["attempts"]),
+            _held_by(row["leases"]),  # type: ignore[arg-type]
             str(row["error"] or ""),
         )
     out.print(table)

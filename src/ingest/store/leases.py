@@ -28,7 +28,9 @@ def lock(conn: psycopg.Connection, job_id: UUID, unit: str) -> LeaseState | None
     """The unit's lease, locked until the transaction ends (takers of one unit take turns)."""
     return (
         _cur(conn)
-        .execute(f"SELECT {COLUMNS} FROM job_leases WHERE job_id = %s AND unit = %s FOR UPDATE", (job_id, unit))
+        .execute(
+            f"SELECT {COLUMNS} FROM job_leases WHERE job_id = %s AND unit = %s FOR UPDATE", (job_id, unit)
+        )
         .fetchone()
     )
 
