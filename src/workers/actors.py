@@ -64,6 +64,10 @@ def parse_document(job_id: str) -> None:
             return
         # Sent while the lease is held: a worker that dies before sending them leaves a lapsing lease,
         # and the sweep's parse_document sends the batches still missing.
+        if pending and rt.settings.broker_url is None:
+            # In-process, the batches' messages live in this process: the job's `queued` lease lapses
+            # with it, and a sweep's parse_document re-sends the batches still missing.
+            leasing.hold_queued(rt, [lease.job_id])
         for batch in pending:
             embed_chunks.send(job_id, batch.first, batch.last)
 
@@ -86,5 +90,6 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
             _lost(lost)
             return
     if done:
+        leasing.drop_queued(rt, lease.job_id)
         log.info("job_completed")
         after_job(rt, lease.job_id)

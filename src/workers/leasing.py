@@ -114,6 +114,16 @@ def hold_queued(rt: Runtime, job_ids: list[UUID]) -> None:
         rt.leases.add(lease)
 
 
+def drop_queued(rt: Runtime, job_id: UUID) -> None:
+    """The job is done: no message of it waits in this process any more."""
+    rt.leases.discard(job_id, QUEUED)
+    try:
+        with autocommit(rt.pool) as conn:
+            store.drop(conn, job_id, QUEUED)
+    except (psycopg.Error, PoolTimeout) as exc:  # it lapses with the process; its re-send finds the job done
+        log.warning("lease_not_released", unit=QUEUED, error=" ".join(str(exc).split())[:200])
+
+
 def abandon(rt: Runtime) -> None:
     """This process stops: whatever it still holds lapses now (a sweep on any host re-sends it)."""
     try:
