@@ -44,7 +44,8 @@ from ingest.config import Settings
 from ingest.leases import owner_process
 from mocks.faults import FaultPlan
 
-pytestmark = pytest.mark.slow
+# Bounded waits add up to more than the suite's default per-test timeout on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 RABBITMQ = ("127.0.0.1", 5672)

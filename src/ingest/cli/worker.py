@@ -32,6 +32,10 @@ def worker(
         # Every process writes its metrics here and one serves their sum (workers.metrics). Set before
         # any process imports prometheus_client; a fresh folder, so no earlier run's counters are added.
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ingest-worker-metrics-")
+    # Each process takes from the broker only as many messages as it has threads: every message it holds
+    # is then one at work, under a lease (workers.leasing) that a sweep re-sends within seconds should the
+    # process die or freeze; a message merely waiting in a dead process would wait for the broker instead.
+    env.setdefault("dramatiq_queue_prefetch", str(threads))
     # Dramatiq's own CLI supervises the processes (signals, graceful shutdown), behind our logging setup.
     argv = [sys.executable, "-m", "workers", "workers.actors", "--processes", str(processes), "--threads", str(threads)]
     os.execve(sys.executable, argv, env)
