@@ -19,3 +19,5 @@ CREATE TABLE job_leases (
 -- Which lease ('<generation>') reserved a cost entry: a later holder of the same unit does not take over
 -- a reservation whose call may be in flight (and billed), it reserves one of its own.
 ALTER TABLE cost_entries ADD COLUMN holder text;
+
+-- jobs.claimed_by stays a record of who last claimed the parse; who may run a unit is the lease's to say.
