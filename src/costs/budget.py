@@ -15,7 +15,6 @@ more than the estimate the ledger records the bill and the meter logs the overru
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -84,19 +83,12 @@ def has_room(service: str, counted: dict[str, Decimal], limits: dict[str, Decima
     return True
 
 
-def taken_over(reserved_by: str | None, holder: str | None) -> bool:
-    """Whether a reservation was made under another job lease than the one reserving now."""
-    return reserved_by is not None and holder is not None and reserved_by != holder
-
-
 def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_s: int) -> Entry:
     """Hold `hold.estimate_usd` against today's budget, or raise BudgetExhausted. Call inside a transaction.
 
     The same key again returns its row: a charged one as it is (never charged twice), a live reservation
-    with a fresh expiry (a redelivery takes it over); a released or expired one is reserved anew. But a
-    live reservation of another job lease (`holder`) is that lease's call, maybe in flight and billed
-    when its frozen worker wakes: the new holder reserves a row of its own, `<key>#<holder>`, so each
-    call the vendor bills is charged once and no call is charged twice.
+    with a fresh expiry (a redelivery takes it over, under its own job lease, `hold.holder`); a released
+    or expired one is reserved anew.
     """
     day = budget_day(at, tz)
     expires_at = at + timedelta(seconds=ttl_s)
@@ -107,14 +99,7 @@ def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_
     if existing is not None and existing.state == "charged":
         return existing
     if existing is not None and existing.live(at):
-        if not taken_over(existing.holder, hold.holder):
-            return ledger.extend(conn, existing.id, expires_at)
-        hold = dataclasses.replace(hold, key=f"{hold.key}#{hold.holder}")
-        existing = ledger.find(conn, hold.key, simulated=False)
-        if existing is not None and existing.state == "charged":
-            return existing
-        if existing is not None and existing.live(at):
-            return ledger.extend(conn, existing.id, expires_at)
+        return ledger.extend(conn, existing.id, expires_at, holder=hold.holder)
     counted = ledger.counted(conn, day, at)
     limits = ledger.limits(conn)
     limit_of = refusal(hold.service, hold.estimate_usd, counted, limits)

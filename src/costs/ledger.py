@@ -211,23 +211,33 @@ def put_shadow(
     return entry if entry is not None else find(conn, hold.key, simulated=True)  # type: ignore[return-value]
 
 
-def extend(conn: psycopg.Connection, entry_id: int, expires_at: datetime) -> Entry:
-    """A redelivery takes over a live reservation: it holds the same amount for a fresh ttl."""
+def extend(
+    conn: psycopg.Connection, entry_id: int, expires_at: datetime, *, holder: str | None = None
+) -> Entry:
+    """A redelivery takes over a live reservation: it holds the same amount for a fresh ttl, under the
+    redelivery's job lease when it has one."""
     return (
         _cur(conn)
         .execute(
-            f"UPDATE cost_entries SET expires_at = greatest(expires_at, %s)"
+            f"UPDATE cost_entries SET expires_at = greatest(expires_at, %s), holder = coalesce(%s, holder)"
             f" WHERE id = %s RETURNING {COLUMNS}",
-            (expires_at, entry_id),
+            (expires_at, holder, entry_id),
         )
         .fetchone()
     )
 
 
 def settle(
-    conn: psycopg.Connection, entry_id: int, *, amount_usd: Decimal, usage: Mapping[str, Any], at: datetime
+    conn: psycopg.Connection,
+    entry_id: int,
+    *,
+    amount_usd: Decimal,
+    usage: Mapping[str, Any],
+    at: datetime,
+    holder: str | None = None,
 ) -> Entry | None:
-    """Turn the reservation into the actual charge; None when it was already charged (settling is once).
+    """Turn the reservation into the actual charge; None when it was already charged (settling is once),
+    or when `holder` is given and another job lease has taken the reservation over.
 
     A reservation that expired or was released while the call ran is charged too: the vendor billed it.
     """
@@ -235,8 +245,50 @@ def settle(
         _cur(conn)
         .execute(
             f"UPDATE cost_entries SET state = 'charged', amount_usd = %s, usage = %s, settled_at = %s"
-            f" WHERE id = %s AND state <> 'charged' RETURNING {COLUMNS}",
-            (amount_usd, Jsonb(dict(usage)), at, entry_id),
+            f" WHERE id = %s AND state <> 'charged' AND (%s::text IS NULL OR holder = %s)"
+            f" RETURNING {COLUMNS}",
+            (amount_usd, Jsonb(dict(usage)), at, entry_id, holder, holder),
+        )
+        .fetchone()
+    )
+
+
+def put_charged(
+    conn: psycopg.Connection,
+    entry: Entry,
+    *,
+    key: str,
+    amount_usd: Decimal,
+    usage: Mapping[str, Any],
+    at: datetime,
+) -> Entry | None:
+    """A charge of its own, under `key`, for a call made under `entry`'s reservation after another job
+    lease took that reservation over (the vendor billed both calls); None when it is recorded already."""
+    return (
+        _cur(conn)
+        .execute(
+            f"INSERT INTO cost_entries (key, service, stage, simulated, state, budget_day, estimate_usd,"
+            f" amount_usd, estimate, usage, price_version, document_id, job_id, reserved_at, expires_at,"
+            f" settled_at, holder)"
+            f" VALUES (%s, %s, %s, false, 'charged', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" ON CONFLICT (key, simulated) DO NOTHING RETURNING {COLUMNS}",
+            (
+                key,
+                entry.service,
+                entry.stage,
+                entry.budget_day,
+                entry.estimate_usd,
+                amount_usd,
+                Jsonb(entry.estimate),
+                Jsonb(dict(usage)),
+                entry.price_version,
+                entry.document_id,
+                entry.job_id,
+                entry.reserved_at,
+                entry.expires_at,
+                at,
+                entry.holder,
+            ),
         )
         .fetchone()
     )

@@ -16,8 +16,9 @@ CREATE TABLE job_leases (
     PRIMARY KEY (job_id, unit)
 );
 
--- Which lease ('<generation>') reserved a cost entry: a later holder of the same unit does not take over
--- a reservation whose call may be in flight (and billed), it reserves one of its own.
+-- Which job lease ('<generation>') holds a cost reservation. A later holder of the unit takes it over; a
+-- frozen holder that wakes with a billed answer then finds it taken and charges a row of its own
+-- ('<key>#<generation>'), so the ledger counts both calls the vendor billed.
 ALTER TABLE cost_entries ADD COLUMN holder text;
 
 -- jobs.claimed_by stays a record of who last claimed the parse; who may run a unit is the lease's to say.
