@@ -4,7 +4,7 @@ the leases this process holds now.
 A lease is held on a *unit* of a job's work: its parse, one embedding batch, or (in-process only) a
 message waiting in this process's memory. The unit is a plain string, so a later unit of work (a batch
 of several documents) can be leased the same way. The SQL is in `ingest.store.leases`; the worker side
-(taking, fencing, the heartbeat) in `workers.leasing`.
+(taking, fencing, renewing) in `workers.leasing`, the heartbeat and the sweep in `workers.middleware`.
 """
 
 from __future__ import annotations
@@ -25,15 +25,6 @@ EMBED_PREFIX = "embed:"
 
 def embed_unit(first: int, last: int) -> str:
     return f"{EMBED_PREFIX}{first}-{last}"
-
-
-def message_for(unit: str, job_id: UUID) -> tuple[str, tuple[object, ...]]:
-    """The actor and arguments that do `unit` of the job again. A parse (or a lost in-process message)
-    is `parse_document`, which resumes the job where it stopped; a batch is its own `embed_chunks`."""
-    if unit.startswith(EMBED_PREFIX):
-        first, _, last = unit.removeprefix(EMBED_PREFIX).partition("-")
-        return "embed_chunks", (str(job_id), int(first), int(last))
-    return "parse_document", (str(job_id),)
 
 
 # --- owners --------------------------------------------------------------------------------------------

@@ -1,31 +1,27 @@
 """Job leases, the worker's side: take a unit of a job before working on it, fence every write with it,
-give it back after, and renew what this process holds from a heartbeat thread.
+give it back after, and renew what this process holds (from the heartbeat, workers.middleware.heartbeat).
 
 A worker that froze (a long pause, a partition) while its lease lapsed finds, at its next fenced write,
 that the unit has a newer generation: `LeaseLost`, and it stops that job without writing. A worker that
 died leaves a lease that lapses (at once, for a process of this host that is gone), and the sweep
-(workers.sweeper) re-sends the unit. The decisions are the pure functions of `ingest.leases`.
+(workers.middleware.sweeper) re-sends the unit. The decisions are the pure functions of `ingest.leases`.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID
 
-import dramatiq
 import psycopg
 import structlog
-from dramatiq.middleware import Middleware
 from psycopg_pool import PoolTimeout
 
 from ingest.db.pool import autocommit
 from ingest.leases import PARSE, QUEUED, Lease, dead_owners, may_take, pid_alive
-from ingest.runtime import Runtime
 from ingest.store import leases as store
-from workers.context import runtime_middleware
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -146,37 +142,3 @@ def renew(rt: Runtime) -> int:
     if renewed < len(held):
         log.warning("leases_lost", held=len(held), renewed=renewed)
     return renewed
-
-
-class Heartbeat(Middleware):
-    """Renews the process's leases every `lease_heartbeat_s` on a daemon thread, from the worker's boot
-    until it shuts down."""
-
-    def __init__(self, *, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.clear()
-        rt = runtime_middleware(broker).runtime()
-        self._thread = threading.Thread(
-            target=self._run, args=(rt,), name="ingest-lease-heartbeat", daemon=True
-        )
-        self._thread.start()
-
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 5)
-            self._thread = None
-
-    def _run(self, rt: Runtime) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                renew(rt)
-            except Exception as exc:  # noqa: BLE001  (the database away: the leases lapse; the thread lives on)
-                log.warning(
-                    "lease_heartbeat_failed",
-                    error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
-                )

@@ -19,7 +19,7 @@ from ingest.config import Settings
 from ingest.leases import embed_unit
 from ingest.store import chunks, documents, jobs
 from router.decide import Mode
-from workers import actors, leasing
+from workers import actors, leasing, messages
 from workers.pipeline import JobDeferred, embed_stage, parse_stage
 
 
@@ -57,7 +57,7 @@ def test_real_mode_defers_to_the_next_budget_day_and_completes_after_rollover(
 
         # The actor's handling of the deferral: job deferred, message re-sent for the next budget day.
         sent: list[dict] = []
-        monkeypatch.setattr(actors.parse_document, "send_with_options", lambda **kw: sent.append(kw))
+        monkeypatch.setattr(messages.actor(messages.PARSE_DOCUMENT), "send_with_options", lambda **kw: sent.append(kw))
         with leasing.holding(rt, sub.job_id, embed_unit(pending[1].first, pending[1].last)) as lease:
             assert lease is not None
             actors._defer(rt, lease, deferred.value)

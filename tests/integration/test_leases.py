@@ -11,20 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID
 
-import dramatiq
 import pytest
 from costs_support import BillingEmbedder, metered_runtime, submit_text
 
-import workers.actors  # noqa: F401  (declares the actors the sweep sends, on the broker)
 from ingest.config import Settings
 from ingest.leases import PARSE, embed_unit, new_owner
-from ingest.runtime import Runtime
 from ingest.store import chunks, leases
 from router.decide import Mode
 from router.protocols import EmbedResult
-from workers import leasing
+from workers import leasing, messages
+from workers.middleware.sweeper import requeue_unfinished
 from workers.pipeline import embed_stage, parse_stage
-from workers.sweeper import requeue_unfinished
+from workers.runtime import Runtime
 
 
 def lapse(rt: Runtime, job_id: UUID) -> None:
@@ -149,7 +147,7 @@ def test_leases_of_a_process_that_is_gone_are_resent_at_the_next_sweep(
             conn.execute("DELETE FROM job_leases")
             held = leases.put_over(conn, sub.job_id, PARSE, dead_owner, 3600)  # an hour before it expires
             live = leases.put_over(conn, sub.job_id, embed_unit(0, 3), new_owner(), 3600)
-        resent = requeue_unfinished(rt, dramatiq.get_broker(), idle_s=rt.settings.requeue_after_s)
+        resent = requeue_unfinished(rt, messages.started_broker(), idle_s=rt.settings.requeue_after_s)
         with rt.pool.connection() as conn:
             rows = {lease.unit: lease for lease in leases.of_job(conn, sub.job_id)}
     assert resent == 1

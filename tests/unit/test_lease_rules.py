@@ -17,11 +17,11 @@ from ingest.leases import (
     embed_unit,
     lapsed,
     may_take,
-    message_for,
     new_owner,
     owner_process,
     to_resend,
 )
+from workers.messages import message_for
 
 NOW = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
 JOB = uuid.UUID("00000000-0000-0000-0000-000000000001")

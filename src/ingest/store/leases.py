@@ -71,7 +71,8 @@ def holds(conn: psycopg.Connection, lease: Lease) -> bool:
     """Whether `lease` is still the unit's current one. The row stays share-locked until the transaction
     ends, so no one takes the unit over between this check and the writes it guards."""
     row = conn.execute(
-        "SELECT 1 FROM job_leases WHERE job_id = %s AND unit = %s AND owner = %s AND generation = %s FOR SHARE",
+        "SELECT 1 FROM job_leases WHERE job_id = %s AND unit = %s AND owner = %s AND generation = %s"
+        " FOR SHARE",
         (lease.job_id, lease.unit, lease.owner, lease.generation),
     ).fetchone()
     return row is not None
@@ -85,7 +86,8 @@ def renew(conn: psycopg.Connection, owner: str, held: list[Lease], lease_s: floa
     cur = conn.execute(
         "UPDATE job_leases l SET expires_at = now() + make_interval(secs => %(lease)s), renewed_at = now()"
         " FROM unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[]) AS h(job_id, unit, generation)"
-        " WHERE l.job_id = h.job_id AND l.unit = h.unit AND l.generation = h.generation AND l.owner = %(owner)s",
+        " WHERE l.job_id = h.job_id AND l.unit = h.unit AND l.generation = h.generation"
+        " AND l.owner = %(owner)s",
         {
             "lease": lease_s,
             "owner": owner,
@@ -132,7 +134,8 @@ def mark_resent(conn: psycopg.Connection, leases: list[LeaseState], lease_s: flo
         .execute(
             f"UPDATE job_leases l SET owner = NULL, generation = l.generation + 1,"
             f" expires_at = now() + make_interval(secs => %(lease)s)"
-            f" FROM unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[]) AS s(job_id, unit, generation)"
+            f" FROM unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[])"
+            f" AS s(job_id, unit, generation)"
             f" WHERE l.job_id = s.job_id AND l.unit = s.unit AND l.generation = s.generation"
             f" RETURNING {', '.join('l.' + c.strip() for c in COLUMNS.split(','))}",
             {

@@ -9,8 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from ingest.api.models import CheckOut, LiveOut, ReadyOut
 from ingest.api.state import ApiState, api_state, runtime
-from ingest.health import check_all
-from ingest.runtime import Runtime
+from ingest.services.health import check_all
+from workers.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
 

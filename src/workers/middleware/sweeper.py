@@ -34,11 +34,12 @@ import structlog
 from dramatiq.middleware import Middleware
 from prometheus_client import Counter
 
-from ingest.leases import LeaseState, dead_owners, message_for, pid_alive, to_resend
-from ingest.runtime import Runtime
+from ingest.leases import LeaseState, dead_owners, pid_alive, to_resend
 from ingest.store import leases
+from workers import messages
 from workers.admission import admit_everyone, send
-from workers.context import runtime_middleware
+from workers.middleware.context import runtime_middleware
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +83,7 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
         # A message's deliveries span minutes (retries back off at most a minute), never a day.
         conn.execute("DELETE FROM message_deliveries WHERE last_at < now() - interval '1 day'")
     for lease in lapsed:
-        actor, args = message_for(lease.unit, lease.job_id)
+        actor, args = messages.message_for(lease.unit, lease.job_id)
         broker.get_actor(actor).send(*args)
     if lapsed:
         LEASES_LAPSED.inc(len(lapsed))
