@@ -21,7 +21,8 @@ def _cur(conn: psycopg.Connection) -> psycopg.Cursor[LeaseState]:
 
 def db_now(conn: psycopg.Connection) -> datetime:
     """The database's clock: every expiry is written with it, so every decision reads it too."""
-    return conn.execute("SELECT now()").fetchone()[0]
+    now: datetime = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]  # one row, always
+    return now
 
 
 def lock(conn: psycopg.Connection, job_id: UUID, unit: str) -> LeaseState | None:
@@ -63,7 +64,7 @@ def put_over(conn: psycopg.Connection, job_id: UUID, unit: str, owner: str, leas
         "  expires_at = EXCLUDED.expires_at"
         " RETURNING generation",
         {"job": job_id, "unit": unit, "owner": owner, "lease": lease_s},
-    ).fetchone()[0]
+    ).fetchone()[0]  # type: ignore[index]  # an upsert returns its row
     return Lease(job_id, unit, owner, generation)
 
 
