@@ -4,6 +4,8 @@ whose process is gone is re-sent at the next sweep, without waiting for it to ex
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -13,6 +15,7 @@ from uuid import UUID
 
 import pytest
 from costs_support import BillingEmbedder, metered_runtime, submit_text
+from worker_support import run_ingest
 
 from ingest.config import Settings
 from ingest.leases import PARSE, embed_unit, new_owner
@@ -153,3 +156,19 @@ def test_leases_of_a_process_that_is_gone_are_resent_at_the_next_sweep(
     assert resent == 1
     assert rows[PARSE].owner is None and rows[PARSE].generation == held.generation + 1  # its holder is fenced
     assert rows[live.unit].owner == live.owner and rows[live.unit].generation == live.generation
+
+
+def test_ingest_status_shows_who_holds_a_running_job_and_when_it_last_reported(
+    ingest_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    worker = new_owner("worker-7", 4121)
+    with Runtime.open(settings) as rt:
+        sub = submit_text(rt, tmp_path)
+        with rt.pool.connection() as conn:
+            conn.execute("DELETE FROM job_leases")
+            leases.put_over(conn, sub.job_id, PARSE, worker, 20)
+    shown = run_ingest({**os.environ, **ingest_env}, "status", str(sub.job_id), "--json")
+    assert shown.returncode == 0, shown.stderr
+    held = json.loads(shown.stdout)["leases"]
+    assert [(lease["unit"], lease["worker"]) for lease in held] == [(PARSE, worker)]
+    assert held[0]["last_heartbeat_at"] < held[0]["expires_at"]
