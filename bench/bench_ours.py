@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_embedder
 
 from ingest.config import Settings
+from ingest.search_mode import SearchMode
 from ingest.services.submit import submit_file
 from ingest.store.users import ensure_user
 from ingest.tokens import count_tokens, encoding
@@ -117,7 +118,7 @@ def corpus_recall(rt: Runtime, queries: int = 100) -> dict:
     recall, ms = [], []
     for text in texts:
         t0 = time.perf_counter()
-        hits = api_search.search(rt, user, text, top_k=10)
+        hits = api_search.search(rt, user, text, top_k=10, mode=SearchMode.VECTOR)
         ms.append((time.perf_counter() - t0) * 1000)
         q = HalfVector(embedder.embed([text]).vectors[0].astype(np.float16))
         with rt.pool.connection() as conn, conn.transaction():
@@ -239,7 +240,7 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
         api_ms, bare_ms, exact_ms, recall, bare_recall = [], [], [], [], []
         for q, qt, want in zip(qvecs, qtexts, truth, strict=True):
             t0 = time.perf_counter()
-            hits = api_search.search(rt, user, qt, top_k=10)
+            hits = api_search.search(rt, user, qt, top_k=10, mode=SearchMode.VECTOR)
             api_ms.append((time.perf_counter() - t0) * 1000)
             recall.append(len(want & {h.chunk_id for h in hits}) / 10)
             took, got = bare(q, ef)
@@ -249,13 +250,15 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
         sweep = {}
         for sweep_ef in (40, 100, 400, 1000):
             runs = [bare(q, sweep_ef) for q in qvecs[:50]]
-            sweep[sweep_ef] = {"recall_at_10": float(np.mean([len(w & g) / 10 for w, (_, g) in zip(truth, runs)])),
+            sweep[sweep_ef] = {"recall_at_10": float(np.mean([len(w & g) / 10 for w, (_, g) in zip(truth, runs, strict=False)])),
                                "p50_ms": float(np.percentile([t for t, _ in runs], 50))}
         with rt.pool.connection() as conn:
             plan = "\n".join(r[0] for r in conn.execute(
                 f"EXPLAIN SELECT chunk_id FROM {table} ORDER BY embedding <=> %s LIMIT 10",
                 (HalfVector(qvecs[0].astype(np.float16)),)))
-    pct = lambda xs, p: float(np.percentile(xs, p))
+    def pct(xs: list[float], p: float) -> float:
+        return float(np.percentile(xs, p))
+
     return {
         "vectors": n, "build_s": build_s, "ef_search": ef, "recall_at_10": float(np.mean(recall)),
         "bare_recall_at_10": float(np.mean(bare_recall)), "hnsw_used": f"{table}_hnsw" in plan,

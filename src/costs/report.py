@@ -65,12 +65,14 @@ FROM cost_entries WHERE budget_day = %(day)s AND state = 'charged' GROUP BY 1 OR
 
 
 def day_report(conn: psycopg.Connection, day: date, *, tz: str, at: datetime) -> DayReport:
-    rows = {row[0]: row[1:] for row in conn.execute(_AMOUNTS, {"day": day, "at": at})}
+    rows = {service: (spent, reserved, simulated) for service, spent, reserved, simulated in conn.execute(
+        _AMOUNTS, {"day": day, "at": at}
+    )}
     limits = ledger.limits(conn)
-    services = {
-        s: Amounts(*rows.get(s, (ZERO, ZERO, ZERO)), limit=limits.get(s))
-        for s in SERVICES  # type: ignore[misc]
-    }
+    services: dict[str, Amounts] = {}
+    for s in SERVICES:
+        spent, reserved, simulated = rows.get(s, (ZERO, ZERO, ZERO))
+        services[s] = Amounts(spent, reserved, simulated, limit=limits.get(s))
     overall = Amounts(
         spent=total([a.spent for a in services.values()]),
         reserved=total([a.reserved for a in services.values()]),

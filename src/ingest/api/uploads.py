@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from anyio import to_thread
 from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
@@ -28,6 +28,9 @@ from starlette.requests import Request
 
 from ingest.config import Settings
 from ingest.errors import IngestError, TooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 TEXT_FIELDS = ("metadata", "callback_url")
@@ -156,7 +159,7 @@ class _FormReader:
     _disposition: bytes = b""
     _part: str | None = None
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda data, start, end: self._header_name.extend(data[start:end]),

@@ -10,6 +10,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
+from ingest.db.rows import scalar
 from ingest.leases import Lease, LeaseState
 
 COLUMNS = "job_id, unit, owner, generation, renewed_at, expires_at"
@@ -21,7 +22,7 @@ def _cur(conn: psycopg.Connection) -> psycopg.Cursor[LeaseState]:
 
 def db_now(conn: psycopg.Connection) -> datetime:
     """The database's clock: every expiry is written with it, so every decision reads it too."""
-    now: datetime = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]  # one row, always
+    now: datetime = scalar(conn.execute("SELECT now()"))
     return now
 
 
@@ -56,15 +57,17 @@ def put(
 
 def put_over(conn: psycopg.Connection, job_id: UUID, unit: str, owner: str, lease_s: float) -> Lease:
     """Take the unit for `owner` whoever held it (a message this process has just sent holds its job)."""
-    generation = conn.execute(
-        "INSERT INTO job_leases (job_id, unit, owner, expires_at)"
-        " VALUES (%(job)s, %(unit)s, %(owner)s, now() + make_interval(secs => %(lease)s))"
-        " ON CONFLICT (job_id, unit) DO UPDATE SET owner = EXCLUDED.owner,"
-        "  generation = job_leases.generation + 1, taken_at = now(), renewed_at = now(),"
-        "  expires_at = EXCLUDED.expires_at"
-        " RETURNING generation",
-        {"job": job_id, "unit": unit, "owner": owner, "lease": lease_s},
-    ).fetchone()[0]  # type: ignore[index]  # an upsert returns its row
+    generation = scalar(
+        conn.execute(
+            "INSERT INTO job_leases (job_id, unit, owner, expires_at)"
+            " VALUES (%(job)s, %(unit)s, %(owner)s, now() + make_interval(secs => %(lease)s))"
+            " ON CONFLICT (job_id, unit) DO UPDATE SET owner = EXCLUDED.owner,"
+            "  generation = job_leases.generation + 1, taken_at = now(), renewed_at = now(),"
+            "  expires_at = EXCLUDED.expires_at"
+            " RETURNING generation",
+            {"job": job_id, "unit": unit, "owner": owner, "lease": lease_s},
+        )
+    )
     return Lease(job_id, unit, owner, generation)
 
 

@@ -34,6 +34,7 @@ import structlog
 from dramatiq.middleware import Middleware
 from prometheus_client import Counter
 
+from ingest.db.rows import scalar
 from ingest.leases import LeaseState, dead_owners, pid_alive, to_resend
 from ingest.store import leases
 from workers import messages
@@ -68,7 +69,7 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
     """One sweep (see the module's docstring); return how many messages were sent again. Does nothing
     while another process sweeps."""
     with rt.pool.connection() as conn, conn.transaction():
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,)).fetchone()[0]:
+        if not scalar(conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,))):
             return 0
         lapsed = _lapsed_leases(conn, rt.settings.lease_s)
         rows = conn.execute(
