@@ -9,23 +9,28 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
-from costs_support import BillingEmbedder, metered_runtime, submit_text
-from worker_support import run_ingest
 
 from ingest.config import Settings
 from ingest.leases import PARSE, embed_unit, new_owner
+from ingest.services.submit import Submitted
 from ingest.store import chunks, leases
 from router.decide import Mode
 from router.protocols import EmbedResult
+from tests.integration.conftest import BillingEmbedder
 from workers import leasing, messages
 from workers.middleware.sweeper import requeue_unfinished
 from workers.pipeline import embed_stage, parse_stage
 from workers.runtime import Runtime
+
+MeteredRuntime = Callable[[Settings], AbstractContextManager[Any]]
+SubmitText = Callable[..., Submitted]
 
 
 def lapse(rt: Runtime, job_id: UUID) -> None:
@@ -64,7 +69,7 @@ def charges(rt: Runtime) -> list[tuple[str, str]]:
 
 
 def test_a_worker_that_wakes_after_its_batch_moved_on_stores_nothing_and_the_ledger_counts_every_call(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, metered_runtime: MeteredRuntime, submit_text: SubmitText
 ) -> None:
     with metered_runtime(settings) as (a, _, _), metered_runtime(settings) as (b, b_vendor, _):
         assert a.leases.owner != b.leases.owner  # two processes
@@ -110,7 +115,7 @@ def test_a_worker_that_wakes_after_its_batch_moved_on_stores_nothing_and_the_led
 
 
 def test_a_worker_whose_parse_moved_on_before_its_call_neither_pays_nor_writes(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, metered_runtime: MeteredRuntime, submit_text: SubmitText
 ) -> None:
     with metered_runtime(settings) as (a, _, _), metered_runtime(settings) as (b, _, _):
         sub = submit_text(a, tmp_path)
@@ -137,7 +142,7 @@ def test_a_worker_whose_parse_moved_on_before_its_call_neither_pays_nor_writes(
 
 
 def test_leases_of_a_process_that_is_gone_are_resent_at_the_next_sweep(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, submit_text: SubmitText
 ) -> None:
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -159,7 +164,11 @@ def test_leases_of_a_process_that_is_gone_are_resent_at_the_next_sweep(
 
 
 def test_ingest_status_shows_who_holds_a_running_job_and_when_it_last_reported(
-    ingest_env: dict[str, str], settings: Settings, tmp_path: Path
+    ingest_env: dict[str, str],
+    settings: Settings,
+    tmp_path: Path,
+    submit_text: SubmitText,
+    run_ingest: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
     worker = new_owner("worker-7", 4121)
     with Runtime.open(settings) as rt:

@@ -28,7 +28,6 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from integration.standins_support import openai_records
 from production_support import (
     INGEST,
     WorkerGroup,
@@ -43,6 +42,7 @@ from production_support import (
 from ingest.config import Settings
 from ingest.leases import owner_process
 from mocks.faults import FaultPlan
+from mocks.openai_api import Ledger
 
 # Bounded waits add up to more than the suite's default per-test timeout on a loaded machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -185,7 +185,11 @@ def _signal_group(group: WorkerGroup, sig: signal.Signals) -> None:
 
 # --- the tests -----------------------------------------------------------------------------------------
 def test_a_killed_and_a_frozen_worker_lose_nothing_and_the_frozen_one_writes_nothing(
-    standins: object, broker_env: EnvMaker, settings: Settings, tmp_path: Path
+    standins: object,
+    broker_env: EnvMaker,
+    settings: Settings,
+    tmp_path: Path,
+    openai_records: Callable[[object], Ledger],
 ) -> None:
     set_modes(settings, openai="real")
     # Every embedding request takes 1.5 s at the stand-in: a wide window to freeze a worker inside one.
@@ -248,7 +252,11 @@ def test_a_killed_and_a_frozen_worker_lose_nothing_and_the_frozen_one_writes_not
 
 
 def test_a_stage_longer_than_several_leases_runs_once(
-    standins: object, broker_env: EnvMaker, settings: Settings, tmp_path: Path
+    standins: object,
+    broker_env: EnvMaker,
+    settings: Settings,
+    tmp_path: Path,
+    openai_records: Callable[[object], Ledger],
 ) -> None:
     set_modes(settings, openai="real")
     # Each embedding call takes 25 s: four lease periods, kept alive by a heartbeat every 0.5 s. (A lease
