@@ -15,6 +15,7 @@ from ingest.leases import PARSE, Lease, embed_unit
 from ingest.store import documents, jobs
 from workers import callbacks, indexing, leasing, messages, upgrade
 from workers.broker import PERMANENT_ERRORS
+from workers.deleted import stops_if_deleted
 from workers.leasing import LeaseLost
 from workers.middleware.context import current_runtime
 from workers.pipeline import JobDeferred, embed_stage, parse_stage
@@ -53,49 +54,49 @@ def parse_document(job_id: str) -> None:
     # Log lines carry the job, document, user and stage: workers.middleware.lifecycle binds them for every
     # message.
     rt = current_runtime()
-    with leasing.holding(rt, UUID(job_id), PARSE) as lease:
-        if lease is None:
-            _skipped(PARSE)
-            return
-        try:
+    job_uuid = UUID(job_id)
+    try:
+        with stops_if_deleted(rt, job_uuid), leasing.holding(rt, job_uuid, PARSE) as lease:
+            if lease is None:
+                _skipped(PARSE)
+                return
             try:
-                pending = parse_stage(rt, lease.job_id, lease)
+                pending = parse_stage(rt, job_uuid, lease)
             except JobDeferred as deferred:
                 _defer(rt, lease, deferred)
                 return
-        except LeaseLost as lost:
-            _lost(lost)
-            return
-        # Sent while the lease is held: a worker that dies before sending them leaves a lapsing lease,
-        # and the sweep's parse_document sends the batches still missing.
-        if pending and rt.settings.broker_url is None:
-            # In-process, the batches' messages live in this process: the job's `queued` lease lapses
-            # with it, and a sweep's parse_document re-sends the batches still missing.
-            leasing.hold_queued(rt, [lease.job_id])
-        for batch in pending:
-            messages.actor(messages.EMBED_CHUNKS).send(job_id, batch.first, batch.last)
+            # Sent while the lease is held: a worker that dies before sending them leaves a lapsing lease,
+            # and the sweep's parse_document sends the batches still missing.
+            if pending and rt.settings.broker_url is None:
+                # In-process, the batches' messages live in this process: the job's `queued` lease lapses
+                # with it, and a sweep's parse_document re-sends the batches still missing.
+                leasing.hold_queued(rt, [job_uuid])
+            for batch in pending:
+                messages.actor(messages.EMBED_CHUNKS).send(job_id, batch.first, batch.last)
+    except LeaseLost as lost:
+        _lost(lost)
 
 
 def embed_chunks(job_id: str, first: int, last: int) -> None:
     rt = current_runtime()
+    job_uuid = UUID(job_id)
     unit = embed_unit(first, last)
-    with leasing.holding(rt, UUID(job_id), unit) as lease:
-        if lease is None:
-            _skipped(unit)
-            return
-        try:
+    try:
+        with stops_if_deleted(rt, job_uuid), leasing.holding(rt, job_uuid, unit) as lease:
+            if lease is None:
+                _skipped(unit)
+                return
             try:
-                done = embed_stage(rt, lease.job_id, first, last, lease)
+                done = embed_stage(rt, job_uuid, first, last, lease)
             except JobDeferred as deferred:
                 _defer(rt, lease, deferred)
                 return
-        except LeaseLost as lost:
-            _lost(lost)
-            return
-    if done:
-        leasing.drop_queued(rt, lease.job_id)
-        log.info("job_completed")
-        upgrade.after_job(rt, lease.job_id)
+            if done:
+                leasing.drop_queued(rt, job_uuid)
+                log.info("job_completed")
+                upgrade.after_job(rt, job_uuid)
+    except LeaseLost as lost:
+        _lost(lost)
 
 
 def declare_actors(broker: dramatiq.Broker) -> None:

@@ -23,6 +23,7 @@ from workers.middleware.failures import JobFailures
 from workers.middleware.heartbeat import Heartbeat
 from workers.middleware.lifecycle import JobLifecycle
 from workers.middleware.metrics import WorkerMetrics
+from workers.middleware.preload import Preload
 from workers.middleware.sweeper import Sweeper
 
 # Errors that no retry can fix: the job fails at once with the error's message.
@@ -48,6 +49,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         Heartbeat(interval_s=settings.lease_heartbeat_s),
         Sweeper(interval_s=settings.sweep_interval_s, idle_s=settings.requeue_after_s),
         RuntimeMiddleware(),
+        Preload(settings),
     ]
     if settings.redis_url:
         from dramatiq.brokers.redis import RedisBroker

@@ -5,6 +5,7 @@ worker's metrics count it, `ingest status --failed` lists it, and `ingest retry`
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -30,6 +31,11 @@ from ingest.config import Settings
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 MAX_RETRIES = 1
+
+
+def port_answers(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -70,6 +76,8 @@ def test_a_message_that_spends_its_retries_is_a_visible_dead_letter_and_replays(
             what=f"one document to fail and one to complete; worker:\n{worker.output()[-3000:]}",
         )
         failed_job = job_of(conninfo, ids[poisoned.name])["id"]
+        # The metrics process starts once the worker process is ready, and may still be importing.
+        wait_until(lambda: port_answers(port), timeout=60, what="the worker's metrics port to answer")
         metrics = scrape(port)
         queue = (("queue", "ingest"),)
         assert metrics[("ingest_dead_letters_total", (("actor", "embed_chunks"), *queue))] == 1

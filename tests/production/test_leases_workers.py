@@ -32,6 +32,7 @@ from production_support import (
     INGEST,
     WorkerGroup,
     run_cli,
+    session_members,
     set_modes,
     vectors_per_chunk,
     wait_until,
@@ -121,14 +122,18 @@ def broker_env(request: pytest.FixtureRequest, ingest_env: dict[str, str]) -> It
 
 
 # --- what the database says ----------------------------------------------------------------------------
-def _in_group(owner: str, group: WorkerGroup) -> bool:
-    process = owner_process(owner)
-    if process is None:
-        return False
+def _session(pid: int) -> int | None:
     try:
-        return os.getpgid(process[1]) == group.proc.pid  # `ingest worker` leads a session of its own
+        return os.getsid(pid)
     except ProcessLookupError:
-        return False
+        return None
+
+
+def _in_group(owner: str, group: WorkerGroup) -> bool:
+    """Whether the lease owner is a process of `ingest worker` `group`: its supervisor leads a session of
+    its own, and its Dramatiq commands (each in a process group of its own) stay in that session."""
+    process = owner_process(owner)
+    return process is not None and _session(process[1]) == group.proc.pid
 
 
 def holds_a_lease(conninfo: str, group: WorkerGroup) -> bool:
@@ -179,8 +184,10 @@ def document_ids(conninfo: str) -> list[uuid.UUID]:
 
 
 def _signal_group(group: WorkerGroup, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group.proc.pid, sig)
+    """Signal every process of the `ingest worker` run (its session: supervisor, commands, forks)."""
+    for pid in session_members(group.proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 # --- the tests -----------------------------------------------------------------------------------------

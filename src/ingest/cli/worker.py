@@ -11,13 +11,15 @@ import typer
 
 from ingest.cli.common import fail
 from ingest.config import Settings
+from ingest.logs import configure_logging
+from workers.supervisor import supervise, worker_commands
 
 
 def worker(
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Worker processes.")] = 2,
     threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="Threads per process.")] = 4,
 ) -> None:
-    """Dramatiq workers against the configured broker (REDIS_URL or RABBITMQ_URL)."""
+    """Dramatiq workers against the broker (REDIS_URL or RABBITMQ_URL); one that dies is restarted."""
     settings = Settings()
     if settings.broker_url is None:
         raise fail(
@@ -36,12 +38,10 @@ def worker(
     # is then one at work, under a lease (workers.leasing) that a sweep re-sends within seconds should the
     # process die or freeze; a message merely waiting in a dead process would wait for the broker instead.
     env.setdefault("dramatiq_queue_prefetch", str(threads))
-    # Dramatiq's own CLI supervises the processes (signals, graceful shutdown), behind our logging setup.
-    argv = [sys.executable, "-m", "workers", "workers.process:start_worker_process"]
-    argv += ["--processes", str(processes), "--threads", str(threads)]
-    if settings.worker_metrics_port is not None:
-        argv += ["--fork-function", "workers.process:serve_metrics"]
-    os.execve(sys.executable, argv, env)
+    # One Dramatiq command per process (signals, graceful shutdown, our logging), each restarted if it dies.
+    configure_logging(settings, interactive=sys.stderr.isatty())
+    commands = worker_commands(processes, threads, env, serve_metrics=settings.worker_metrics_port is not None)
+    raise typer.Exit(supervise(commands))
 
 
 mocks_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for the vendor APIs.")
