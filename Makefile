@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 QUERY ?= The Docker daemon makes the volumes available by bind-mounting the provided paths
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint install bench bench-peers bench-load clean
 
@@ -19,7 +20,7 @@ demo: install
 	$(BIN)/ingest search "$(QUERY)" -k 3
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Style, types and the layers' import contracts (pyproject.toml); CI runs it before the tests.
 lint: install

@@ -35,7 +35,6 @@ from workers.process import start_broker
 if TYPE_CHECKING:
     from workers.runtime import Runtime
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus-sample"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 

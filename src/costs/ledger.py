@@ -153,6 +153,11 @@ def set_limit(conn: psycopg.Connection, service: str, amount: Decimal) -> None:
     )
 
 
+def unset_limit(conn: psycopg.Connection, service: str) -> bool:
+    """Remove a daily limit (spending becomes unlimited); False if there was none."""
+    return conn.execute("DELETE FROM cost_budgets WHERE service = %s", (service,)).rowcount > 0
+
+
 def put_reserved(
     conn: psycopg.Connection, hold: Hold, *, day: date, at: datetime, expires_at: datetime, reopen: int | None
 ) -> Entry | None:

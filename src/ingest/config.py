@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=_alias("RABBITMQ_URL"), description="Dramatiq broker (alternative)."
     )
     broker_namespace: str = Field(default="ingest", description="Redis key prefix of the Dramatiq queues.")
+    user: str = Field(
+        default="local",
+        min_length=1,
+        description="Whose documents a CLI command acts on when it has no --user (no API key can see them"
+        " unless a key is made for this user: `ingest keys create --user NAME`).",
+    )
     broker_heartbeat_timeout_s: int = Field(
         default=60, ge=1, description="Redis: a worker silent this long is presumed dead; its messages return."
     )

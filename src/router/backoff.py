@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import structlog
 import tenacity
 
+from router.metrics import VENDOR_ERRORS
 from router.vendor_errors import RETRYABLE, ErrorClass, classify, describe, retry_after_seconds, status_of
 
 if TYPE_CHECKING:
@@ -194,6 +195,14 @@ class VendorRetry:
 
     def call(self, fn: Callable[[], T]) -> T:
         """fn's result; its exception at once when not retryable; RetriesExhausted when out of budget."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except Exception as exc:
+                VENDOR_ERRORS.labels(self.service, classify(exc).value).inc()
+                raise
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda exc: classify(exc) in RETRYABLE),
             stop=tenacity.stop_after_attempt(self.policy.max_attempts)
@@ -205,7 +214,7 @@ class VendorRetry:
             sleep=self._sleep,
         )
         try:
-            return retrying(fn)
+            return retrying(attempt)
         except tenacity.RetryError as err:
             last = err.last_attempt.exception()
             assert last is not None  # only failed attempts are retried

@@ -13,3 +13,8 @@ CHUNKS_UPGRADED = Counter(
     "ingest_chunks_upgraded_total",
     "Chunks re-embedded by the real service after the mock stood in for it (hybrid mode).",
 )
+VENDOR_ERRORS = Counter(
+    "ingest_vendor_errors_total",
+    "Failed vendor calls (every attempt, retried or not), by service and kind (rate_limited, transient, …).",
+    ["service", "kind"],
+)

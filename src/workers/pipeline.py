@@ -33,6 +33,7 @@ from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
 from workers import billing, indexing, leasing
+from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.runtime import Runtime
 from workers.states import finish_if_done
 
@@ -367,6 +368,9 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
             )
             savings.record(conn, saving)
         done = finish_if_done(conn, job_id)
+    CHUNKS_EMBEDDED.inc(len(pending))
+    if done:
+        DOCUMENTS_COMPLETED.inc()
     indexing.after_write(rt, space)
     return done
 

@@ -5,6 +5,7 @@ The CLI, the API and the workers each open one Runtime and pass it down; nothing
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import structlog
@@ -21,12 +22,6 @@ from router.factory import ServiceRouter
 log = structlog.get_logger(__name__)
 
 
-def resolve_database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    return embedded.start(settings.pgdata_dir)
-
-
 @dataclass
 class Runtime:
     settings: Settings
@@ -40,21 +35,29 @@ class Runtime:
     space_rows: dict[int, tuple[int | None, float]] = field(default_factory=dict, repr=False)
     # The job leases this process holds now (its owner id, for its heartbeat to renew).
     leases: HeldLeases = field(default_factory=HeldLeases, repr=False)
+    # The embedded server, held while the Runtime is open: the last process to let go stops it.
+    held: ExitStack = field(default_factory=ExitStack, repr=False)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Runtime:
         settings = settings or Settings()
         settings.home.mkdir(parents=True, exist_ok=True)
-        conninfo = resolve_database_url(settings)
-        if migrate_schema:
-            migrate.apply(conninfo)
-        pool = open_pool(conninfo, max_size=settings.db_pool_max)
-        router = ServiceRouter(settings, pool)
-        return cls(settings, conninfo, pool, build_blob_store(settings), router)
+        held = ExitStack()
+        try:
+            conninfo = settings.database_url or held.enter_context(embedded.hold(settings.pgdata_dir))
+            if migrate_schema:
+                migrate.apply(conninfo)
+            pool = open_pool(conninfo, max_size=settings.db_pool_max)
+            router = ServiceRouter(settings, pool)
+        except BaseException:
+            held.close()
+            raise
+        return cls(settings, conninfo, pool, build_blob_store(settings), router, held=held)
 
     def close(self) -> None:
         self.router.close()
         self.pool.close()
+        self.held.close()
 
     def __enter__(self) -> Runtime:
         return self

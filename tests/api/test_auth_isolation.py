@@ -12,14 +12,18 @@ ROUTES = {
     ("post", "/v1/documents"),
     ("get", "/v1/documents"),
     ("get", "/v1/documents/{document_id}"),
+    ("get", "/v1/documents/{document_id}/chunks"),
     ("delete", "/v1/documents/{document_id}"),
     ("get", "/v1/jobs/{job_id}"),
     ("get", "/v1/jobs/{job_id}/events"),
     ("post", "/v1/jobs/{job_id}/retry"),
     ("post", "/v1/search"),
     ("get", "/v1/costs"),
+    ("get", "/v1/costs/days"),
+    ("put", "/v1/costs/limits"),
     ("get", "/v1/router"),
     ("put", "/v1/router"),
+    ("get", "/v1/status"),
 }
 
 
@@ -35,6 +39,8 @@ def call(client: TestClient, method: str, path: str, headers: dict[str, str], id
             url, headers=headers, files={"file": ("x.txt", b"some words to store", "text/plain")}
         )
     body = {"post": {"query": "lighthouse keepers"}, "put": {"mode": "real"}}.get(method)
+    if path == "/v1/costs/limits":
+        body = {"limit_usd": "5"}
     return client.request(method.upper(), url, headers=headers, json=body)
 
 
@@ -72,6 +78,7 @@ def test_another_user_reaches_nothing_of_the_first(
     assert client.get("/v1/documents", headers=bob).json()["documents"] == []
     for method, path in (
         ("get", f"/v1/documents/{doc}"),
+        ("get", f"/v1/documents/{doc}/chunks"),
         ("delete", f"/v1/documents/{doc}"),
         ("get", f"/v1/jobs/{job}"),
         ("get", f"/v1/jobs/{job}/events"),

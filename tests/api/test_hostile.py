@@ -1,9 +1,9 @@
-"""Every case of the hostile corpus: an acceptable status, the server healthy after it, nothing left behind
-by a rejection, nothing lost of what was stored before, and no canary string ever in a stored chunk."""
+"""Every hostile case: an acceptable status, the server healthy after it, nothing left behind by a
+rejection, nothing lost of what was stored before, and no canary string ever in a stored chunk. The cases
+are generated (tests/hostile_inputs.py) and, when it is beside the repository, read from the shared corpus."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests import hostile_inputs
 from tests.api.conftest import (
     StreamedForm,
     blob_count,
@@ -27,14 +28,20 @@ from tests.api.conftest import (
     upload,
     wait_for_job,
 )
-from tests.conftest import CORPUS, SAMPLES
+from tests.conftest import SAMPLES
+from tests.corpus import HOSTILE, corpus_params
 
-HOSTILE = CORPUS / "hostile"
-MANIFEST = json.loads((HOSTILE / "MANIFEST.json").read_text())
-FILE_CASES = [c for c in MANIFEST["cases"] if c.get("file")]
-GENERATED_CASES = {c["id"]: c for c in MANIFEST["cases"] if c.get("generate_at_test_time")}
-ZIP_SLIP_TARGETS = [Path("/tmp/hostile_zip_slip_canary.txt"), Path("/tmp/hostile_zip_slip_canary2.txt")]
+ZIP_SLIP_TARGETS = hostile_inputs.ZIP_SLIP_TARGETS
 HEX_NAME = re.compile(r"^[0-9a-f]{64}$")
+# The two oversize cases of the corpus's manifest: made while they are sent, never held whole.
+OVERSIZE_BYTES = 110_000_000
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile")
+    hostile_inputs.write_cases(folder)
+    return folder
 
 
 @pytest.fixture
@@ -68,11 +75,11 @@ def still_there(client: TestClient, headers: dict[str, str], baseline: dict[str,
 
 
 def send_case(
-    client: TestClient, headers: dict[str, str], case: dict[str, Any], filename: str
+    client: TestClient, headers: dict[str, str], case: dict[str, Any], filename: str, folder: Path
 ) -> tuple[int, dict[str, Any] | None]:
     """Upload one case; return its status and, when accepted, its job once finished."""
     before = state(client)
-    content = (HOSTILE / case["file"]).read_bytes()
+    content = (folder / case["file"]).read_bytes()
     answer = client.post(
         "/v1/documents", headers=headers, files={"file": (filename, content, case["content_type"])}
     )
@@ -91,13 +98,28 @@ def send_case(
     return answer.status_code, job
 
 
-@pytest.mark.parametrize("case", FILE_CASES, ids=[c["id"] for c in FILE_CASES])
-def test_hostile_upload(
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["id"]) for c in hostile_inputs.CASES])
+def test_generated_hostile_upload(
+    client: TestClient, ada: dict[str, str], baseline: dict[str, Any], case: dict[str, Any], generated: Path
+) -> None:
+    upload_case(client, ada, baseline, case, generated)
+
+
+@pytest.mark.parametrize("case", corpus_params("hostile/MANIFEST.json", "cases"))
+def test_corpus_hostile_upload(
     client: TestClient, ada: dict[str, str], baseline: dict[str, Any], case: dict[str, Any]
+) -> None:
+    if not case.get("file"):
+        pytest.skip("generated at test time: see the oversize tests below")
+    upload_case(client, ada, baseline, case, HOSTILE)
+
+
+def upload_case(
+    client: TestClient, ada: dict[str, str], baseline: dict[str, Any], case: dict[str, Any], folder: Path
 ) -> None:
     slip_before = {p: p.exists() for p in ZIP_SLIP_TARGETS}
     for filename in case.get("upload_filename_variants") or [case["upload_filename"]]:
-        _, job = send_case(client, ada, case, filename)
+        _, job = send_case(client, ada, case, filename, folder)
         if case["expected"]["result"] == "accept":
             assert job is not None and job["status"] == "completed", (case["id"], job)
         ready(client)
@@ -112,10 +134,10 @@ def test_hostile_upload(
 
 
 def test_prompt_injection_is_stored_as_inert_text(
-    client: TestClient, ada: dict[str, str], baseline: dict
+    client: TestClient, ada: dict[str, str], baseline: dict, generated: Path
 ) -> None:
-    case = next(c for c in FILE_CASES if c["id"] == "prompt-injection")
-    send_case(client, ada, case, case["upload_filename"])
+    case = next(c for c in hostile_inputs.CASES if c["id"] == "prompt-injection")
+    send_case(client, ada, case, case["upload_filename"], generated)
     found = client.post(
         "/v1/search", headers=ada, json={"query": "quarterly review Thursday room four"}
     ).json()
@@ -130,11 +152,10 @@ def small_limit(start_client: Callable[..., TestClient]) -> TestClient:
 
 
 def test_oversize_with_content_length_is_413_before_the_body_is_read(small_limit: TestClient) -> None:
-    case = GENERATED_CASES["oversize-110MB-random"]
     ada = new_key(small_limit, "ada")
     block = b"%PDF-1.7\n" + bytes(range(256)) * 256
-    form = StreamedForm(case["upload_filename"], case["content_type"], repeated(block, case["size_bytes"]))
-    length = len(form.head) + case["size_bytes"] + len(form.tail)
+    form = StreamedForm("huge.pdf", "application/pdf", repeated(block, OVERSIZE_BYTES))
+    length = len(form.head) + OVERSIZE_BYTES + len(form.tail)
     answer = post_streamed(small_limit, ada, form, **{"Content-Length": str(length)})
     assert answer.status_code == 413 and error_of(answer)["code"] == "too_large"
     assert form.pulled == 0
@@ -143,11 +164,10 @@ def test_oversize_with_content_length_is_413_before_the_body_is_read(small_limit
 
 
 def test_oversize_chunked_without_length_is_413_once_the_limit_is_passed(small_limit: TestClient) -> None:
-    case = GENERATED_CASES["oversize-chunked-no-length"]
     ada = new_key(small_limit, "ada")
     # The manifest's generator repeats GPL-3.txt, which the sample corpus does not carry; any licence text will do.
     licence = (SAMPLES / "Apache-2.0.txt").read_bytes()
-    form = StreamedForm(case["upload_filename"], case["content_type"], repeated(licence, case["size_bytes"]))
+    form = StreamedForm("huge.txt", "text/plain", repeated(licence, OVERSIZE_BYTES))
     answer = post_streamed(small_limit, ada, form)
     assert answer.status_code == 413 and error_of(answer)["code"] == "too_large"
     assert form.pulled < 2 * 1024 * 1024  # reading stopped just past the 1 MB limit

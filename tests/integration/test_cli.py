@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ingest.cli.main import app
+from tests import hostile_inputs
 
 runner = CliRunner()
 
@@ -19,7 +20,6 @@ def ingest(*args: str):
 
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def test_one_bad_file_does_not_stop_the_others(ingest_env: dict[str, str], tmp_p
     (folder / "scan.pdf").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     (folder / "also-good.txt").write_text("A short note about volumes and plugins.\n\nA second paragraph.")
     # Accepted at upload (a well-formed zip), refused while parsing: the job fails, the others go on.
-    shutil.copy(CORPUS / "hostile" / "docx_billion_laughs.docx", folder / "laughs.docx")
+    laughs = next(c for c in hostile_inputs.CASES if c["id"] == "docx-billion-laughs")
+    (folder / "laughs.docx").write_bytes(laughs["make"]())
 
     result = ingest("add", str(folder))
     assert result.exit_code == 1

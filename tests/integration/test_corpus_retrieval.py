@@ -18,9 +18,9 @@ from ingest.config import Settings
 from ingest.search_mode import SearchMode
 from ingest.services.search import search
 from ingest.store.users import User, ensure_user
+from tests.corpus import CORPUS, needs_corpus
 from workers.runtime import Runtime
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def _opened(ingest_env: dict[str, str]) -> tuple[Runtime, User, dict]:
     return rt, user, sha_of
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared sample corpus is not beside the repository")
+@needs_corpus
 def test_whole_corpus_ingests_and_searches_find_the_answering_document(ingest_env: dict[str, str]) -> None:
     result = CliRunner().invoke(app, ["add", str(CORPUS)], catch_exceptions=False)
     # Hostile files are refused or fail with a reason, so the command reports failure; readable ones complete.

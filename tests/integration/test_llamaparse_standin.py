@@ -6,7 +6,6 @@ patched between the SDK and them. Waits are short constructor settings; nothing 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -32,9 +31,20 @@ from mocks.llamaparse_api import LlamaParseFaults, StandinState, create_app
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
 from router.llamaparse.client import WEBHOOK_PATH, LlamaParseParser, LlamaParseResult
 from router.llamaparse.webhook import SIGNATURE_HEADER, WebhookEvent, WebhookVerificationError, verify
+from tests.corpus import CORPUS, corpus_manifest
+from tests.pdf_writer import pdf
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
-MANIFEST = {entry["file"]: entry for entry in json.loads((CORPUS / "MANIFEST.json").read_text())}
+# The protocol tests send a PDF generated here (one quoted fact a page); two read corpus documents.
+FOUR_PAGE_FACTS = [
+    "The first page says the harbour opens at dawn.",
+    "The second page lists the ferries of the northern route.",
+    "The third page explains the winter timetable.",
+    "The fourth page thanks the volunteers of the lighthouse.",
+]
+FOUR_PAGES = "four-pages.pdf"
+GENERATED = {
+    FOUR_PAGES: {"pages": 4, "facts": FOUR_PAGE_FACTS, "fact_pages": [1, 2, 3, 4]},
+}
 SECRET = "whsec-standin-test"
 FAST = LlamaParseFaults(job_delay_s=0.02)
 
@@ -130,12 +140,21 @@ def norm(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
+def entry_of(name: str) -> dict[str, Any]:
+    return GENERATED.get(name) or next(e for e in corpus_manifest() if e["file"] == name)
+
+
 def parse_file(p: LlamaParseParser, name: str, media_type: str) -> LlamaParseResult:
-    return p.parse((CORPUS / name).read_bytes(), filename=Path(name).name, media_type=media_type)
+    if name == FOUR_PAGES:
+        data = pdf([[fact] for fact in FOUR_PAGE_FACTS])
+    else:
+        corpus_manifest()  # skips, saying why, without the corpus
+        data = (CORPUS / name).read_bytes()
+    return p.parse(data, filename=Path(name).name, media_type=media_type)
 
 
 def assert_facts_on_their_pages(result: LlamaParseResult, name: str) -> None:
-    entry = MANIFEST[name]
+    entry = entry_of(name)
     assert result.document.pages == entry["pages"] == result.usage.pages
     for fact, page in zip(entry["facts"], entry["fact_pages"], strict=True):
         text = norm(" ".join(block.text for block in result.document.blocks if block.page == page))
@@ -161,7 +180,7 @@ def test_other_formats_come_back_in_pages_of_about_3000_chars() -> None:
     assert result.usage.pages == result.document.pages and result.usage.pages > 1
     assert result.usage.credits == result.usage.pages * 10
     text = norm(result.document.text)
-    assert all(norm(fact) in text for fact in MANIFEST[name]["facts"])
+    assert all(norm(fact) in text for fact in entry_of(name)["facts"])
     assert any(len(block.heading_path) > 1 for block in result.document.blocks)  # headings survive
 
 
@@ -172,9 +191,9 @@ def test_webhook_wakes_the_worker_and_a_duplicate_changes_nothing() -> None:
     app = create_app(faults=LlamaParseFaults(job_delay_s=0.2, webhook_twice=1))
     with serving(hooks) as public_url, serving(app) as base:
         p = parser(base, waiter=waiter, public_url=public_url, llamaparse_webhook_secret=SECRET)
-        result = parse_file(p, "pdf/elsarticle-5p-sample.pdf", "application/pdf")
+        result = parse_file(p, FOUR_PAGES, "application/pdf")
         deliveries = _settled_deliveries(app.state.llamaparse, count=2)
-    assert_facts_on_their_pages(result, "pdf/elsarticle-5p-sample.pdf")
+    assert_facts_on_their_pages(result, FOUR_PAGES)
     assert True in waiter.results  # woken by the event, not by the fallback poll
     assert [d.event_type for d in deliveries] == ["parse.success", "parse.success"]
     assert len({d.event_id for d in deliveries}) == 1 and {d.status_code for d in deliveries} == {200}
@@ -193,7 +212,7 @@ def test_a_lost_webhook_only_delays() -> None:
             llamaparse_webhook_secret=SECRET,
             webhook_fallback_s=0.05,
         )
-        result = parse_file(p, "pdf/elsarticle-5p-sample.pdf", "application/pdf")
+        result = parse_file(p, FOUR_PAGES, "application/pdf")
     assert result.document.pages == 4 and waiter.results and not any(waiter.results)
     assert hooks.state.events == [] and app.state.llamaparse.deliveries == []
 
@@ -202,7 +221,7 @@ def test_a_job_that_never_finishes_is_cancelled_and_resubmitted_once() -> None:
     app = create_app(faults=LlamaParseFaults(job_delay_s=0.01, stuck_first=1))
     with serving(app) as base:
         result = parse_file(
-            parser(base, job_deadline_s=0.3), "pdf/elsarticle-5p-sample.pdf", "application/pdf"
+            parser(base, job_deadline_s=0.3), FOUR_PAGES, "application/pdf"
         )
     state: StandinState = app.state.llamaparse
     assert [job.status for job in state.jobs.values()] == ["CANCELLED", "COMPLETED"]
@@ -211,13 +230,13 @@ def test_a_job_that_never_finishes_is_cancelled_and_resubmitted_once() -> None:
         and result.usage.vendor_job_id == result.attempted_job_ids[1]
     )
     assert state.credits_charged == result.usage.credits == 4 * 3  # the cancelled job cost nothing
-    assert_facts_on_their_pages(result, "pdf/elsarticle-5p-sample.pdf")
+    assert_facts_on_their_pages(result, FOUR_PAGES)
 
 
 def test_a_file_that_always_fails_is_tried_twice_then_refused() -> None:
     app = create_app(faults=LlamaParseFaults(job_delay_s=0.01, fail_always=1))
     with serving(app) as base, pytest.raises(VendorError, match="failed to parse twice"):
-        parse_file(parser(base), "pdf/elsarticle-5p-sample.pdf", "application/pdf")
+        parse_file(parser(base), FOUR_PAGES, "application/pdf")
     assert [job.status for job in app.state.llamaparse.jobs.values()] == ["FAILED", "FAILED"]
 
 
@@ -227,21 +246,21 @@ def test_thirty_percent_429_and_500_still_completes_once() -> None:
     plan = FaultPlan(rate_429=0.15, rate_500=0.15, retry_after_s=0.01, seed=15)
     app = create_app(plan, faults=FAST)
     with serving(app) as base:
-        result = parse_file(parser(base), "pdf/elsarticle-5p-sample.pdf", "application/pdf")
+        result = parse_file(parser(base), FOUR_PAGES, "application/pdf")
     state: StandinState = app.state.llamaparse
     stats = state.injector.stats
     assert stats.by_kind["rate_429"] > 0 and stats.by_kind["rate_500"] > 0
     assert len(state.jobs) == 1 and state.credits_charged == result.usage.credits == 12
-    assert_facts_on_their_pages(result, "pdf/elsarticle-5p-sample.pdf")
+    assert_facts_on_their_pages(result, FOUR_PAGES)
 
 
 def test_through_the_combined_mock_server() -> None:
     with serving(server.create_app(FaultPlan())) as base:
         result = parse_file(
-            parser(base, llamaparse_tier="fast"), "pdf/elsarticle-5p-sample.pdf", "application/pdf"
+            parser(base, llamaparse_tier="fast"), FOUR_PAGES, "application/pdf"
         )
     assert result.parser == "llamaparse:fast" and result.usage.credits == 4  # fast: 1 credit a page
-    assert_facts_on_their_pages(result, "pdf/elsarticle-5p-sample.pdf")
+    assert_facts_on_their_pages(result, FOUR_PAGES)
 
 
 def test_sdk_one_step_upload_and_the_key_check() -> None:
@@ -256,7 +275,7 @@ def test_sdk_one_step_upload_and_the_key_check() -> None:
         while (answer := client.parsing.get(job.id, expand=["markdown", "usage"])).job.status == "PENDING":
             time.sleep(0.01)
         with pytest.raises(VendorError, match="API key was refused"):
-            parse_file(parser(base), "pdf/elsarticle-5p-sample.pdf", "application/pdf")
+            parse_file(parser(base), FOUR_PAGES, "application/pdf")
     assert answer.job.status == "COMPLETED" and answer.job.usage and answer.job.usage.credits == 45
     assert answer.markdown and answer.markdown.pages[0].markdown == "# Title\n\nHello there."
 

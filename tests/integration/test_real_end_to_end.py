@@ -18,15 +18,11 @@ from ingest.services.search import search
 from ingest.store.users import ensure_user
 from mocks.llamaparse_jobs import StandinState
 from mocks.openai_api import Ledger
+from tests.corpus import CORPUS, needs_corpus
 from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared sample corpus is not beside the repository"),
-]
+pytestmark = [pytest.mark.slow, needs_corpus]
 
 
 def ingest(*args: str) -> str:

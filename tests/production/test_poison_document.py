@@ -63,10 +63,10 @@ def test_a_poison_document_fails_visibly_leaves_nothing_searchable_and_retries(
 
         error = failed["error"]
         assert FAULT in error and "\n" not in error, error
-        shown = json.loads(run_cli(env, "status", failed["id"], "--json").stdout)
+        shown = json.loads(run_cli(env, "status", failed["id"], "--json", "--user", "ada").stdout)
         assert (shown["status"], shown["error"]) == ("failed", error)
         # Wide enough that the table's error column holds the line unfolded.
-        table = run_cli(env | {"COLUMNS": "400"}, "status").stdout
+        table = run_cli(env | {"COLUMNS": "400"}, "status", "--user", "ada").stdout
         assert "failed" in table and FAULT in table, table
 
         key = run_cli(env, "keys", "create", "--user", "ada").stdout.strip()

@@ -11,6 +11,7 @@ import openai
 import pytest
 import redis
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
+from prometheus_client import REGISTRY
 
 from ingest.config import Settings
 from ingest.errors import IngestError
@@ -272,3 +273,19 @@ def test_redis_limits_are_shared(redis_client: redis.Redis, clock: FakeClock) ->
     with pytest.raises(RateLimitWaitExceeded):
         two.acquire(400)
     two.acquire(300)
+
+
+def test_every_failed_attempt_is_counted_by_kind_retried_or_not(clock: FakeClock) -> None:
+    def errors(kind: str) -> float:
+        labels = {"service": "openai", "kind": kind}
+        return REGISTRY.get_sample_value("ingest_vendor_errors_total", labels) or 0.0
+
+    before = {kind: errors(kind) for kind in ("rate_limited", "transient", "fatal_auth")}
+    fn, _ = _script(_status(429, {"retry-after": "1"}), _status(500), _status(503), "ok")
+    assert _retry(clock).call(fn) == "ok"
+    refused, _ = _script(_status(401))
+    with pytest.raises(openai.AuthenticationError):
+        _retry(clock).call(refused)
+    assert errors("rate_limited") - before["rate_limited"] == 1
+    assert errors("transient") - before["transient"] == 2
+    assert errors("fatal_auth") - before["fatal_auth"] == 1

@@ -12,8 +12,8 @@ import pytest
 from ingest import tokens
 from ingest.chunking import Chunk, chunk_document
 from ingest.parsed import Block, ParsedDocument
+from tests.corpus import CORPUS, needs_corpus
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
 _WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda", "river", "stone")
 
 
@@ -269,7 +269,7 @@ def _corpus_documents() -> list[Path]:
     return sorted(p for p in (CORPUS / "md").glob("*.md")) + sorted((CORPUS / "txt").glob("*.txt"))
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus sample not present")
+@needs_corpus
 def test_real_documents_keep_every_word() -> None:
     formats = pytest.importorskip("ingest.formats")
     for path in _corpus_documents():

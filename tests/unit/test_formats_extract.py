@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 import threading
 import time
@@ -19,10 +18,8 @@ from ingest.formats import MEDIA_TYPES, Limits, check, extract
 from ingest.formats.pdflayout import Line, dehyphenator, document_blocks
 from ingest.formats.safezip import BoundedReader
 from ingest.parsed import Block
+from tests.corpus import CORPUS, SAMPLES, corpus_manifest, corpus_params, needs_corpus, sample_manifest
 
-CORPUS = Path("/work/shared/corpus-sample")
-MANIFEST = json.loads((CORPUS / "MANIFEST.json").read_text()) if CORPUS.is_dir() else []
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="sample corpus not present")
 _JUNK = re.compile("[\x00-\x08\x0b-\x1f\x7f\u00ad\u200b\ufeff\ufffe\uffff]")
 
 
@@ -34,10 +31,21 @@ def _fact_form(text: str) -> str:
 # --- the sample corpus -------------------------------------------------------------------------
 
 
-@needs_corpus
-@pytest.mark.parametrize("entry", MANIFEST, ids=lambda e: e["file"])
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e["file"]) for e in sample_manifest()])
+def test_sample_facts_survive_extraction(entry: dict) -> None:
+    facts_survive(SAMPLES / entry["file"], entry)
+
+
+@pytest.mark.parametrize("entry", corpus_params("MANIFEST.json"))
 def test_corpus_facts_survive_extraction(entry: dict) -> None:
-    path = CORPUS / entry["file"]
+    facts_survive(CORPUS / entry["file"], entry)
+    if entry["format"] == "pdf":
+        document = extract(CORPUS / entry["file"], filename=entry["file"])
+        assert document.pages == entry["pages"]
+        assert all(block.page is not None and 1 <= block.page <= entry["pages"] for block in document.blocks)
+
+
+def facts_survive(path: Path, entry: dict) -> None:
     document = extract(path, filename=path.name)
     assert document.media_type == MEDIA_TYPES[entry["format"]]
     assert not document.partial
@@ -48,15 +56,12 @@ def test_corpus_facts_survive_extraction(entry: dict) -> None:
     # Code keeps its indentation; everything else is trimmed; nothing is blank.
     assert all(block.text.strip() for block in document.blocks)
     assert all(b.text == b.text.strip() for b in document.blocks if b.kind != "code")
-    if entry["format"] == "pdf":
-        assert document.pages == entry["pages"]
-        assert all(block.page is not None and 1 <= block.page <= entry["pages"] for block in document.blocks)
 
 
 @needs_corpus
 def test_whole_corpus_extracts_in_seconds() -> None:
     started = time.perf_counter()
-    chars = sum(len(extract(CORPUS / e["file"], filename=e["file"]).text) for e in MANIFEST)
+    chars = sum(len(extract(CORPUS / e["file"], filename=e["file"]).text) for e in corpus_manifest())
     elapsed = time.perf_counter() - started
     assert chars > 1_000_000
     assert elapsed < 10, f"corpus took {elapsed:.1f}s"
@@ -120,9 +125,8 @@ def test_pdf_extraction_is_safe_from_several_threads() -> None:
     assert results == [expected] * 4
 
 
-@needs_corpus
 def test_a_cut_pdf_is_unreadable_not_empty() -> None:
-    data = (CORPUS / "pdf/carroll-wonderland.pdf").read_bytes()
+    data = (SAMPLES / "carroll-wonderland.pdf").read_bytes()
     with pytest.raises(UnreadableDocument, match="corrupt or truncated"):
         extract(data[: len(data) // 3], filename="cut.pdf")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import struct
 import tracemalloc
 import zipfile
@@ -13,9 +12,7 @@ import pytest
 
 from ingest.errors import EmptyDocument, UnreadableDocument, UnsupportedType
 from ingest.formats import MEDIA_TYPES, sniff
-
-CORPUS = Path("/work/shared/corpus-sample")
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="sample corpus not present")
+from tests.corpus import CORPUS, SAMPLES, corpus_params, sample_manifest
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -35,14 +32,17 @@ def test_media_types_are_the_published_names() -> None:
     assert MEDIA_TYPES["odt"] == "application/vnd.oasis.opendocument.text"
 
 
-@needs_corpus
-@pytest.mark.parametrize(
-    "entry",
-    json.loads((CORPUS / "MANIFEST.json").read_text()) if CORPUS.is_dir() else [],
-    ids=lambda e: e["file"],
-)
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e["file"]) for e in sample_manifest()])
+def test_sample_files_sniff_to_their_format(entry: dict) -> None:
+    sniffs_to_its_format(SAMPLES / entry["file"], entry)
+
+
+@pytest.mark.parametrize("entry", corpus_params("MANIFEST.json"))
 def test_corpus_files_sniff_to_their_format(entry: dict) -> None:
-    path = CORPUS / entry["file"]
+    sniffs_to_its_format(CORPUS / entry["file"], entry)
+
+
+def sniffs_to_its_format(path: Path, entry: dict) -> None:
     expected = MEDIA_TYPES[entry["format"]]
     assert sniff(path, path.name) == expected
     assert sniff(path.read_bytes(), path.name) == expected  # bytes and paths agree

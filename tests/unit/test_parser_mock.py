@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ingest.errors import UnreadableDocument
 from ingest.formats import Limits
 from router.parser_mock import MockParser
 from router.protocols import Parser, ParseResult
+from tests.corpus import CORPUS, needs_corpus
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
 PDF = "application/pdf"
 
 
@@ -32,7 +30,7 @@ def test_markdown_is_billed_by_its_length() -> None:
     assert MockParser().parse(long, filename="long.txt", media_type="text/plain").usage.pages == 3
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus sample not present")
+@needs_corpus
 def test_pdf_is_billed_by_its_pages() -> None:
     data = (CORPUS / "pdf" / "debian-history-en.pdf").read_bytes()
     result = MockParser().parse(data, filename="debian-history-en.pdf", media_type=PDF)
@@ -40,7 +38,7 @@ def test_pdf_is_billed_by_its_pages() -> None:
     assert result.usage.pages == 27
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus sample not present")
+@needs_corpus
 def test_limits_are_applied() -> None:
     data = (CORPUS / "pdf" / "debian-history-en.pdf").read_bytes()
     with pytest.raises(UnreadableDocument):

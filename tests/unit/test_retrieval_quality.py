@@ -1,38 +1,43 @@
 """The product's promise: search a sentence quoted from a document, and that document comes first.
 
-Every readable document of the sample corpus is extracted, chunked (512/64) and embedded with the mock
-embedder; each fact of MANIFEST.json is embedded as a query and all chunks of all documents are ranked
-by cosine. A file that `ingest.formats` refuses with UnsupportedType (a type the product deliberately
-does not accept) is left out with its facts; any other refusal fails the test.
+Every readable document is extracted, chunked (512/64) and embedded with the mock embedder; each fact is
+embedded as a query and all chunks of all documents are ranked by cosine. Run on the repository's samples/
+(facts in tests/fixtures/samples-facts.json) and, when it is beside the repository, the shared corpus.
+A file that `ingest.formats` refuses with UnsupportedType (a type the product deliberately does not
+accept) is left out with its facts; any other refusal fails the test.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytest
 
 from ingest.chunking import chunk_document
 from ingest.errors import UnsupportedType
+from ingest.formats import extract
 from router.embedder_mock import MockEmbedder
+from tests.corpus import CORPUS, SAMPLES, corpus_manifest, sample_manifest
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
 REQUIRED = 0.90
 
-pytestmark = pytest.mark.skipif(not (CORPUS / "MANIFEST.json").is_file(), reason="corpus sample not present")
+
+def test_a_quoted_fact_ranks_its_sample_first() -> None:
+    ranks_first(SAMPLES, sample_manifest(), least_facts=10)
 
 
-def test_a_quoted_fact_ranks_its_document_first() -> None:
-    from ingest.formats import extract
+def test_a_quoted_fact_ranks_its_corpus_document_first() -> None:
+    ranks_first(CORPUS, corpus_manifest(), least_facts=40)
 
+
+def ranks_first(root: Path, manifest: list[dict[str, Any]], *, least_facts: int) -> None:
     embedder = MockEmbedder()
     chunk_texts: list[str] = []
     chunk_files: list[str] = []
     facts: list[tuple[str, str]] = []
-    for entry in json.loads((CORPUS / "MANIFEST.json").read_text()):
-        path = CORPUS / entry["file"]
+    for entry in manifest:
+        path = root / entry["file"]
         try:
             document = extract(path, filename=path.name)
         except UnsupportedType:
@@ -41,7 +46,7 @@ def test_a_quoted_fact_ranks_its_document_first() -> None:
             chunk_texts.append(chunk.text)
             chunk_files.append(entry["file"])
         facts += [(fact, entry["file"]) for fact in entry["facts"]]
-    assert len(facts) >= 40
+    assert len(facts) >= least_facts
 
     chunks = embedder.embed(chunk_texts).vectors
     queries = embedder.embed([fact for fact, _ in facts]).vectors

@@ -16,9 +16,21 @@ import ingest
 from ingest.api import errors, openapi
 from ingest.api.metrics import Metrics, MetricsMiddleware
 from ingest.api.request_limits import build_limiter
-from ingest.api.routes import costs, documents, health, jobs, router_modes, search, webhooks
+from ingest.api.routes import (
+    chunks,
+    cost_history,
+    costs,
+    documents,
+    health,
+    jobs,
+    router_modes,
+    search,
+    status,
+    webhooks,
+)
 from ingest.api.state import ApiState
 from ingest.config import Settings
+from ingest.console import routes as console
 from workers.inprocess import serving
 from workers.runtime import Runtime
 
@@ -50,12 +62,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=ingest.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by the console from vendored assets, never from a CDN
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (documents, jobs, search, costs, router_modes, webhooks, health):
+    routes = (documents, chunks, jobs, search, costs, cost_history, router_modes, status, webhooks, health)
+    for module in routes:
         app.include_router(module.router)
     openapi.install(app)
+    console.install(app)
     metrics.templates = {route.endpoint: route.path for route in app.routes if isinstance(route, Route)}
     return app
 

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.api.metrics_router import RouterCollector
 from ingest.store import jobs
 from workers.runtime import Runtime
 
@@ -37,7 +38,7 @@ class _PipelineCollector(Collector):
         rt = self._runtime()
         if rt is None:
             return
-        depth = _queue_depths()
+        depth = queue_depths()
         if depth:
             queued = GaugeMetricFamily(
                 "ingest_queue_messages", "Messages waiting in the broker.", labels=["queue"]
@@ -58,7 +59,7 @@ class _PipelineCollector(Collector):
         yield by_status
 
 
-def _queue_depths() -> dict[str, int]:
+def queue_depths() -> dict[str, int]:
     """Waiting messages per queue where that is one cheap call: in-process and Redis (RabbitMQ is left out:
     asking it means declaring the queues on a new channel)."""
     broker = dramatiq.get_broker()
@@ -91,6 +92,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_PipelineCollector(runtime))
+        self.registry.register(RouterCollector(runtime))
         # Endpoint → path template of routes that do not put themselves in the scope (FastAPI's /docs and
         # /openapi.json are plain Starlette routes); filled in once the app has its routes.
         self.templates: dict[object, str] = {}

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 from uuid import UUID
 
+import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ingest.cli.common import err, out
+from ingest.cli import costs as costs_cmds
+from ingest.cli.common import UserOption, cli_user, err, handle_errors, out, runtime
+from ingest.cli.files import expand
 from ingest.errors import IngestError
 from ingest.services.submit import Submitted, submit_file
 from ingest.store import documents, jobs
@@ -27,20 +30,6 @@ class Outcome:
     status: str  # completed | duplicate | failed | refused | deferred | queued | running
     detail: str = ""
     submitted: Submitted | None = None
-
-
-def expand(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named, and every file under folders named (recursively, hidden ones skipped), in order."""
-    for path in paths:
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                relative = child.relative_to(path).parts
-                if child.is_file() and not any(part.startswith(".") for part in relative):
-                    yield child
-        elif path.is_file():
-            yield path
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
 
 
 def submit_all(
@@ -60,17 +49,22 @@ def submit_all(
 
 
 def follow(rt: Runtime, outcomes: list[Outcome], user: User, progress: Progress, *, wait: bool) -> None:
-    """Wait until every job is completed, failed or deferred, showing chunk progress; record each result."""
+    """Wait until every job is completed, failed or deferred, showing chunk progress; record each result.
+
+    The chunks' total only grows: a job's chunks join it once the job is parsed and stay after it ends.
+    A duplicate's job is the earlier ingestion's: its chunks are not this command's work and not counted."""
     pending: dict[UUID, list[Outcome]] = {}
     for o in outcomes:
         if o.submitted is not None:  # several files can share a job: the same bytes under two names
             pending.setdefault(o.submitted.job_id, []).append(o)
+    counted = {o.submitted.job_id for o in outcomes if o.submitted is not None and not o.submitted.duplicate}
+    chunks: dict[UUID, tuple[int, int]] = {}  # job -> (embedded, total), kept once the job has ended
     chunk_task = progress.add_task("chunks", total=None)
     while pending:
         with rt.pool.connection() as conn:
             states = {job_id: jobs.get(conn, job_id) for job_id in pending}
-        done = sum(j.chunks_done for j in states.values() if j)
-        total = sum(j.chunks_total or 0 for j in states.values() if j)
+        chunks.update({i: (j.chunks_done, j.chunks_total or 0) for i, j in states.items() if j and i in counted})
+        done, total = sum(d for d, _ in chunks.values()), sum(t for _, t in chunks.values())
         progress.update(chunk_task, completed=done, total=total or None)
         for job_id, job in states.items():
             if job is None or job.status in jobs.SETTLED or not wait:
@@ -122,3 +116,36 @@ def run_add(rt: Runtime, paths: list[Path], user: User, *, wait: bool, replace: 
 def print_summary(outcomes: list[Outcome]) -> None:
     table = summary(outcomes)
     out.print(table if table.row_count else table.title)
+
+
+@handle_errors
+def add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursively).")],
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Return when every job has ended (else once all are queued)."),
+    ] = True,
+    user: UserOption = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Print the quote (pages, tokens, dollars) and ingest nothing.")
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Each file is a new version of your document with the same filename: it replaces it"
+            " once ingested (search sees the old version until then).",
+        ),
+    ] = False,
+) -> None:
+    """Ingest files or folders: parse, chunk, embed and store each one."""
+    if estimate:
+        costs_cmds.estimate(paths)
+        return
+    with runtime(workers=True) as rt:
+        outcomes = run_add(rt, paths, cli_user(rt, user), wait=wait, replace=replace)
+    print_summary(outcomes)
+    # Without waiting, a queued or running job is what was asked for; only a refusal or a failure is not.
+    fine = ("completed", "duplicate") if wait else ("completed", "duplicate", "queued", "running", "deferred")
+    if any(o.status not in fine for o in outcomes):
+        raise typer.Exit(1)

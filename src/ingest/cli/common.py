@@ -6,7 +6,8 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -24,7 +25,12 @@ R = TypeVar("R")
 
 out = Console()
 err = Console(stderr=True)
-DEFAULT_USER = "local"
+
+# Whose documents a command acts on: --user, else INGEST_USER (environment or .env), else `local`.
+UserOption = Annotated[
+    str | None,
+    typer.Option("--user", help="Whose documents (default: INGEST_USER, else `local`).", show_default=False),
+]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -65,6 +71,15 @@ def runtime(*, workers: bool = False) -> Iterator[Runtime]:
             yield rt
 
 
-def cli_user(rt: Runtime, name: str) -> User:
+def user_name(rt: Runtime, name: str | None) -> str:
+    return name or rt.settings.user
+
+
+def cli_user(rt: Runtime, name: str | None) -> User:
     with rt.pool.connection() as conn:
-        return ensure_user(conn, name)
+        return ensure_user(conn, user_name(rt, name))
+
+
+def short_id(value: UUID) -> str:
+    """The first 8 characters of an id: what tables show, and enough to name it again."""
+    return str(value)[:8]

@@ -15,12 +15,12 @@ from costs.estimate import Quote, quote_file, sum_quotes
 from costs.money import fmt_usd, usd
 from costs.prices import SERVICES, price_table
 from costs.report import to_json
-from ingest.cli.add import expand
 from ingest.cli.common import err, fail, handle_errors, out, runtime
+from ingest.cli.files import expand
 from ingest.config import Settings
 from ingest.errors import IngestError
 
-budget_app = typer.Typer(no_args_is_help=True, help="Daily cost limits.")
+budget_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Daily cost limits.")
 
 
 def _day(value: str | None) -> date | None:
@@ -71,7 +71,14 @@ def costs(
         )
 
 
-@budget_app.command("set")
+def _service(service: str | None) -> str:
+    if service is not None and service not in SERVICES:
+        raise fail(f"unknown service {service!r}; services are {', '.join(SERVICES)}")
+    return service or ledger.ALL
+
+
+# A negative amount looks like an option to the parser: take it as the argument and refuse it clearly.
+@budget_app.command("set", context_settings={"ignore_unknown_options": True})
 @handle_errors
 def budget_set(
     amount_usd: Annotated[str, typer.Argument(help="Daily limit in US dollars, e.g. 5 or 0.25.")],
@@ -81,12 +88,47 @@ def budget_set(
     ] = None,
 ) -> None:
     """Set a daily limit for one service, or for all services together."""
-    if service is not None and service not in SERVICES:
-        raise fail(f"unknown service {service!r}; services are {', '.join(SERVICES)}")
+    if amount_usd.startswith("-"):
+        raise fail(
+            f"a daily budget cannot be negative ({amount_usd}); 0 stops all spending,"
+            " `ingest budget unset` removes the limit"
+        )
+    target = _service(service)
     limit = usd(amount_usd)
     with runtime() as rt, rt.pool.connection() as conn:
-        ledger.set_limit(conn, service or ledger.ALL, limit)
+        ledger.set_limit(conn, target, limit)
     out.print(f"{service or 'all services'}: daily limit ${fmt_usd(limit)}")
+
+
+@budget_app.command("show")
+@handle_errors
+def budget_show(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """The daily limits: per service and for all services together (none: spending is unlimited)."""
+    with runtime() as rt, rt.pool.connection() as conn:
+        limits = ledger.limits(conn)
+    names = (ledger.ALL, *SERVICES)
+    if as_json:
+        out.print_json(json.dumps({n: None if n not in limits else fmt_usd(limits[n]) for n in names}))
+        return
+    for name in names:
+        shown = f"${fmt_usd(limits[name])} a day" if name in limits else "no limit"
+        out.print(f"{'all services' if name == ledger.ALL else name}: {shown}", markup=False, highlight=False)
+
+
+@budget_app.command("unset")
+@handle_errors
+def budget_unset(
+    service: Annotated[
+        str | None,
+        typer.Option("--service", help="llamaparse or openai (default: the limit of all services together)."),
+    ] = None,
+) -> None:
+    """Remove a daily limit: that spending becomes unlimited (other limits still apply)."""
+    target = _service(service)
+    with runtime() as rt, rt.pool.connection() as conn:
+        removed = ledger.unset_limit(conn, target)
+    name = service or "all services"
+    out.print(f"{name}: no daily limit" + ("" if removed else " (there was none)"), markup=False)
 
 
 def estimate(paths: list[Path]) -> None:

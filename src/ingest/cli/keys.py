@@ -1,15 +1,19 @@
-"""`ingest keys create --user U [--admin]`: a new API key, printed once (only its hash is stored)."""
+"""`ingest keys create --user U [--admin]`: a new API key, printed once (only its hash is stored);
+`ingest keys list` and `ingest keys revoke ID`."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from ingest.cli.common import err, handle_errors, out, runtime
+from ingest.cli.common import err, fail, handle_errors, out, runtime
+from ingest.store import users
 from ingest.store.users import create_key, ensure_user
 
-keys_app = typer.Typer(no_args_is_help=True, help="API keys for the HTTP API.")
+keys_app = typer.Typer(no_args_is_help=True, add_completion=False, help="API keys for the HTTP API.")
 
 
 @keys_app.command("create")
@@ -32,3 +36,45 @@ def create(
         markup=False,
         highlight=False,
     )
+
+
+@keys_app.command("list")
+@handle_errors
+def list_keys(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every API key: its id, user, first characters and dates (the key itself is never stored)."""
+    with runtime() as rt, rt.pool.connection() as conn:
+        found = users.list_keys(conn, user=user)
+    if as_json:
+        out.print_json(json.dumps([_key_row(k) for k in found]))
+        return
+    table = Table(title=f"{len(found)} API keys", title_justify="left")
+    for column in ("id", "user", "starts", "created", "revoked"):
+        table.add_column(column, overflow="fold")
+    for k in found:
+        revoked = f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else ""
+        table.add_row(str(k.id), k.user, f"{k.prefix}…", f"{k.created_at:%Y-%m-%d %H:%M}", revoked)
+    out.print(table)
+
+
+@keys_app.command("revoke")
+@handle_errors
+def revoke(key_id: Annotated[int, typer.Argument(help="The key's id, from `ingest keys list`.")]) -> None:
+    """Revoke a key: the API refuses it from its next request."""
+    with runtime() as rt, rt.pool.connection() as conn:
+        key = users.revoke_key(conn, key_id)
+    if key is None:
+        raise fail(f"no API key has id {key_id}; `ingest keys list` shows them")
+    out.print(f"key {key.id} of {key.user} ({key.prefix}…) revoked", markup=False, highlight=False)
+
+
+def _key_row(k: users.KeyInfo) -> dict[str, object]:
+    return {
+        "id": k.id,
+        "user": k.user,
+        "prefix": k.prefix,
+        "created_at": k.created_at.isoformat(),
+        "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+    }

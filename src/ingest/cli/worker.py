@@ -44,7 +44,7 @@ def worker(
     raise typer.Exit(supervise(commands))
 
 
-mocks_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for the vendor APIs.")
+mocks_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Local stand-ins for the vendor APIs.")
 
 
 @mocks_app.command("serve")

@@ -29,6 +29,17 @@ class StoredChunk:
     text_hash: bytes  # the key of the embedding cache
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkView:
+    """A chunk as its owner reads it: the text with where it came from (pages, headings)."""
+
+    id: int
+    ordinal: int
+    text: str
+    token_count: int
+    metadata: dict[str, object]
+
+
 def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]) -> None:
     """Make `chunks` the document's only chunks (a re-run replaces, never duplicates). PostgreSQL derives
     their keyword index from the text, read in the document's language (ingest/language.py)."""
@@ -108,3 +119,13 @@ def counts(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> dict[UUID,
         (list(document_ids),),
     ).fetchall()
     return {document_id: n for document_id, n in rows}
+
+
+def page_of(conn: psycopg.Connection, document_id: UUID, *, limit: int, offset: int) -> list[ChunkView]:
+    """A document's chunks in reading order, one page of them."""
+    rows = conn.execute(
+        "SELECT id, ordinal, text, token_count, metadata FROM chunks WHERE document_id = %s"
+        " ORDER BY ordinal LIMIT %s OFFSET %s",
+        (document_id, limit, offset),
+    ).fetchall()
+    return [ChunkView(*row) for row in rows]

@@ -90,6 +90,15 @@ def list_for_owner(conn: psycopg.Connection, owner_id: int, *, limit: int = 100,
     ).fetchall()
 
 
+def ids_starting(conn: psycopg.Connection, prefix: str, *, owner_id: int, limit: int = 2) -> list[UUID]:
+    """The owner's document ids that start with `prefix` (a short id as the CLI shows it), at most `limit`."""
+    rows = conn.execute(
+        "SELECT id FROM documents WHERE owner_id = %s AND id::text LIKE %s ORDER BY id LIMIT %s",
+        (owner_id, prefix.lower().replace("%", "").replace("_", "") + "%", limit),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def set_status(conn: psycopg.Connection, document_id: UUID, status: str, *, error: str | None = None) -> None:
     conn.execute(
         "UPDATE documents SET status = %s, error = %s, updated_at = now() WHERE id = %s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -45,6 +46,39 @@ def create_key(conn: psycopg.Connection, user: User) -> str:
         (user.id, hash_key(key), key[:8]),
     )
     return key
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What is known of a key once shown: its id, owner, first characters, and dates; never the key."""
+
+    id: int
+    user: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_keys(conn: psycopg.Connection, *, user: str | None = None) -> list[KeyInfo]:
+    return [
+        KeyInfo(*row)
+        for row in conn.execute(
+            "SELECT k.id, u.name, k.prefix, k.created_at, k.revoked_at FROM api_keys k"
+            " JOIN users u ON u.id = k.user_id WHERE %(user)s::text IS NULL OR u.name = %(user)s ORDER BY k.id",
+            {"user": user},
+        ).fetchall()
+    ]
+
+
+def revoke_key(conn: psycopg.Connection, key_id: int) -> KeyInfo | None:
+    """Revoke a key now (it is refused from its next request); None if there is no such key."""
+    conn.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,))
+    row = conn.execute(
+        "SELECT k.id, u.name, k.prefix, k.created_at, k.revoked_at FROM api_keys k"
+        " JOIN users u ON u.id = k.user_id WHERE k.id = %s",
+        (key_id,),
+    ).fetchone()
+    return KeyInfo(*row) if row else None
 
 
 def user_for_key(conn: psycopg.Connection, key: str) -> User | None:

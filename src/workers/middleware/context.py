@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from multiprocessing import util as mp_util
 
 import dramatiq
 from dramatiq.middleware import Middleware
@@ -27,9 +28,22 @@ class RuntimeMiddleware(Middleware):
             if self._runtime is None:
                 self._runtime = Runtime.open()
                 self._owned = True
+                # A worker process is a fork that ends with os._exit: atexit never runs, and a second SIGTERM
+                # (a process manager signals the whole group, then Dramatiq's parent forwards its own) exits
+                # before the shutdown hooks. multiprocessing's exit finalizers run either way.
+                mp_util.Finalize(self, self._close_owned, exitpriority=0)
             return self._runtime
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._close_owned()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Again once every thread has stopped: a hook or a thread that ran after the first close reopened
+        # it. A worker process ends with os._exit (no atexit), so this is where it lets go of the embedded
+        # server (ingest.db.embedded).
+        self._close_owned()
+
+    def _close_owned(self) -> None:
         with self._lock:
             if self._owned and self._runtime is not None:
                 self._runtime.close()

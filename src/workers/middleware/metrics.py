@@ -14,6 +14,7 @@ The series (the API's `/metrics` has the HTTP and job-status side):
 - `ingest_stage_retries_total{stage}`: messages sent again by Dramatiq after a failure;
 - `ingest_dead_letters_total{queue, actor}`: messages given up (their job is `failed`; `ingest retry`
   replays it);
+- `ingest_chunks_embedded_total`, `ingest_documents_completed_total`: committed embedding work;
 - `ingest_queue_messages{queue}`, `ingest_queue_delayed_messages{queue}`, `ingest_dead_letter_messages{queue}`:
   what waits in the broker now, what waits for its time (retries, deferrals), what sits in the
   dead-letter queue until `broker_dead_message_ttl_s` (Redis) drops it.
@@ -49,6 +50,8 @@ RETRIES = Counter("ingest_stage_retries", "Messages Dramatiq sent again after a 
 DEAD_LETTERS = Counter(
     "ingest_dead_letters", "Messages given up and moved to the dead-letter queue.", ["queue", "actor"]
 )
+CHUNKS_EMBEDDED = Counter("ingest_chunks_embedded", "Chunks whose vectors were stored (committed).")
+DOCUMENTS_COMPLETED = Counter("ingest_documents_completed", "Documents whose last vector was stored.")
 
 
 def stage_of(actor_name: str) -> str:
