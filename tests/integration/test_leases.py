@@ -176,7 +176,7 @@ def test_ingest_status_shows_who_holds_a_running_job_and_when_it_last_reported(
         with rt.pool.connection() as conn:
             conn.execute("DELETE FROM job_leases")
             leases.put_over(conn, sub.job_id, PARSE, worker, 20)
-    shown = run_ingest({**os.environ, **ingest_env}, "status", str(sub.job_id), "--json")
+    shown = run_ingest({**os.environ, **ingest_env}, "status", str(sub.job_id), "--json", "--all")
     assert shown.returncode == 0, shown.stderr
     held = json.loads(shown.stdout)["leases"]
     assert [(lease["unit"], lease["worker"]) for lease in held] == [(PARSE, worker)]
