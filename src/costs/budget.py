@@ -87,7 +87,8 @@ def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_
     """Hold `hold.estimate_usd` against today's budget, or raise BudgetExhausted. Call inside a transaction.
 
     The same key again returns its row: a charged one as it is (never charged twice), a live reservation
-    with a fresh expiry (a redelivery takes it over); a released or expired one is reserved anew.
+    with a fresh expiry (a redelivery takes it over, under its own job lease, `hold.holder`); a released
+    or expired one is reserved anew.
     """
     day = budget_day(at, tz)
     expires_at = at + timedelta(seconds=ttl_s)
@@ -98,7 +99,7 @@ def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_
     if existing is not None and existing.state == "charged":
         return existing
     if existing is not None and existing.live(at):
-        return ledger.extend(conn, existing.id, expires_at)
+        return ledger.extend(conn, existing.id, expires_at, holder=hold.holder)
     counted = ledger.counted(conn, day, at)
     limits = ledger.limits(conn)
     limit_of = refusal(hold.service, hold.estimate_usd, counted, limits)

@@ -28,7 +28,7 @@ from ingest.db.rows import one
 
 COLUMNS = (
     "id, key, service, stage, simulated, state, budget_day, estimate_usd, amount_usd, estimate, usage,"
-    " price_version, document_id, job_id, reserved_at, expires_at, settled_at"
+    " price_version, document_id, job_id, reserved_at, expires_at, settled_at, holder"
 )
 # Lock class of the per-budget-day advisory lock (any constant; the day's ordinal is the object id).
 DAY_LOCK_CLASS = 0x636F7374
@@ -54,6 +54,7 @@ class Entry:
     reserved_at: datetime
     expires_at: datetime
     settled_at: datetime | None
+    holder: str | None  # the job lease (its generation) whose call this is; None outside a lease
 
     def live(self, at: datetime) -> bool:
         """A reservation still holding budget at `at`."""
@@ -73,6 +74,7 @@ class Hold:
     simulated: bool = False
     document_id: UUID | None = None
     job_id: UUID | None = None
+    holder: str | None = None
 
 
 def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Entry]:
@@ -91,6 +93,7 @@ def _params(hold: Hold, day: date, at: datetime, expires_at: datetime) -> dict[s
         "price_version": hold.price_version,
         "document_id": hold.document_id,
         "job_id": hold.job_id,
+        "holder": hold.holder,
         "at": at,
         "expires_at": expires_at,
     }
@@ -170,6 +173,7 @@ def put_reserved(
                 f"UPDATE cost_entries SET state = 'reserved', stage = %(stage)s, budget_day = %(day)s,"
                 f" estimate_usd = %(estimate_usd)s, amount_usd = %(estimate_usd)s, estimate = %(estimate)s,"
                 f" price_version = %(price_version)s, document_id = %(document_id)s, job_id = %(job_id)s,"
+                f" holder = %(holder)s,"
                 f" reserved_at = %(at)s, expires_at = %(expires_at)s, usage = NULL, settled_at = NULL"
                 f" WHERE id = %(id)s AND state <> 'charged' RETURNING {COLUMNS}",
                 {**params, "id": reopen},
@@ -180,10 +184,10 @@ def put_reserved(
         _cur(conn)
         .execute(
             f"INSERT INTO cost_entries (key, service, stage, simulated, state, budget_day, estimate_usd,"
-            f" amount_usd, estimate, price_version, document_id, job_id, reserved_at, expires_at)"
+            f" amount_usd, estimate, price_version, document_id, job_id, reserved_at, expires_at, holder)"
             f" VALUES (%(key)s, %(service)s, %(stage)s, %(simulated)s, 'reserved', %(day)s, %(estimate_usd)s,"
             f" %(estimate_usd)s, %(estimate)s, %(price_version)s, %(document_id)s, %(job_id)s, %(at)s,"
-            f" %(expires_at)s) ON CONFLICT (key, simulated) DO NOTHING RETURNING {COLUMNS}",
+            f" %(expires_at)s, %(holder)s) ON CONFLICT (key, simulated) DO NOTHING RETURNING {COLUMNS}",
             params,
         )
         .fetchone()
@@ -217,21 +221,31 @@ def put_shadow(
     return entry
 
 
-def extend(conn: psycopg.Connection, entry_id: int, expires_at: datetime) -> Entry:
-    """A redelivery takes over a live reservation: it holds the same amount for a fresh ttl."""
+def extend(
+    conn: psycopg.Connection, entry_id: int, expires_at: datetime, *, holder: str | None = None
+) -> Entry:
+    """A redelivery takes over a live reservation: it holds the same amount for a fresh ttl, under the
+    redelivery's job lease when it has one."""
     return one(
         _cur(conn).execute(
-            f"UPDATE cost_entries SET expires_at = greatest(expires_at, %s)"
+            f"UPDATE cost_entries SET expires_at = greatest(expires_at, %s), holder = coalesce(%s, holder)"
             f" WHERE id = %s RETURNING {COLUMNS}",
-            (expires_at, entry_id),
+            (expires_at, holder, entry_id),
         )
     )
 
 
 def settle(
-    conn: psycopg.Connection, entry_id: int, *, amount_usd: Decimal, usage: Mapping[str, Any], at: datetime
+    conn: psycopg.Connection,
+    entry_id: int,
+    *,
+    amount_usd: Decimal,
+    usage: Mapping[str, Any],
+    at: datetime,
+    holder: str | None = None,
 ) -> Entry | None:
-    """Turn the reservation into the actual charge; None when it was already charged (settling is once).
+    """Turn the reservation into the actual charge; None when it was already charged (settling is once),
+    or when `holder` is given and another job lease has taken the reservation over.
 
     A reservation that expired or was released while the call ran is charged too: the vendor billed it.
     """
@@ -239,8 +253,50 @@ def settle(
         _cur(conn)
         .execute(
             f"UPDATE cost_entries SET state = 'charged', amount_usd = %s, usage = %s, settled_at = %s"
-            f" WHERE id = %s AND state <> 'charged' RETURNING {COLUMNS}",
-            (amount_usd, Jsonb(dict(usage)), at, entry_id),
+            f" WHERE id = %s AND state <> 'charged' AND (%s::text IS NULL OR holder = %s)"
+            f" RETURNING {COLUMNS}",
+            (amount_usd, Jsonb(dict(usage)), at, entry_id, holder, holder),
+        )
+        .fetchone()
+    )
+
+
+def put_charged(
+    conn: psycopg.Connection,
+    entry: Entry,
+    *,
+    key: str,
+    amount_usd: Decimal,
+    usage: Mapping[str, Any],
+    at: datetime,
+) -> Entry | None:
+    """A charge of its own, under `key`, for a call made under `entry`'s reservation after another job
+    lease took that reservation over (the vendor billed both calls); None when it is recorded already."""
+    return (
+        _cur(conn)
+        .execute(
+            f"INSERT INTO cost_entries (key, service, stage, simulated, state, budget_day, estimate_usd,"
+            f" amount_usd, estimate, usage, price_version, document_id, job_id, reserved_at, expires_at,"
+            f" settled_at, holder)"
+            f" VALUES (%s, %s, %s, false, 'charged', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" ON CONFLICT (key, simulated) DO NOTHING RETURNING {COLUMNS}",
+            (
+                key,
+                entry.service,
+                entry.stage,
+                entry.budget_day,
+                entry.estimate_usd,
+                amount_usd,
+                Jsonb(entry.estimate),
+                Jsonb(dict(usage)),
+                entry.price_version,
+                entry.document_id,
+                entry.job_id,
+                entry.reserved_at,
+                entry.expires_at,
+                at,
+                entry.holder,
+            ),
         )
         .fetchone()
     )
@@ -269,12 +325,13 @@ def mark_unknown(
     )
 
 
-def release(conn: psycopg.Connection, entry_id: int) -> bool:
-    """Give the reserved amount back (the call failed and was not billed)."""
+def release(conn: psycopg.Connection, entry_id: int, holder: str | None = None) -> bool:
+    """Give the reserved amount back (the call failed and was not billed), unless another lease's call
+    holds the row by now."""
     row = conn.execute(
         "UPDATE cost_entries SET state = 'released', amount_usd = 0 WHERE id = %s AND state = 'reserved'"
-        " RETURNING id",
-        (entry_id,),
+        " AND holder IS NOT DISTINCT FROM %s RETURNING id",
+        (entry_id, holder),
     ).fetchone()
     return row is not None
 

@@ -117,6 +117,7 @@ class Meter:
         simulated: bool = False,
         document_id: UUID | None = None,
         job_id: UUID | None = None,
+        holder: str | None = None,
     ) -> Reservation:
         hold = Hold(
             key=key,
@@ -128,6 +129,7 @@ class Meter:
             simulated=simulated,
             document_id=document_id,
             job_id=job_id,
+            holder=holder,
         )
         at = self.clock()
         # A shadow reservation is one statement (no budget to check): it needs no transaction around it.
@@ -166,8 +168,23 @@ class Meter:
         log_ = log.bind(key=reservation.key, service=reservation.service, stage=reservation.stage)
         with autocommit(self.pool) as conn:  # one UPDATE: its own transaction, no BEGIN/COMMIT round trips
             entry = ledger.settle(
-                conn, reservation.id, amount_usd=actual.usd, usage=actual.usage, at=self.clock()
+                conn,
+                reservation.id,
+                amount_usd=actual.usd,
+                usage=actual.usage,
+                at=self.clock(),
+                holder=reservation.holder,
             )
+            if entry is None and self._taken_over(conn, reservation):
+                # This worker froze in its call; the job lease and the reservation moved to a worker that
+                # made the call again. The vendor billed both: this one is charged on a row of its own.
+                own_key = f"{reservation.key}#{reservation.holder}"
+                log_.warning("cost_of_a_lapsed_lease", holder=reservation.holder, usd=fmt_usd(actual.usd))
+                entry = ledger.put_charged(
+                    conn, reservation, key=own_key, amount_usd=actual.usd, usage=actual.usage, at=self.clock()
+                )
+                if entry is None:  # settled before: settling is once
+                    return ledger.find(conn, own_key, simulated=False)  # type: ignore[return-value]
             if entry is None:
                 if not reservation.simulated:
                     # A redelivery that reached the vendor again: the ledger keeps one charge per key.
@@ -186,6 +203,13 @@ class Meter:
                 log_.warning("vendor_credits_differ_from_price_table", usage=dict(actual.usage))
             self._alert(entry.budget_day, entry.service)
         return entry
+
+    @staticmethod
+    def _taken_over(conn: psycopg.Connection, reservation: Reservation) -> bool:
+        if reservation.holder is None or reservation.simulated:
+            return False
+        current = ledger.get(conn, reservation.id)
+        return current is not None and current.holder != reservation.holder
 
     def charge_unknown(self, reservation: Reservation, actual: Charge | None, *, reason: str) -> Entry | None:
         """Charge a call that failed after the vendor may have billed it: at its estimate, or at `actual`
@@ -213,7 +237,7 @@ class Meter:
 
     def release(self, reservation: Reservation) -> None:
         with self.pool.connection() as conn, conn.transaction():
-            released = ledger.release(conn, reservation.id)
+            released = ledger.release(conn, reservation.id, reservation.holder)
         if released:
             log.info("budget_released", key=reservation.key, service=reservation.service)
 

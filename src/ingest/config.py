@@ -263,10 +263,22 @@ class Settings(BaseSettings):
         description="Redis: how long a given-up message stays in its dead-letter queue (<queue>.XQ).",
     )
     sweep_interval_s: float = Field(
-        default=60,
+        default=10,
         gt=0,
-        description="How often one worker (under a PostgreSQL lock) re-sends jobs whose message was lost"
-        " and admits jobs held back by user_active_jobs.",
+        description="How often one worker (under a PostgreSQL lock) re-sends jobs whose lease lapsed or whose"
+        " message was lost, and admits jobs held back by user_active_jobs.",
+    )
+    lease_s: float = Field(
+        default=20,
+        gt=0,
+        description="A worker holds each stage it runs under a lease its heartbeat renews; a lease not renewed"
+        " this long (worker dead, frozen or cut off) has lapsed, and the next sweep re-sends the stage.",
+    )
+    lease_heartbeat_s: float = Field(
+        default=5,
+        gt=0,
+        description="How often each worker process renews the leases it holds (one statement); at most half"
+        " of lease_s.",
     )
     requeue_idle_s: int | None = Field(
         default=None,
@@ -295,6 +307,15 @@ class Settings(BaseSettings):
         if self.requeue_idle_s is not None and self.requeue_idle_s <= self.job_time_limit_s:
             raise ValueError(
                 f"requeue_idle_s ({self.requeue_idle_s}) must exceed job_time_limit_s ({self.job_time_limit_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_the_lease(self) -> Settings:
+        # One late heartbeat must not let a live worker's lease lapse.
+        if self.lease_heartbeat_s * 2 > self.lease_s:
+            raise ValueError(
+                f"lease_heartbeat_s ({self.lease_heartbeat_s}) must be at most half of lease_s ({self.lease_s})"
             )
         return self
 

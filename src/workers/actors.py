@@ -11,29 +11,43 @@ from uuid import UUID
 import dramatiq
 import structlog
 
+from ingest.leases import PARSE, Lease, embed_unit
 from ingest.store import documents, jobs
-from workers import callbacks, indexing, messages, upgrade
+from workers import callbacks, indexing, leasing, messages, upgrade
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
+from workers.leasing import LeaseLost
 from workers.middleware.context import current_runtime
-from workers.pipeline import Batch, JobDeferred, embed_stage, parse_stage
+from workers.pipeline import JobDeferred, embed_stage, parse_stage
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 QUEUE = "ingest"
 
 
-def _defer(rt: Runtime, job_id: UUID, deferred: JobDeferred) -> None:
+def _defer(rt: Runtime, lease: Lease, deferred: JobDeferred) -> None:
     with rt.pool.connection() as conn, conn.transaction():
-        job = jobs.lock(conn, job_id)
+        leasing.fence(conn, lease)
+        job = jobs.lock(conn, lease.job_id)
         if job is None or job.final:
             return
-        jobs.defer(conn, job_id, str(deferred), deferred.delay_s)
+        jobs.defer(conn, job.id, str(deferred), deferred.delay_s)
         documents.set_status(conn, job.document_id, "deferred")
     messages.actor(messages.PARSE_DOCUMENT).send_with_options(
-        args=(str(job_id),), delay=deferred.delay_s * 1000
+        args=(str(lease.job_id),), delay=deferred.delay_s * 1000
     )
-    log.info("job_deferred", job_id=str(job_id), reason=str(deferred), delay_s=deferred.delay_s)
+    log.info("job_deferred", job_id=str(lease.job_id), reason=str(deferred), delay_s=deferred.delay_s)
+
+
+def _skipped(unit: str) -> None:
+    # A duplicate message, or one redelivered while its first delivery is still at work elsewhere.
+    log.info("stage_skipped", unit=unit, reason="another live worker holds its lease")
+
+
+def _lost(lost: LeaseLost) -> None:
+    # This worker's lease lapsed (it froze, or lost the database) and the unit has another holder: it
+    # stops here, having written nothing; the new holder does the work.
+    log.warning("lease_lost", unit=lost.lease.unit, generation=lost.lease.generation)
 
 
 def parse_document(job_id: str) -> None:
@@ -41,27 +55,48 @@ def parse_document(job_id: str) -> None:
     # message.
     rt = current_runtime()
     job_uuid = UUID(job_id)
-    pending: list[Batch] = []
     try:
-        with stops_if_deleted(rt, job_uuid):
-            pending = parse_stage(rt, job_uuid)
-    except JobDeferred as deferred:
-        _defer(rt, job_uuid, deferred)
-        return
-    for batch in pending:
-        messages.actor(messages.EMBED_CHUNKS).send(job_id, batch.first, batch.last)
+        with stops_if_deleted(rt, job_uuid), leasing.holding(rt, job_uuid, PARSE) as lease:
+            if lease is None:
+                _skipped(PARSE)
+                return
+            try:
+                pending = parse_stage(rt, job_uuid, lease)
+            except JobDeferred as deferred:
+                _defer(rt, lease, deferred)
+                return
+            # Sent while the lease is held: a worker that dies before sending them leaves a lapsing lease,
+            # and the sweep's parse_document sends the batches still missing.
+            if pending and rt.settings.broker_url is None:
+                # In-process, the batches' messages live in this process: the job's `queued` lease lapses
+                # with it, and a sweep's parse_document re-sends the batches still missing.
+                leasing.hold_queued(rt, [job_uuid])
+            for batch in pending:
+                messages.actor(messages.EMBED_CHUNKS).send(job_id, batch.first, batch.last)
+    except LeaseLost as lost:
+        _lost(lost)
 
 
 def embed_chunks(job_id: str, first: int, last: int) -> None:
     rt = current_runtime()
     job_uuid = UUID(job_id)
+    unit = embed_unit(first, last)
     try:
-        with stops_if_deleted(rt, job_uuid):
-            if embed_stage(rt, job_uuid, first, last):
+        with stops_if_deleted(rt, job_uuid), leasing.holding(rt, job_uuid, unit) as lease:
+            if lease is None:
+                _skipped(unit)
+                return
+            try:
+                done = embed_stage(rt, job_uuid, first, last, lease)
+            except JobDeferred as deferred:
+                _defer(rt, lease, deferred)
+                return
+            if done:
+                leasing.drop_queued(rt, job_uuid)
                 log.info("job_completed")
                 upgrade.after_job(rt, job_uuid)
-    except JobDeferred as deferred:
-        _defer(rt, job_uuid, deferred)
+    except LeaseLost as lost:
+        _lost(lost)
 
 
 def declare_actors(broker: dramatiq.Broker) -> None:

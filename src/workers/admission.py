@@ -19,6 +19,7 @@ import psycopg
 import structlog
 
 from workers import messages
+from workers.leasing import hold_queued
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -64,7 +65,7 @@ def admit(rt: Runtime, owner_id: int) -> int:
     """Top the user up to `user_active_jobs` admitted jobs and send their messages; return how many."""
     with rt.pool.connection() as conn, conn.transaction():
         admitted = admit_in(conn, owner_id, rt.settings.user_active_jobs)
-    send(admitted)
+    send(rt, admitted)
     return len(admitted)
 
 
@@ -80,7 +81,9 @@ def admit_everyone(rt: Runtime) -> int:
     return sum(admit(rt, owner) for owner in owners)
 
 
-def send(job_ids: list[UUID]) -> None:
+def send(rt: Runtime, job_ids: list[UUID]) -> None:
+    if rt.settings.broker_url is None:
+        hold_queued(rt, job_ids)  # in-process: the messages live in this process, their leases with it
     for job_id in job_ids:
         messages.actor(messages.PARSE_DOCUMENT).send(str(job_id))
     if job_ids:

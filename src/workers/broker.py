@@ -20,6 +20,7 @@ from ingest.config import Settings
 from ingest.errors import ServiceUnavailable, UnreadableDocument, UnsupportedType, VendorError
 from workers.middleware.context import RuntimeMiddleware
 from workers.middleware.failures import JobFailures
+from workers.middleware.heartbeat import Heartbeat
 from workers.middleware.lifecycle import JobLifecycle
 from workers.middleware.metrics import WorkerMetrics
 from workers.middleware.preload import Preload
@@ -44,12 +45,12 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         JobFailures(),
         # Dramatiq's default is 20 retries over about a week; a document should fail visibly sooner.
         Retries(max_retries=settings.job_max_retries, min_backoff=1_000, max_backoff=60_000),
+        # Before RuntimeMiddleware: at shutdown these threads stop before it closes the Runtime they use.
+        Heartbeat(interval_s=settings.lease_heartbeat_s),
+        Sweeper(interval_s=settings.sweep_interval_s, idle_s=settings.requeue_after_s),
         RuntimeMiddleware(),
         Preload(settings),
     ]
-    if settings.broker_url:
-        # Worker processes sweep for jobs whose message was lost; in-process workers sweep when they start.
-        middleware.append(Sweeper(interval_s=settings.sweep_interval_s, idle_s=settings.requeue_after_s))
     if settings.redis_url:
         from dramatiq.brokers.redis import RedisBroker
 

@@ -10,9 +10,9 @@ import structlog
 from dramatiq.brokers.stub import StubBroker
 
 from ingest import tokens
+from workers import leasing
 from workers.indexing import build_drained
 from workers.middleware.context import runtime_middleware
-from workers.middleware.sweeper import requeue_unfinished
 from workers.process import start_broker
 from workers.runtime import Runtime
 
@@ -29,16 +29,17 @@ def serving(runtime: Runtime, *, threads: int) -> Iterator[bool]:
         yield False
         return
     tokens.encoding()  # the vocabulary loads once, before the first job waits for it
+    # The worker's boot starts the lease heartbeat and the sweeper (workers.middleware): the
+    # first sweep re-sends at once what an earlier process on this database left (its leases name a
+    # process that is gone), and later sweeps what a process dying meanwhile leaves.
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     try:
-        # Jobs left by an earlier process that stopped before finishing them; a job another live process
-        # is moving has been touched more recently than this.
-        requeue_unfinished(runtime, idle_s=30)
         yield True
     finally:
         _build_drained_indexes(runtime)
         worker.stop()
+        leasing.abandon(runtime)  # messages still in this process's memory: a sweep anywhere re-sends them
         runtime_middleware(broker).attach(None)
 
 

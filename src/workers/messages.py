@@ -7,8 +7,12 @@ builds) sit below that.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import dramatiq
 import dramatiq.broker
+
+from ingest.leases import EMBED_PREFIX
 
 PARSE_DOCUMENT = "parse_document"
 EMBED_CHUNKS = "embed_chunks"
@@ -28,3 +32,12 @@ def started_broker() -> dramatiq.Broker:
 
 def actor(name: str) -> dramatiq.Actor:
     return started_broker().get_actor(name)
+
+
+def message_for(unit: str, job_id: UUID) -> tuple[str, tuple[object, ...]]:
+    """The actor and arguments that do `unit` of the job again. A parse (or a lost in-process message)
+    is `parse_document`, which resumes the job where it stopped; a batch is its own `embed_chunks`."""
+    if unit.startswith(EMBED_PREFIX):
+        first, _, last = unit.removeprefix(EMBED_PREFIX).partition("-")
+        return EMBED_CHUNKS, (str(job_id), int(first), int(last))
+    return PARSE_DOCUMENT, (str(job_id),)

@@ -24,6 +24,7 @@ from ingest.chunking import chunk_document
 from ingest.db.pool import autocommit
 from ingest.errors import ServiceUnavailable, UnreadableDocument
 from ingest.formats.pages import count_pages
+from ingest.leases import PARSE, Lease, embed_unit
 from ingest.parsed import Submission
 from ingest.store import chunks, documents, jobs, reuse, upgrades, vectors
 from ingest.store.vectors import Space
@@ -31,7 +32,7 @@ from router.decide import Choice, Decision
 from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
-from workers import billing, indexing
+from workers import billing, indexing, leasing
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.runtime import Runtime
 from workers.states import finish_if_done
@@ -78,8 +79,10 @@ def _metered(
     stage: str,
     document_id: UUID | None,
     job_id: UUID | None,
+    holder: str | None = None,
 ) -> tuple[Client, Reservation]:
-    """Route one billable call and hold its estimate before anyone is called.
+    """Route one billable call and hold its estimate before anyone is called (under the job lease
+    `holder`, when the call is a stage's).
 
     A real call reserves against today's budget, a mock call records its shadow cost. When the budget
     cannot take the estimate, hybrid falls back to mock and real defers the job to the next budget day.
@@ -93,6 +96,7 @@ def _metered(
         estimate=estimate,
         document_id=document_id,
         job_id=job_id,
+        holder=holder,
     )
     routed = route()
     if routed.decision.choice is Choice.DEFER and not meter.budget_ok(service):
@@ -163,12 +167,21 @@ def _parse_call(
     )
 
 
-def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
-    """Parse and chunk the document; return the embedding batches still to run."""
+def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[Batch]:
+    """Parse and chunk the document under `lease` (taken here when not given; nothing is done while
+    another live worker holds the parse); return the embedding batches still to run.
+
+    Its writes that matter (the chunks, the completion) are fenced by the lease, and so is the paid call:
+    a worker whose lease lapsed and moved on raises LeaseLost instead."""
+    if lease is None:
+        with leasing.holding(rt, job_id, PARSE) as taken:
+            return [] if taken is None else parse_stage(rt, job_id, taken)
     # The claim is a transaction of its own; what follows are reads and one-statement writes, each
     # committed on its own (no BEGIN and COMMIT round trips around them).
     with autocommit(rt.pool) as conn:
-        job = jobs.claim(conn, job_id, "parse", lease_s=rt.settings.job_time_limit_s)
+        with conn.transaction():
+            leasing.fence(conn, lease)
+            job = jobs.claim(conn, job_id, "parse", by=lease.owner)
         if job is None:
             return []
         doc = documents.get(conn, job.document_id)
@@ -180,6 +193,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
             jobs.set_stage(conn, job.id, "embed")
             if not missing:
                 with conn.transaction():
+                    leasing.fence(conn, lease)
                     finish_if_done(conn, job.id)
             return batches(missing, rt.settings.embed_batch_chunks)
         recorded = jobs.vendor_submission(conn, job.id)  # a vendor job an earlier delivery made
@@ -188,6 +202,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
     meter: Meter = rt.router.meter
     data = rt.blobs.get_bytes(doc.sha256)
     estimate = meter.parse_estimate(count_pages(data, filename=doc.filename, media_type=doc.media_type))
+    leasing.check(rt, lease)  # a worker that woke after its lease moved on does not pay for a parse
     parser, held = _metered(
         rt,
         "llamaparse",
@@ -197,6 +212,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
         stage="parse",
         document_id=doc.id,
         job_id=job_id,
+        holder=lease.token,
     )
     call = _parse_call(rt, parser, doc, job_id, data, recorded)
     try:
@@ -222,6 +238,7 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
     if not pieces:
         raise UnreadableDocument("no text could be extracted from the document")
     with rt.pool.connection() as conn, conn.transaction():
+        leasing.fence(conn, lease)
         if not jobs.is_running(conn, job_id):  # holds the document: a delete waits, or went first
             return []
         chunks.replace(conn, doc.id, pieces)
@@ -259,12 +276,17 @@ def _same_space(a: Embedder | None, b: Embedder) -> bool:
     return a is not None and (a.model, a.dimensions) == (b.model, b.dimensions)
 
 
-def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
-    """Embed and store the chunks of one batch; return True when this batch completed the job.
+def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease | None = None) -> bool:
+    """Embed and store the chunks of one batch under `lease` (taken here when not given; nothing is done
+    while another live worker holds the batch); return True when this batch completed the job.
 
     Texts the space's cache holds are not sent: only the misses are reserved, embedded and charged
-    (each distinct text once), and the reuse is recorded as a saving with the vectors.
+    (each distinct text once), and the reuse is recorded as a saving with the vectors. The paid call and
+    the transaction that stores the vectors (and completes the job) are fenced by the lease.
     """
+    if lease is None:
+        with leasing.holding(rt, job_id, embed_unit(first, last)) as taken:
+            return taken is not None and embed_stage(rt, job_id, first, last, taken)
     with autocommit(rt.pool) as conn:  # reads only
         job = jobs.get(conn, job_id)
         if job is None or job.status != "running":
@@ -272,6 +294,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
         pending = chunks.pending_in_range(conn, job.document_id, first, last)
     if not pending:
         with rt.pool.connection() as conn, conn.transaction():
+            leasing.fence(conn, lease)
             return finish_if_done(conn, job_id)
     meter: Meter = rt.router.meter
     key = f"{job.document_id}:embed:{first}-{last}"
@@ -280,6 +303,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
     misses = _misses(pending, hits)
     result = None
     if misses:
+        leasing.check(rt, lease)  # a worker that woke after its lease moved on does not pay for the batch
         client, held = _metered(
             rt,
             "openai",
@@ -289,6 +313,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
             stage="embed",
             document_id=job.document_id,
             job_id=job_id,
+            holder=lease.token,
         )
         if not _same_space(embedder, client):  # the budget sent the call to another space: look there
             embedder = client
@@ -320,6 +345,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
             )
     space = indexing.before_write(rt, space)  # a large backlog loads without index maintenance
     with rt.pool.connection() as conn, conn.transaction():
+        leasing.fence(conn, lease)  # another worker took the batch over: this one stores nothing
         if not jobs.is_running(conn, job_id):
             # The job failed (its chunks deleted) or went while this batch embedded: nothing to store.
             return False

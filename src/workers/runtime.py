@@ -15,6 +15,7 @@ from ingest.blobs import BlobStore, build_blob_store
 from ingest.config import Settings
 from ingest.db import embedded, migrate
 from ingest.db.pool import open_pool
+from ingest.leases import HeldLeases
 from ingest.store.vectors import Space
 from router.factory import ServiceRouter
 
@@ -32,6 +33,8 @@ class Runtime:
     spaces: dict[tuple[str, int], Space] = field(default_factory=dict, repr=False)
     # A space's estimated vector count and when it was read (monotonic seconds): search's plan choice.
     space_rows: dict[int, tuple[int | None, float]] = field(default_factory=dict, repr=False)
+    # The job leases this process holds now (its owner id, for its heartbeat to renew).
+    leases: HeldLeases = field(default_factory=HeldLeases, repr=False)
     # The embedded server, held while the Runtime is open: the last process to let go stops it.
     held: ExitStack = field(default_factory=ExitStack, repr=False)
 

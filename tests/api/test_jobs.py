@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+from uuid import UUID
 
 from fastapi.testclient import TestClient
 
+from ingest.leases import embed_unit, new_owner
+from ingest.store import leases
 from tests.api.conftest import new_key, runtime_of, text_document, upload, wait_for_job
 from workers.states import fail_job
 
@@ -139,3 +142,19 @@ def test_a_failed_job_is_retried_by_its_owner_only(client: TestClient, ada: dict
     assert done["status"] == "completed"
     hits = client.post("/v1/search", json={"query": "fjords", "top_k": 3}, headers=ada).json()["results"]
     assert hits and hits[0]["document_id"] == sent["document_id"]
+
+
+def test_a_running_job_shows_who_holds_it_and_when_it_last_reported(
+    client: TestClient, ada: dict[str, str], bob: dict[str, str]
+) -> None:
+    sent = upload(client, ada, text_document("lanterns")).json()
+    done = wait_for_job(client, ada, sent["job_id"])
+    assert done["leases"] == []  # nothing at work on a finished job
+    rt = runtime_of(client)
+    worker = new_owner("worker-7", 4121)
+    with rt.pool.connection() as conn:  # a worker process holding one embedding batch of the job
+        leases.put_over(conn, UUID(sent["job_id"]), embed_unit(0, 255), worker, 20)
+    shown = client.get(f"/v1/jobs/{sent['job_id']}", headers=ada).json()["leases"]
+    assert [(lease["unit"], lease["worker"]) for lease in shown] == [("embed:0-255", worker)]
+    assert shown[0]["last_heartbeat_at"] < shown[0]["expires_at"]
+    assert client.get(f"/v1/jobs/{sent['job_id']}", headers=bob).status_code == 404

@@ -18,10 +18,11 @@ from costs import report as costs_report
 from costs.estimate import embed_tokens
 from costs.money import ZERO
 from ingest.config import Settings
+from ingest.leases import embed_unit
 from ingest.services.submit import Submitted
 from ingest.store import chunks, documents, jobs
 from router.decide import Mode
-from workers import actors, messages
+from workers import actors, leasing, messages
 from workers.pipeline import JobDeferred, embed_stage, parse_stage
 
 
@@ -64,7 +65,9 @@ def test_real_mode_defers_to_the_next_budget_day_and_completes_after_rollover(
         # The actor's handling of the deferral: job deferred, message re-sent for the next budget day.
         sent: list[dict] = []
         monkeypatch.setattr(messages.actor(messages.PARSE_DOCUMENT), "send_with_options", lambda **kw: sent.append(kw))
-        actors._defer(rt, sub.job_id, deferred.value)
+        with leasing.holding(rt, sub.job_id, embed_unit(pending[1].first, pending[1].last)) as lease:
+            assert lease is not None
+            actors._defer(rt, lease, deferred.value)
         assert sent == [{"args": (str(sub.job_id),), "delay": deferred.value.delay_s * 1000}]
         with rt.pool.connection() as conn:
             job = jobs.get(conn, sub.job_id)

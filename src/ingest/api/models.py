@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from costs.money import fmt_usd
 from costs.report import Amounts
+from ingest.leases import LeaseState
 from ingest.search_mode import SearchMode
 from ingest.store.documents import Document
 from ingest.store.jobs import Job
@@ -120,6 +121,29 @@ class DocumentList(_Out):
 # --- jobs -----------------------------------------------------------------------------------------
 
 
+class LeaseOut(_Out):
+    unit: str = Field(
+        description="What is held: `parse`, `embed:<first>-<last>` (a batch of chunks), `queued`."
+    )
+    worker: str | None = Field(
+        description="The worker process holding it (`host:pid:token`); null when its lease lapsed and the"
+        " work was sent again, not yet taken."
+    )
+    last_heartbeat_at: datetime = Field(description="When that worker last reported.")
+    expires_at: datetime = Field(
+        description="When the lease lapses unless renewed; then the work is sent again."
+    )
+
+    @classmethod
+    def of(cls, lease: LeaseState) -> LeaseOut:
+        return cls(
+            unit=lease.unit,
+            worker=lease.owner,
+            last_heartbeat_at=lease.renewed_at,
+            expires_at=lease.expires_at,
+        )
+
+
 class JobOut(_Out):
     id: UUID
     document_id: UUID
@@ -134,9 +158,13 @@ class JobOut(_Out):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    leases: list[LeaseOut] = Field(
+        default_factory=list,
+        description="Who works on the job now, while it runs: one lease per unit at work.",
+    )
 
     @classmethod
-    def of(cls, job: Job, *, cost: Amounts) -> JobOut:
+    def of(cls, job: Job, *, cost: Amounts, leases: list[LeaseState] | None = None) -> JobOut:
         return cls(
             id=job.id,
             document_id=job.document_id,
@@ -151,6 +179,7 @@ class JobOut(_Out):
             created_at=job.created_at,
             updated_at=job.updated_at,
             finished_at=job.finished_at,
+            leases=[LeaseOut.of(lease) for lease in leases or []],
         )
 
 

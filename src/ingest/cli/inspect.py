@@ -15,9 +15,10 @@ from rich import box
 from rich.table import Table
 
 from ingest.cli.common import UserOption, cli_user, err, fail, handle_errors, out, runtime, short_id
+from ingest.leases import LeaseState
 from ingest.services.health import check_all
 from ingest.services.submit import retry_job
-from ingest.store import documents, jobs, upgrades
+from ingest.store import documents, jobs, leases, upgrades
 from workers.runtime import Runtime
 
 RETRY_POLL_S = 0.2
@@ -56,7 +57,25 @@ def _waiting(conn: psycopg.Connection, found: list[jobs.Job], *, whole: bool) ->
     return upgrades.count_for(conn, found[0].document_id) if found else 0
 
 
-def _job_row(job: jobs.Job, filename: str) -> dict[str, object]:
+def _lease_row(lease: LeaseState) -> dict[str, object]:
+    return {
+        "unit": lease.unit,
+        "worker": lease.owner,  # None: its holder's lease lapsed and a sweep re-sent it, not taken yet
+        "generation": lease.generation,
+        "last_heartbeat_at": lease.renewed_at.isoformat(),
+        "expires_at": lease.expires_at.isoformat(),
+    }
+
+
+def _held_by(held: list[dict[str, object]]) -> list[str]:
+    """Who works on the job now, and when each last reported: 'parse: host:pid:token, last report 12:00:01'."""
+    return [
+        f"{lease['unit']}: {lease['worker'] or 're-sent'}, last report {str(lease['last_heartbeat_at'])[11:19]}"
+        for lease in held
+    ]
+
+
+def _job_row(job: jobs.Job, filename: str, held: list[LeaseState]) -> dict[str, object]:
     return {
         "id": str(job.id),
         "document_id": str(job.document_id),
@@ -67,6 +86,7 @@ def _job_row(job: jobs.Job, filename: str) -> dict[str, object]:
         "attempts": job.attempts,
         "error": job.error,
         "deferred_until": job.deferred_until.isoformat() if job.deferred_until else None,
+        "leases": [_lease_row(lease) for lease in held],
     }
 
 
@@ -107,7 +127,8 @@ def status(
             if mine is not None:  # the failed jobs of every user are listed: keep the CLI user's
                 found = [j for j in found if (d := names[j.document_id]) is not None and d.owner_id == mine]
             waiting = _waiting(conn, found, whole=job_or_doc_id is None)
-    rows = [_job_row(j, d.filename if (d := names[j.document_id]) else "") for j in found]
+            held = leases.of_jobs(conn, [j.id for j in found])
+    rows = [_job_row(j, d.filename if (d := names[j.document_id]) else "", held[j.id]) for j in found]
     if as_json:
         one = None if job_or_doc_id is None else {**rows[0], "chunks_waiting_for_upgrade": waiting}
         out.print_json(json.dumps(rows if one is None else one))
@@ -134,6 +155,9 @@ def status(
             str(row["error"] or ""),
         )
     out.print(table)
+    for row, job in zip(rows, found, strict=True):  # running jobs: who works on them, and when last heard of
+        for line in _held_by(row["leases"]):  # type: ignore[arg-type]
+            out.print(f"{short_id(job.id)} held by {line}", markup=False)
     if failed:
         out.print(f"{len(rows)} failed jobs; run one again with `ingest retry JOB_ID`", markup=False)
     out.print(f"chunks waiting for upgrade to the real embedder: {waiting}")

@@ -34,6 +34,10 @@ def worker(
         # Every process writes its metrics here and one serves their sum (workers.middleware.metrics). Set before
         # any process imports prometheus_client; a fresh folder, so no earlier run's counters are added.
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ingest-worker-metrics-")
+    # Each process takes from the broker only as many messages as it has threads: every message it holds
+    # is then one at work, under a lease (workers.leasing) that a sweep re-sends within seconds should the
+    # process die or freeze; a message merely waiting in a dead process would wait for the broker instead.
+    env.setdefault("dramatiq_queue_prefetch", str(threads))
     # One Dramatiq command per process (signals, graceful shutdown, our logging), each restarted if it dies.
     configure_logging(settings, interactive=sys.stderr.isatty())
     commands = worker_commands(processes, threads, env, serve_metrics=settings.worker_metrics_port is not None)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -108,49 +106,20 @@ def latest(conn: psycopg.Connection, *, owner_id: int | None = None, limit: int 
     )
 
 
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _holder_alive(claimed_by: str | None) -> bool:
-    """False when the holder is a process on this host that no longer exists."""
-    if not claimed_by:
-        return False
-    host, _, pid = claimed_by.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's process: only the lease can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim(conn: psycopg.Connection, job_id: UUID, stage: str, *, lease_s: int) -> Job | None:
-    """Take the job for `stage` and count the attempt.
-
-    None when it is final, or running under another live worker whose lease (`lease_s` since its last
-    update) has not run out: a duplicate message must not run a paid stage twice at once.
-    """
+def claim(conn: psycopg.Connection, job_id: UUID, stage: str, *, by: str) -> Job | None:
+    """Take the job for `stage` and count the attempt (the caller holds the stage's lease, so no other
+    worker runs it now); None when it is final."""
     with conn.transaction():
         current = lock(conn, job_id)
         if current is None or current.final:
             return None
-        if current.status == "running" and current.claimed_by != worker_identity():
-            fresh = scalar(conn.execute(
-                "SELECT updated_at > now() - make_interval(secs => %s) FROM jobs WHERE id = %s", (lease_s, job_id)
-            ))
-            if fresh and _holder_alive(current.claimed_by):
-                return None
         return (
             _cur(conn)
             .execute(
                 f"UPDATE jobs SET status = 'running', stage = %s, attempts = attempts + 1, error = NULL,"
                 f" claimed_by = %s, started_at = coalesce(started_at, now()), updated_at = now()"
                 f" WHERE id = %s RETURNING {COLUMNS}",
-                (stage, worker_identity(), job_id),
+                (stage, by, job_id),
             )
             .fetchone()
         )

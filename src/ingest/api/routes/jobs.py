@@ -18,7 +18,7 @@ from ingest.api.routes.costs import job_cost
 from ingest.api.state import runtime
 from ingest.errors import NotFound
 from ingest.services import submit
-from ingest.store import jobs
+from ingest.store import jobs, leases
 from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -28,7 +28,9 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 def _job(rt: Runtime, job_id: UUID, owner_id: int) -> JobOut | None:
     with rt.pool.connection() as conn:
         job = jobs.get(conn, job_id, owner_id=owner_id)
-        return JobOut.of(job, cost=job_cost(rt, conn, job.id)) if job is not None else None
+        if job is None:
+            return None
+        return JobOut.of(job, cost=job_cost(rt, conn, job.id), leases=leases.of_job(conn, job.id))
 
 
 @router.get(

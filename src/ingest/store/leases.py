@@ -1,0 +1,171 @@
+"""Job leases in SQL (table `job_leases`): take, renew, fence, give back, re-send. Callers own transactions;
+the decisions (lapsed? may this process take it?) are the pure functions of `ingest.leases`, fed with
+the database's clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+from ingest.db.rows import scalar
+from ingest.leases import Lease, LeaseState
+
+COLUMNS = "job_id, unit, owner, generation, renewed_at, expires_at"
+
+
+def _cur(conn: psycopg.Connection) -> psycopg.Cursor[LeaseState]:
+    return conn.cursor(row_factory=class_row(LeaseState))
+
+
+def db_now(conn: psycopg.Connection) -> datetime:
+    """The database's clock: every expiry is written with it, so every decision reads it too."""
+    now: datetime = scalar(conn.execute("SELECT now()"))
+    return now
+
+
+def lock(conn: psycopg.Connection, job_id: UUID, unit: str) -> LeaseState | None:
+    """The unit's lease, locked until the transaction ends (takers of one unit take turns)."""
+    return (
+        _cur(conn)
+        .execute(
+            f"SELECT {COLUMNS} FROM job_leases WHERE job_id = %s AND unit = %s FOR UPDATE", (job_id, unit)
+        )
+        .fetchone()
+    )
+
+
+def put(
+    conn: psycopg.Connection, job_id: UUID, unit: str, owner: str, lease_s: float, *, seen: int | None
+) -> Lease | None:
+    """Take the unit for `owner` with the next generation, after `lock` showed generation `seen` (None:
+    no lease yet) and the decision was yes. None when a concurrent taker of a new unit inserted first."""
+    row = conn.execute(
+        "INSERT INTO job_leases (job_id, unit, owner, expires_at)"
+        " VALUES (%(job)s, %(unit)s, %(owner)s, now() + make_interval(secs => %(lease)s))"
+        " ON CONFLICT (job_id, unit) DO UPDATE SET owner = EXCLUDED.owner,"
+        "  generation = job_leases.generation + 1, taken_at = now(), renewed_at = now(),"
+        "  expires_at = EXCLUDED.expires_at"
+        "  WHERE job_leases.generation = %(seen)s"
+        " RETURNING generation",
+        {"job": job_id, "unit": unit, "owner": owner, "lease": lease_s, "seen": seen},
+    ).fetchone()
+    return Lease(job_id, unit, owner, row[0]) if row is not None else None
+
+
+def put_over(conn: psycopg.Connection, job_id: UUID, unit: str, owner: str, lease_s: float) -> Lease:
+    """Take the unit for `owner` whoever held it (a message this process has just sent holds its job)."""
+    generation = scalar(
+        conn.execute(
+            "INSERT INTO job_leases (job_id, unit, owner, expires_at)"
+            " VALUES (%(job)s, %(unit)s, %(owner)s, now() + make_interval(secs => %(lease)s))"
+            " ON CONFLICT (job_id, unit) DO UPDATE SET owner = EXCLUDED.owner,"
+            "  generation = job_leases.generation + 1, taken_at = now(), renewed_at = now(),"
+            "  expires_at = EXCLUDED.expires_at"
+            " RETURNING generation",
+            {"job": job_id, "unit": unit, "owner": owner, "lease": lease_s},
+        )
+    )
+    return Lease(job_id, unit, owner, generation)
+
+
+def holds(conn: psycopg.Connection, lease: Lease) -> bool:
+    """Whether `lease` is still the unit's current one. The row stays share-locked until the transaction
+    ends, so no one takes the unit over between this check and the writes it guards."""
+    row = conn.execute(
+        "SELECT 1 FROM job_leases WHERE job_id = %s AND unit = %s AND owner = %s AND generation = %s"
+        " FOR SHARE",
+        (lease.job_id, lease.unit, lease.owner, lease.generation),
+    ).fetchone()
+    return row is not None
+
+
+def renew(conn: psycopg.Connection, owner: str, held: list[Lease], lease_s: float) -> int:
+    """Push back the expiry of every lease in `held` that is still the owner's (one statement); return
+    how many were."""
+    if not held:
+        return 0
+    cur = conn.execute(
+        "UPDATE job_leases l SET expires_at = now() + make_interval(secs => %(lease)s), renewed_at = now()"
+        " FROM unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[]) AS h(job_id, unit, generation)"
+        " WHERE l.job_id = h.job_id AND l.unit = h.unit AND l.generation = h.generation"
+        " AND l.owner = %(owner)s",
+        {
+            "lease": lease_s,
+            "owner": owner,
+            "jobs": [lease.job_id for lease in held],
+            "units": [lease.unit for lease in held],
+            "gens": [lease.generation for lease in held],
+        },
+    )
+    return cur.rowcount
+
+
+def release(conn: psycopg.Connection, lease: Lease) -> None:
+    """The unit is done (or given up to Dramatiq's retries): the lease goes, if it is still this one."""
+    conn.execute(
+        "DELETE FROM job_leases WHERE job_id = %s AND unit = %s AND owner = %s AND generation = %s",
+        (lease.job_id, lease.unit, lease.owner, lease.generation),
+    )
+
+
+def drop(conn: psycopg.Connection, job_id: UUID, unit: str) -> None:
+    """Forget the unit's lease whoever holds it (a message taken up: it no longer waits anywhere)."""
+    conn.execute("DELETE FROM job_leases WHERE job_id = %s AND unit = %s", (job_id, unit))
+
+
+def expire(conn: psycopg.Connection, owner: str) -> int:
+    """The owner stops: its leases lapse now, for the next sweep, on any host, to re-send at once."""
+    return conn.execute(
+        "UPDATE job_leases SET expires_at = now() WHERE owner = %s AND expires_at > now()", (owner,)
+    ).rowcount
+
+
+def sweepable(conn: psycopg.Connection) -> list[LeaseState]:
+    """Every lease, locked for the sweep; one a taker has locked is skipped (it is being taken)."""
+    return _cur(conn).execute(f"SELECT {COLUMNS} FROM job_leases FOR UPDATE SKIP LOCKED").fetchall()
+
+
+def mark_resent(conn: psycopg.Connection, leases: list[LeaseState], lease_s: float) -> list[LeaseState]:
+    """A sweep re-sends these: no owner, the next generation (its old holder is fenced from now on), and
+    one lease period for a worker to take the message before it counts as lost again."""
+    if not leases:
+        return []
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE job_leases l SET owner = NULL, generation = l.generation + 1,"
+            f" expires_at = now() + make_interval(secs => %(lease)s)"
+            f" FROM unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[])"
+            f" AS s(job_id, unit, generation)"
+            f" WHERE l.job_id = s.job_id AND l.unit = s.unit AND l.generation = s.generation"
+            f" RETURNING {', '.join('l.' + c.strip() for c in COLUMNS.split(','))}",
+            {
+                "lease": lease_s,
+                "jobs": [lease.job_id for lease in leases],
+                "units": [lease.unit for lease in leases],
+                "gens": [lease.generation for lease in leases],
+            },
+        )
+        .fetchall()
+    )
+
+
+def of_job(conn: psycopg.Connection, job_id: UUID) -> list[LeaseState]:
+    return (
+        _cur(conn)
+        .execute(f"SELECT {COLUMNS} FROM job_leases WHERE job_id = %s ORDER BY unit", (job_id,))
+        .fetchall()
+    )
+
+
+def of_jobs(conn: psycopg.Connection, job_ids: list[UUID]) -> dict[UUID, list[LeaseState]]:
+    found: dict[UUID, list[LeaseState]] = {job_id: [] for job_id in job_ids}
+    rows = _cur(conn).execute(
+        f"SELECT {COLUMNS} FROM job_leases WHERE job_id = ANY(%s) ORDER BY job_id, unit", (job_ids,)
+    )
+    for lease in rows:
+        found[lease.job_id].append(lease)
+    return found

@@ -1,0 +1,144 @@
+"""Job leases, the worker's side: take a unit of a job before working on it, fence every write with it,
+give it back after, and renew what this process holds (from the heartbeat, workers.middleware.heartbeat).
+
+A worker that froze (a long pause, a partition) while its lease lapsed finds, at its next fenced write,
+that the unit has a newer generation: `LeaseLost`, and it stops that job without writing. A worker that
+died leaves a lease that lapses (at once, for a process of this host that is gone), and the sweep
+(workers.middleware.sweeper) re-sends the unit. The decisions are the pure functions of `ingest.leases`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import UUID
+
+import psycopg
+import structlog
+from psycopg_pool import PoolTimeout
+
+from ingest.db.pool import autocommit
+from ingest.leases import PARSE, QUEUED, Lease, dead_owners, may_take, pid_alive
+from ingest.store import leases as store
+from workers.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseLost(Exception):
+    """The unit was taken over (this worker's lease lapsed): this holder must write nothing more."""
+
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(
+            f"lease on {lease.unit} of job {lease.job_id} (generation {lease.generation}) was lost"
+        )
+        self.lease = lease
+
+
+def take(rt: Runtime, job_id: UUID, unit: str) -> Lease | None:
+    """Take `unit` of the job for this process; None when another live worker holds it (a duplicate
+    message, or the same one redelivered while its first delivery is still at work)."""
+    owner = rt.leases.owner
+    with rt.pool.connection() as conn, conn.transaction():
+        current = store.lock(conn, job_id, unit)
+        if unit == PARSE:
+            store.drop(conn, job_id, QUEUED)  # the job's message was taken up: it waits nowhere now
+        dead = dead_owners(
+            [current.owner] if current and current.owner else [], host=socket.gethostname(), alive=pid_alive
+        )
+        mine_now = rt.leases.holds(job_id, unit)
+        if not may_take(current, me=owner, mine_now=mine_now, now=store.db_now(conn), dead=dead):
+            return None
+        lease = store.put(
+            conn, job_id, unit, owner, rt.settings.lease_s, seen=current.generation if current else None
+        )
+    if lease is None:
+        return None  # a concurrent first taker won
+    if unit == PARSE:
+        rt.leases.discard(job_id, QUEUED)
+    rt.leases.add(lease)
+    return lease
+
+
+def release(rt: Runtime, lease: Lease) -> None:
+    """The unit is done, or handed to Dramatiq's retries: stop renewing it and delete it. Should the
+    database be away, it lapses by itself and a sweep re-sends the unit (harmless: stages are idempotent)."""
+    rt.leases.discard(lease.job_id, lease.unit)
+    try:
+        with autocommit(rt.pool) as conn:
+            store.release(conn, lease)
+    except (psycopg.Error, PoolTimeout) as exc:
+        log.warning("lease_not_released", unit=lease.unit, error=" ".join(str(exc).split())[:200])
+
+
+@contextmanager
+def holding(rt: Runtime, job_id: UUID, unit: str) -> Iterator[Lease | None]:
+    """Hold `unit` for the block (None: another live worker holds it; do nothing)."""
+    lease = take(rt, job_id, unit)
+    try:
+        yield lease
+    finally:
+        if lease is not None:
+            release(rt, lease)
+
+
+def fence(conn: psycopg.Connection, lease: Lease) -> None:
+    """Raise LeaseLost unless `lease` is still current. Call in the transaction of the writes it guards:
+    the lease row stays locked until commit, so the check and the writes are one step."""
+    if not store.holds(conn, lease):
+        raise LeaseLost(lease)
+
+
+def check(rt: Runtime, lease: Lease) -> None:
+    """Fence a step that is not a database write (a paid vendor call): a holder whose lease moved on
+    neither pays nor writes."""
+    with autocommit(rt.pool) as conn:
+        fence(conn, lease)
+
+
+def hold_queued(rt: Runtime, job_ids: list[UUID]) -> None:
+    """In-process broker: the messages of `job_ids` live in this process's memory now. Their leases
+    lapse with this process, so the next process on the database re-sends them at once."""
+    if not job_ids:
+        return
+    with rt.pool.connection() as conn, conn.transaction():
+        held = [
+            store.put_over(conn, job_id, QUEUED, rt.leases.owner, rt.settings.lease_s) for job_id in job_ids
+        ]
+    for lease in held:
+        rt.leases.add(lease)
+
+
+def drop_queued(rt: Runtime, job_id: UUID) -> None:
+    """The job is done: no message of it waits in this process any more."""
+    rt.leases.discard(job_id, QUEUED)
+    try:
+        with autocommit(rt.pool) as conn:
+            store.drop(conn, job_id, QUEUED)
+    except (psycopg.Error, PoolTimeout) as exc:  # it lapses with the process; its re-send finds the job done
+        log.warning("lease_not_released", unit=QUEUED, error=" ".join(str(exc).split())[:200])
+
+
+def abandon(rt: Runtime) -> None:
+    """This process stops: whatever it still holds lapses now (a sweep on any host re-sends it)."""
+    try:
+        with autocommit(rt.pool) as conn:
+            expired = store.expire(conn, rt.leases.owner)
+    except (psycopg.Error, PoolTimeout) as exc:
+        log.warning("leases_not_abandoned", error=" ".join(str(exc).split())[:200])
+        return
+    if expired:
+        log.info("leases_abandoned", count=expired)
+
+
+def renew(rt: Runtime) -> int:
+    """One heartbeat: renew every lease this process holds, in one statement."""
+    held = rt.leases.snapshot()
+    if not held:
+        return 0
+    with autocommit(rt.pool) as conn:
+        renewed = store.renew(conn, rt.leases.owner, held, rt.settings.lease_s)
+    if renewed < len(held):
+        log.warning("leases_lost", held=len(held), renewed=renewed)
+    return renewed
