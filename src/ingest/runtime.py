@@ -45,7 +45,7 @@ class Runtime:
         conninfo = resolve_database_url(settings)
         if migrate_schema:
             migrate.apply(conninfo)
-        pool = open_pool(conninfo, max_size=settings.db_pool_max)
+        pool = open_pool(conninfo, max_size=settings.db_pool_max, timeout=settings.db_wait_s)
         router = ServiceRouter(settings, pool)
         return cls(settings, conninfo, pool, build_blob_store(settings), router)
 

@@ -19,6 +19,7 @@ from dramatiq.middleware import (
 
 from ingest.config import Settings
 from ingest.errors import ServiceUnavailable, UnreadableDocument, UnsupportedType, VendorError
+from workers.callback_workers import CallbackWorkers
 from workers.context import RuntimeMiddleware
 from workers.failures import JobFailures
 from workers.lifecycle import JobLifecycle
@@ -44,6 +45,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         JobFailures(),
         # Dramatiq's default is 20 retries over about a week; a document should fail visibly sooner.
         Retries(max_retries=settings.job_max_retries, min_backoff=1_000, max_backoff=60_000),
+        # Before RuntimeMiddleware: the callbacks worker stops before the runtime it uses is closed.
+        CallbackWorkers(threads=settings.callback_worker_threads),
         RuntimeMiddleware(),
     ]
     if settings.broker_url:

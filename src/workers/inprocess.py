@@ -11,6 +11,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from ingest import tokens
 from ingest.runtime import Runtime
+from workers.callback_workers import INGEST_QUEUE
 from workers.context import runtime_middleware
 
 log = structlog.get_logger(__name__)
@@ -33,7 +34,8 @@ def serving(runtime: Runtime, *, threads: int) -> Iterator[bool]:
         yield False
         return
     tokens.encoding()  # the vocabulary loads once, before the first job waits for it
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    # The ingestion queue only: callbacks get their own threads (workers.callback_workers).
+    worker = dramatiq.Worker(broker, queues={INGEST_QUEUE}, worker_threads=threads, worker_timeout=100)
     worker.start()
     try:
         from workers.sweeper import requeue_unfinished

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 import ingest
 from ingest.api import errors, openapi
+from ingest.api.bodylimit import BodyLimit
 from ingest.api.metrics import Metrics, MetricsMiddleware
 from ingest.api.ratelimit import build_limiter
 from ingest.api.routes import costs, documents, health, jobs, router_modes, search, webhooks
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (documents, jobs, search, costs, router_modes, webhooks, health):
         app.include_router(module.router)

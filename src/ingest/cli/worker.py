@@ -34,6 +34,9 @@ def worker(
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ingest-worker-metrics-")
     # Dramatiq's own CLI supervises the processes (signals, graceful shutdown), behind our logging setup.
     argv = [sys.executable, "-m", "workers", "workers.actors", "--processes", str(processes), "--threads", str(threads)]
+    # The threads above take the ingestion queue; each process delivers callbacks on threads of their own
+    # (INGEST_CALLBACK_WORKER_THREADS, workers.callback_workers), so a slow receiver delays no document.
+    argv += ["--queues", "ingest"]
     os.execve(sys.executable, argv, env)
 
 
