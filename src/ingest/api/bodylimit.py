@@ -2,8 +2,8 @@
 
 Without it, a request with no key and a 300 MB JSON body was read whole (FastAPI reads a JSON body before
 it resolves the key's dependency) before the 401. Each route has a limit: uploads their own (the file
-limit plus the form's overhead; they stream to disk), every other route a small one
-(INGEST_MAX_JSON_BODY_KB). A declared `Content-Length` over the limit is answered 413 at once, reading
+limit plus the form's overhead; they stream to disk), LlamaParse webhook events 64 KB, every other route
+a small one (INGEST_MAX_JSON_BODY_KB). A declared `Content-Length` over the limit is answered 413 at once, reading
 nothing; a body without one (chunked) is counted as it is received and refused the moment it passes the
 limit, so at most the limit and one received chunk are ever held.
 """
@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.api.routes.webhooks import MAX_EVENT_BYTES
 from ingest.api.uploads import FORM_OVERHEAD_BYTES
 from ingest.config import Settings
 
 UPLOAD_ROUTE = ("POST", "/v1/documents")
+WEBHOOK_ROUTE = ("POST", "/v1/webhooks/llamaparse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +32,14 @@ class Cap:
 
 def body_cap(method: str, path: str, settings: Settings) -> Cap:
     """The most bytes of body the route at `method path` accepts."""
-    if (method, path.rstrip("/")) == UPLOAD_ROUTE:
+    route = (method, path.rstrip("/"))
+    if route == UPLOAD_ROUTE:
         return Cap(
             settings.max_upload_mb * 1024 * 1024 + FORM_OVERHEAD_BYTES,
             f"the upload is larger than the {settings.max_upload_mb} MB limit",
         )
-    return Cap(
-        settings.max_json_body_kb * 1024,
-        f"the request body is larger than this route's limit of {settings.max_json_body_kb} KB",
-    )
+    max_bytes = MAX_EVENT_BYTES if route == WEBHOOK_ROUTE else settings.max_json_body_kb * 1024
+    return Cap(max_bytes, f"the request body is larger than this route's limit of {max_bytes // 1024} KB")
 
 
 def declared_length(scope: Scope) -> int | None:
