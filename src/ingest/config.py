@@ -231,7 +231,8 @@ class Settings(BaseSettings):
     outbound_allow_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
         default_factory=list,
         description="Address ranges that callbacks and budget alerts may reach although they are not public"
-        " (loopback, private, link-local…), comma-separated CIDRs, e.g. 10.20.0.0/16,fd00::/8.",
+        " (loopback, private, link-local…), comma-separated CIDRs, e.g. 10.20.0.0/16,fd00::/8. Unset: public"
+        " addresses only.",
     )
     supabase_url: str | None = Field(
         default=None,

@@ -29,7 +29,9 @@ WAIT_S = 60
     "metadata",
     ['{"score": NaN}', '{"a": Infinity}', '{"a": [-Infinity]}', '{"big": 1e400}', '{"deep": {"x": -1e999}}'],
 )
-def test_non_finite_numbers_in_metadata_are_400(client: TestClient, ada: dict[str, str], metadata: str) -> None:
+def test_non_finite_numbers_in_metadata_are_400(
+    client: TestClient, ada: dict[str, str], metadata: str
+) -> None:
     answer = upload(client, ada, text_document("finite"), metadata=metadata)
     assert answer.status_code == 400
     assert "finite" in error_of(answer)["message"]
@@ -66,7 +68,9 @@ def test_a_500_keeps_the_connection_open_for_the_next_request(
 
     monkeypatch.setattr(documents, "list_for_owner", broken)
     port = int(live.url.rsplit(":", 1)[1])
-    request = f"GET /v1/documents HTTP/1.1\r\nHost: api\r\nAuthorization: {ada['Authorization']}\r\n\r\n".encode()
+    request = (
+        f"GET /v1/documents HTTP/1.1\r\nHost: api\r\nAuthorization: {ada['Authorization']}\r\n\r\n".encode()
+    )
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         answers = []
         for _ in range(2):  # both on the one keep-alive connection

@@ -120,7 +120,9 @@ def attempts(client: TestClient, document_id: str) -> list[tuple[int | None, str
     return [(a.status_code, a.error) for a in rows]
 
 
-def wait_for_attempts(client: TestClient, document_id: str, count: int) -> list[tuple[int | None, str | None]]:
+def wait_for_attempts(
+    client: TestClient, document_id: str, count: int
+) -> list[tuple[int | None, str | None]]:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         made = attempts(client, document_id)
@@ -168,9 +170,12 @@ def test_every_internal_address_form_is_refused_at_upload_and_nothing_is_sent(
         message = error_of(answer)["message"]
         assert message.startswith("callback_url: the URL is not allowed: it points to"), (url, message)
         # An open port and a closed one are refused alike: the answer cannot map the network.
-        closed_answer = upload(client, ada, text_document(f"probe {i}"), callback_url=url.replace(
-            f":{listener.port}/", f":{closed}/"
-        ))
+        closed_answer = upload(
+            client,
+            ada,
+            text_document(f"probe {i}"),
+            callback_url=url.replace(f":{listener.port}/", f":{closed}/"),
+        )
         assert error_of(closed_answer)["message"] == message
     assert count_rows(client, "documents") == 0
     assert not listener.touched() and not (listener6 and listener6.touched())
@@ -184,10 +189,16 @@ def test_a_name_moved_inside_after_the_upload_is_refused_at_delivery_without_tel
     listener = listen()
     dns["rebind.example.test"] = ["93.184.215.14"]  # public when the upload is checked
     open_doc = upload(
-        client, ada, text_document("rebinding one"), callback_url=f"http://rebind.example.test:{listener.port}/"
+        client,
+        ada,
+        text_document("rebinding one"),
+        callback_url=f"http://rebind.example.test:{listener.port}/",
     )
     closed_doc = upload(
-        client, ada, text_document("rebinding two"), callback_url=f"http://rebind.example.test:{closed_port()}/"
+        client,
+        ada,
+        text_document("rebinding two"),
+        callback_url=f"http://rebind.example.test:{closed_port()}/",
     )
     assert (open_doc.status_code, closed_doc.status_code) == (202, 202)
     dns["rebind.example.test"] = ["127.0.0.1"]  # and loopback when the callback is due
@@ -204,18 +215,24 @@ def test_the_operator_s_allow_list_lets_loopback_receivers_through_without_redir
     start_client: Callable[..., TestClient], listen: Callable[..., Listener]
 ) -> None:
     client = start_client(
-        CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_MAX_ATTEMPTS="1", OUTBOUND_ALLOW_NETWORKS="127.0.0.0/8, ::1/128"
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_MAX_ATTEMPTS="1",
+        OUTBOUND_ALLOW_NETWORKS="127.0.0.0/8, ::1/128",
     )
     ada = new_key(client, "ada")
     receiver = listen()
     elsewhere = listen()
     redirecting = listen(status=302, Location=f"http://127.0.0.1:{elsewhere.port}/")
     delivered = upload(client, ada, text_document("allowed"), callback_url=f"http://127.1:{receiver.port}/in")
-    moved = upload(client, ada, text_document("redirected"), callback_url=f"http://localhost:{redirecting.port}/")
+    moved = upload(
+        client, ada, text_document("redirected"), callback_url=f"http://localhost:{redirecting.port}/"
+    )
     assert (delivered.status_code, moved.status_code) == (202, 202)
 
     assert wait_for_attempts(client, delivered.json()["document_id"], 1) == [(200, None)]
     assert receiver.requests[0]["host"] == f"127.0.0.1:{receiver.port}"
     assert wait_for_attempts(client, moved.json()["document_id"], 1) == [(302, "the receiver answered 302")]
-    assert len(redirecting.requests) == 1 and redirecting.requests[0]["host"] == f"localhost:{redirecting.port}"
+    assert (
+        len(redirecting.requests) == 1 and redirecting.requests[0]["host"] == f"localhost:{redirecting.port}"
+    )
     assert not elsewhere.touched()  # the redirect was not followed

@@ -20,8 +20,8 @@ from costs.charges import Charge
 from costs.meter import Meter
 from ingest import destinations, netguard
 from ingest.config import Settings
-from ingest.netguard import Target
 from ingest.db.pool import open_pool
+from ingest.netguard import Target
 
 HOOK = "http://alerts.example.test/budget"
 # The name resolves (see `public_dns`) to a public address, which the guarded client connects to by number.

@@ -50,7 +50,9 @@ def test_public_unicast_is_allowed(address: str) -> None:
 def test_a_trusted_range_lets_its_addresses_through_and_only_those() -> None:
     trusted = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.20.0.0/16")]
     assert refusal(ipaddress.ip_address("127.0.0.1"), trusted) is None
-    assert refusal(ipaddress.ip_address("::ffff:127.0.0.1"), trusted) is None  # the mapped form of a trusted one
+    assert (
+        refusal(ipaddress.ip_address("::ffff:127.0.0.1"), trusted) is None
+    )  # the mapped form of a trusted one
     assert refusal(ipaddress.ip_address("10.20.9.9"), trusted) is None
     assert refusal(ipaddress.ip_address("10.21.0.1"), trusted) == "it points to a private address"
     assert refusal(ipaddress.ip_address("::1"), trusted) == "it points to a loopback address"
@@ -90,7 +92,9 @@ def test_the_request_goes_to_the_checked_address_under_the_url_s_own_name() -> N
     url = "https://hooks.example.com:8443/in?x=1"
     destination = Destination(target_of(url), ipaddress.ip_address("93.184.215.14"))
     with httpx.Client() as client:
-        request = outbound._pinned_request(client, url, destination, b"{}", {"content-type": "application/json"})
+        request = outbound._pinned_request(
+            client, url, destination, b"{}", {"content-type": "application/json"}
+        )
     assert str(request.url) == "https://93.184.215.14:8443/in?x=1"  # no second look-up of the name
     assert request.headers["host"] == "hooks.example.com:8443"
     assert request.extensions["sni_hostname"] == "hooks.example.com"  # TLS checks the name's certificate

@@ -3,9 +3,9 @@
 Without it, a request with no key and a 300 MB JSON body was read whole (FastAPI reads a JSON body before
 it resolves the key's dependency) before the 401. Each route has a limit: uploads their own (the file
 limit plus the form's overhead; they stream to disk), LlamaParse webhook events 64 KB, every other route
-a small one (INGEST_MAX_JSON_BODY_KB). A declared `Content-Length` over the limit is answered 413 at once, reading
-nothing; a body without one (chunked) is counted as it is received and refused the moment it passes the
-limit, so at most the limit and one received chunk are ever held.
+a small one (INGEST_MAX_JSON_BODY_KB). A declared `Content-Length` over the limit is answered 413 at
+once, reading nothing; a body without one (chunked) is counted as it is received and refused the moment
+it passes the limit, so at most the limit and one received chunk are ever held.
 """
 
 from __future__ import annotations
