@@ -17,7 +17,10 @@ import redis
 from worker_support import INGEST, worker_process
 from worker_support import run_ingest as run
 
-from tests.integration.test_callback_isolation import SECRET, StalledReceiver, stalled  # noqa: F401
+from tests.integration import test_callback_isolation as isolation
+from tests.integration.test_callback_isolation import SECRET, StalledReceiver
+
+stalled = isolation.stalled  # the receiver fixture: pytest finds fixtures in a module's namespace
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -93,7 +96,7 @@ def test_worker_processes_deliver_callbacks_on_threads_of_their_own(
     env: dict[str, str],
     api: str,
     stalled: StalledReceiver,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     ada, bob = key(env, "ada"), key(env, "bob")
     with worker_process(env, tmp_path / "worker.log"):  # one process, two ingestion threads
