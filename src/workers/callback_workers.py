@@ -23,6 +23,11 @@ CALLBACK_QUEUE = "callbacks"
 INGEST_QUEUE = "ingest"  # every other actor's (workers.actors, upgrade, indexing)
 
 
+def is_callback_worker(worker: dramatiq.Worker) -> bool:
+    """Whether `worker` is the one that only delivers callbacks (its boot is not the process's boot)."""
+    return worker.consumer_whitelist == {CALLBACK_QUEUE}
+
+
 class _SecondWorkerMiddleware(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "_WorkerMiddleware" not in record.getMessage()

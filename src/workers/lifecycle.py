@@ -29,6 +29,7 @@ from ingest.db.pool import autocommit
 from ingest.logs import configure_logging
 from ingest.runtime import Runtime
 from workers.admission import admit
+from workers.callback_workers import is_callback_worker
 from workers.context import runtime_middleware
 from workers.states import fail_job
 
@@ -81,6 +82,8 @@ class JobLifecycle(Middleware):
         configure_logging(self.settings, interactive=False, stdlib=True)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if is_callback_worker(worker):
+            return  # the process's second worker, started by the first (it logs callback_workers_started)
         log.info("worker_ready", broker=type(broker).__name__, url=self.settings.broker_url)
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:

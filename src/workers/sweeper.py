@@ -26,6 +26,7 @@ from dramatiq.middleware import Middleware
 
 from ingest.runtime import Runtime
 from workers.admission import admit_everyone, send
+from workers.callback_workers import is_callback_worker
 from workers.context import runtime_middleware
 
 log = structlog.get_logger(__name__)
@@ -67,6 +68,8 @@ class Sweeper(Middleware):
         self._stop = threading.Event()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if is_callback_worker(worker):
+            return  # one sweeper a process: the ingestion worker's
         self._stop.clear()
         threading.Thread(target=self._run, args=(broker,), name="ingest-sweeper", daemon=True).start()
 

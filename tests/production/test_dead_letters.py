@@ -5,6 +5,7 @@ worker's metrics count it, `ingest status --failed` lists it, and `ingest retry`
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -43,6 +44,14 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def served(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+    """`scrape`, or None while the metrics fork is still starting (it imports every actor first)."""
+    try:
+        return scrape(port)
+    except urllib.error.URLError:
+        return None
+
+
 def failed_listing(env: dict[str, str]) -> list[dict[str, object]]:
     listed = run_cli(env, "status", "--failed", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -70,7 +79,7 @@ def test_a_message_that_spends_its_retries_is_a_visible_dead_letter_and_replays(
             what=f"one document to fail and one to complete; worker:\n{worker.output()[-3000:]}",
         )
         failed_job = job_of(conninfo, ids[poisoned.name])["id"]
-        metrics = scrape(port)
+        metrics = wait_until(lambda: served(port), timeout=60, what="the worker's metrics fork to serve")
         queue = (("queue", "ingest"),)
         assert metrics[("ingest_dead_letters_total", (("actor", "embed_chunks"), *queue))] == 1
         assert metrics[("ingest_dead_letter_messages", queue)] == 1
