@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_embedder
 
 from ingest.config import Settings
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from ingest.tokens import count_tokens, encoding
 from router.protocols import EmbedResult
 from workers.inprocess import serving
+from workers.runtime import Runtime
 
 HNSW = "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
 
@@ -99,10 +99,10 @@ def unavoidable_tokens(rt: Runtime) -> int:
 
 
 def corpus_recall(rt: Runtime, queries: int = 100) -> dict:
-    """recall@10 of `ingest.search` over the vectors just ingested, against exact search; and its p50."""
+    """recall@10 of `ingest.services.search` over the vectors just ingested, against exact search; and its p50."""
     import pipeline as bench_pipeline
 
-    from ingest import search as api_search
+    from ingest.services import search as api_search
     from ingest.store import vectors
 
     rt.settings.search_exact_max_vectors = 0  # the index's recall, not the small-space scan's
@@ -185,7 +185,7 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
     """p50/p95 latency and recall@10 (against exact search) at n vectors; API against a bare query."""
     import pipeline as bench_pipeline
 
-    from ingest import search as api_search
+    from ingest.services import search as api_search
     from ingest.store import vectors
     from router.embedder_mock import embed_texts
 

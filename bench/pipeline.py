@@ -22,11 +22,11 @@ from psycopg import sql
 
 from ingest.config import Settings
 from ingest.logs import configure_logging
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store import vectors
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from workers.inprocess import serving
+from workers.runtime import Runtime
 
 VOCABULARY = (
     "vector index query latency throughput chunk token embedding document parser budget ledger worker queue "

@@ -134,7 +134,7 @@ def render(r: dict) -> str:
         ),
         "",
         (
-            f"Search over the vectors each run stored ({rec['queries']} queries, `ingest.search` through the"
+            f"Search over the vectors each run stored ({rec['queries']} queries, `ingest.services.search` through the"
             f" index against exact search; ef_search {rec['ef_search']}): halfvec (bulk) recall@10 {rec['recall_at_10']:.3f},"
             f" p50 {rec['p50_ms']:.1f} ms; binary live {bq_rec_live['recall_at_10']:.3f},"
             f" p50 {bq_rec_live['p50_ms']:.1f} ms; binary bulk {bq_rec_bulk['recall_at_10']:.3f},"
@@ -178,7 +178,7 @@ def render(r: dict) -> str:
         f"## Search at {s['vectors']} vectors",
         "",
         (
-            f"HNSW build {s['build_s']:.0f} s (the product's bulk path, with ANALYZE). `ingest.search` scans a"
+            f"HNSW build {s['build_s']:.0f} s (the product's bulk path, with ANALYZE). `ingest.services.search` scans a"
             f" space of at most {s.get('exact_max_vectors', 0)} vectors exactly (`INGEST_SEARCH_EXACT_MAX_VECTORS`),"
             f" so here it {'scans' if exact_plan else 'uses HNSW at ef_search ' + str(s['ef_search'])}: recall@10"
             f" {s['recall_at_10']:.3f} against exact search, p50 {s['api_p50_ms']:.1f} ms, p95"

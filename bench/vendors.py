@@ -40,15 +40,15 @@ from pydantic import SecretStr
 from ingest.cli.add import expand
 from ingest.config import Settings
 from ingest.logs import configure_logging
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from mocks import server
 from mocks.faults import FaultPlan
 from router.decide import Mode
 from router.openai_real import MAX_INPUTS_PER_REQUEST, MAX_TOKENS_PER_REQUEST, plan_batches
 from workers.inprocess import serving
 from workers.pipeline import batches
+from workers.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
 # The requests a parse cannot do without: upload, create, one look at the status, the result.

@@ -32,8 +32,8 @@ from ingest.errors import IngestError
 from ingest.formats import extract
 from ingest.parsed import Block
 from mocks.faults import FaultInjector, FaultPlan, draw
-from router.llamaparse_markdown import blocks_to_markdown, paginate
-from router.llamaparse_webhook import SIGNATURE_HEADER, event_body, sign
+from router.llamaparse.markdown import blocks_to_markdown, paginate
+from router.llamaparse.webhook import SIGNATURE_HEADER, event_body, sign
 from router.parser_mock import CHARS_PER_PAGE
 
 # What the vendor charges per page (its pricing page). Kept apart from our price table on purpose: a

@@ -16,12 +16,20 @@ from psycopg.conninfo import make_conninfo
 
 from ingest.config import Settings
 from ingest.db import embedded, migrate
+from workers.process import start_broker
 
 if TYPE_CHECKING:
-    from ingest.runtime import Runtime
+    from workers.runtime import Runtime
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus-sample"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(autouse=True)
+def in_process_broker() -> None:
+    """Each test starts with a fresh in-process broker, as `ingest add` without a broker would: what a test
+    submits outside `serving` waits there, and never reaches a broker a developer's environment names."""
+    start_broker(Settings(_env_file=None, redis_url=None, rabbitmq_url=None))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +84,7 @@ def settings(ingest_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
-    from ingest.runtime import Runtime
+    from workers.runtime import Runtime
 
     with Runtime.open(settings) as runtime:
         yield runtime

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from costs.estimate import PageCount
 from costs.prices import PriceTable
+from ingest.formats.pages import PageCount
 
 
 @dataclass(frozen=True, slots=True)

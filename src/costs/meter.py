@@ -31,12 +31,12 @@ from costs import alerts, budget, charges, ledger
 from costs import report as reports
 from costs.budget import BudgetExhausted
 from costs.charges import Charge
-from costs.estimate import PageCount
 from costs.ledger import Entry, Hold
 from costs.money import fmt_usd
 from costs.prices import PriceTable, price_table
 from ingest.config import Settings
 from ingest.db.pool import autocommit
+from ingest.formats.pages import PageCount
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,5 @@
-"""What a parser gives back: the document's text as ordered blocks with their place in it."""
+"""What a parser gives back: the document's text as ordered blocks with their place in it, and the vendor
+job a parse made (recorded on the job row so a later delivery resumes it)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ class ParsedDocument:
     @property
     def text(self) -> str:
         return "\n\n".join(b.text for b in self.blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A vendor job made for one document's parse, recorded so that a later delivery of the stage resumes
+    it instead of paying for another: the vendor bills every job that completes, not our ledger's key."""
+
+    job_id: str
+    file_id: str | None = None  # the uploaded file the job reads, reused by a resubmission
+    jobs: int = 1  # vendor jobs this parse has made so far, this one included

@@ -23,7 +23,7 @@ from router.circuit import CircuitBreaker, Outcome, Policy
 from router.decide import Choice, Decision, Mode, decide
 from router.embedder_mock import MockEmbedder
 from router.guarded import GuardedEmbedder, GuardedParser, StandInEmbedder, outcome_of
-from router.llamaparse_signal import JobSignal, job_signal
+from router.llamaparse.signal import JobSignal, job_signal
 from router.metrics import ROUTE_DECISIONS
 from router.modes import ModeStore
 from router.parser_mock import MockParser
@@ -158,7 +158,7 @@ class ServiceRouter:
 
     def real_parser(self) -> Parser:
         if self._real_parser is None:
-            from router.llamaparse_real import LlamaParseParser
+            from router.llamaparse.client import LlamaParseParser
 
             # With a public URL, LlamaParse calls our webhook: the worker waits for that, not a poll timer.
             waiter = self.llamaparse_signal().wait if self.settings.public_url else None

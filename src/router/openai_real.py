@@ -8,7 +8,7 @@ chunker keeps chunks far below that, so this is a guard, not a path.
 
 The SDK's retries are off (`max_retries=0`): `router.backoff.VendorRetry` retries instead, so a 429
 extends a cooldown every worker honours. Requests also pass the client-side requests/tokens per
-minute limits (`router.ratelimit`). A 400 that says the request is too big splits the batch in half.
+minute limits (`router.vendor_limits`). A 400 that says the request is too big splits the batch in half.
 
 HTTP client and tests. SDK 3.x sends through httpx2, its own fork of httpx; respx patches only legacy
 httpx, so it cannot see the SDK's default client. The SDK's migration note (httpx2.md in openai-python)
@@ -39,8 +39,8 @@ from ingest.errors import ServiceUnavailable, VendorError
 from ingest.tokens import count_tokens, truncate
 from router.backoff import Cooldown, RetryPolicy, VendorRetry
 from router.protocols import EmbedResult
-from router.ratelimit import VendorRateLimits, rate_limit_backend
 from router.vendor_errors import ErrorClass, MalformedResponse, classify, vendor_failure
+from router.vendor_limits import VendorRateLimits, rate_limit_backend
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ingest.parsed import ParsedDocument
+from ingest.parsed import ParsedDocument, Submission
 
 
 @dataclass(slots=True)
@@ -35,16 +35,6 @@ class EmbedResult:
     requests: int = 1
     simulated: bool = True
     extra: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """A vendor job made for one document's parse, recorded so that a later delivery of the stage resumes
-    it instead of paying for another: the vendor bills every job that completes, not our ledger's key."""
-
-    job_id: str
-    file_id: str | None = None  # the uploaded file the job reads, reused by a resubmission
-    jobs: int = 1  # vendor jobs this parse has made so far, this one included
 
 
 OnSubmitted = Callable[[Submission], None]

@@ -1,7 +1,7 @@
-"""`python -m workers workers.actors --processes N --threads M`: Dramatiq's worker command, with the
-product's logging set up first. `ingest worker` runs this, so the supervising process's own lines (start,
+"""`python -m workers workers.process:start_worker_process --processes N --threads M`: Dramatiq's worker
+command, with the product's logging set up first. `ingest worker` runs this, so the supervising process's own lines (start,
 stop, a worker process that died) are structured and redacted like the workers' (which set up their own
-logging at boot, in workers.lifecycle: a spawned process inherits none of this)."""
+logging at boot, in workers.middleware.lifecycle: a spawned process inherits none of this)."""
 
 import sys
 

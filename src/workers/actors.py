@@ -1,4 +1,8 @@
-"""The pipeline's actors: thin shells that run a stage and send the next messages."""
+"""The pipeline's actors: thin shells that run a stage and send the next messages.
+
+`declare_actors` declares every actor of the product on a broker when a process starts (workers.process):
+none is declared at import, so importing a module never needs a broker.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,12 @@ from uuid import UUID
 import dramatiq
 import structlog
 
-from ingest.runtime import Runtime
 from ingest.store import documents, jobs
-from workers.broker import PERMANENT_ERRORS, broker
-from workers.callbacks import deliver_callback  # noqa: F401  (declares the callback actor in every worker)
-from workers.context import current_runtime
+from workers import callbacks, indexing, messages, upgrade
+from workers.broker import PERMANENT_ERRORS
+from workers.middleware.context import current_runtime
 from workers.pipeline import JobDeferred, embed_stage, parse_stage
-from workers.upgrade import after_job  # also declares the upgrade actor in every worker
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 QUEUE = "ingest"
@@ -26,13 +29,13 @@ def _defer(rt: Runtime, job_id: UUID, deferred: JobDeferred) -> None:
             return
         jobs.defer(conn, job_id, str(deferred), deferred.delay_s)
         documents.set_status(conn, job.document_id, "deferred")
-    parse_document.send_with_options(args=(str(job_id),), delay=deferred.delay_s * 1000)
+    messages.actor(messages.PARSE_DOCUMENT).send_with_options(args=(str(job_id),), delay=deferred.delay_s * 1000)
     log.info("job_deferred", job_id=str(job_id), reason=str(deferred), delay_s=deferred.delay_s)
 
 
-@dramatiq.actor(queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker)
 def parse_document(job_id: str) -> None:
-    # Log lines carry the job, document, user and stage: workers.lifecycle binds them for every message.
+    # Log lines carry the job, document, user and stage: workers.middleware.lifecycle binds them for every
+    # message.
     rt = current_runtime()
     job_uuid = UUID(job_id)
     try:
@@ -41,16 +44,47 @@ def parse_document(job_id: str) -> None:
         _defer(rt, job_uuid, deferred)
         return
     for batch in pending:
-        embed_chunks.send(job_id, batch.first, batch.last)
+        messages.actor(messages.EMBED_CHUNKS).send(job_id, batch.first, batch.last)
 
 
-@dramatiq.actor(queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker)
 def embed_chunks(job_id: str, first: int, last: int) -> None:
     rt = current_runtime()
     job_uuid = UUID(job_id)
     try:
         if embed_stage(rt, job_uuid, first, last):
             log.info("job_completed")
-            after_job(rt, job_uuid)
+            upgrade.after_job(rt, job_uuid)
     except JobDeferred as deferred:
         _defer(rt, job_uuid, deferred)
+
+
+def declare_actors(broker: dramatiq.Broker) -> None:
+    """Declare every actor on `broker`; a worker runs them, a sender finds them by name (workers.messages)."""
+    dramatiq.actor(
+        parse_document, actor_name=messages.PARSE_DOCUMENT, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+    )
+    dramatiq.actor(
+        embed_chunks, actor_name=messages.EMBED_CHUNKS, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+    )
+    dramatiq.actor(
+        callbacks.deliver_callback,
+        actor_name=messages.DELIVER_CALLBACK,
+        queue_name=callbacks.QUEUE,
+        max_retries=callbacks.BACKSTOP_RETRIES,
+        broker=broker,
+    )
+    dramatiq.actor(
+        upgrade.upgrade_embeddings,
+        actor_name=messages.UPGRADE_EMBEDDINGS,
+        queue_name=upgrade.QUEUE,
+        max_retries=upgrade.MAX_RETRIES,
+        broker=broker,
+    )
+    dramatiq.actor(
+        indexing.build_vector_index,
+        actor_name=messages.BUILD_VECTOR_INDEX,
+        queue_name=indexing.QUEUE,
+        max_retries=indexing.MAX_RETRIES,
+        time_limit=indexing.BUILD_TIME_LIMIT_MS,
+        broker=broker,
+    )

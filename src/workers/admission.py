@@ -8,7 +8,7 @@ of one of the user's jobs (a finished, failed or deferred job frees a slot) and 
 So the broker's queue holds at most `user_active_jobs` jobs per user, in arrival order: a second user's
 single file waits behind at most that many of a first user's ten thousand, never behind all of them.
 And since the queue stays short, the sweeper can re-send an admitted job that has not moved for a long
-time without flooding the queue with copies (see workers.sweeper).
+time without flooding the queue with copies (see workers.middleware.sweeper).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from uuid import UUID
 import psycopg
 import structlog
 
-from ingest.runtime import Runtime
+from workers import messages
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -80,9 +81,7 @@ def admit_everyone(rt: Runtime) -> int:
 
 
 def send(job_ids: list[UUID]) -> None:
-    from ingest.submit import enqueue
-
     for job_id in job_ids:
-        enqueue(job_id)
+        messages.actor(messages.PARSE_DOCUMENT).send(str(job_id))
     if job_ids:
         log.debug("jobs_admitted", count=len(job_ids))

@@ -1,7 +1,6 @@
 """The Dramatiq broker: Redis or RabbitMQ when configured, else an in-process broker (embedded default).
 
-This module holds the one global the product has, the broker, as Dramatiq expects; actors bind to it
-when `workers.actors` is imported.
+`build_broker` only builds it; a process starts it, with its actors, in workers.process.
 """
 
 from __future__ import annotations
@@ -19,12 +18,12 @@ from dramatiq.middleware import (
 
 from ingest.config import Settings
 from ingest.errors import ServiceUnavailable, UnreadableDocument, UnsupportedType, VendorError
-from workers.callback_workers import CallbackWorkers
-from workers.context import RuntimeMiddleware
-from workers.failures import JobFailures
-from workers.lifecycle import JobLifecycle
-from workers.metrics import WorkerMetrics
-from workers.sweeper import Sweeper
+from workers.middleware.callback_workers import CallbackWorkers
+from workers.middleware.context import RuntimeMiddleware
+from workers.middleware.failures import JobFailures
+from workers.middleware.lifecycle import JobLifecycle
+from workers.middleware.metrics import WorkerMetrics
+from workers.middleware.sweeper import Sweeper
 
 # Errors that no retry can fix: the job fails at once with the error's message.
 PERMANENT_ERRORS = (UnreadableDocument, UnsupportedType, VendorError, ServiceUnavailable)
@@ -35,7 +34,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         # First, so its `after_*` hooks run last: the job's log context lasts through the others' hooks,
         # and its top-up of the user's admitted jobs sees the verdict of JobFailures.
         JobLifecycle(settings),
-        WorkerMetrics(port=settings.worker_metrics_port),
+        WorkerMetrics(),
         AgeLimit(),
         TimeLimit(time_limit=settings.job_time_limit_s * 1000),
         ShutdownNotifications(),
@@ -71,6 +70,3 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         return RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
     return StubBroker(middleware=middleware)
 
-
-broker = build_broker(Settings())
-dramatiq.set_broker(broker)

@@ -1,5 +1,5 @@
 """Outbound callbacks: when a document completes or fails and was uploaded with a `callback_url`, that URL
-gets one POST signed per the Standard Webhooks spec (`ingest.webhooks_out`), retried with backoff.
+gets one POST signed per the Standard Webhooks spec (`workers.callback_signing`), retried with backoff.
 
 `announce` queues the delivery from inside the transaction that makes the job final. The delivery then
 reads the job `FOR SHARE`, which waits for that transaction to end: it sees the committed outcome, and a
@@ -31,9 +31,9 @@ from ingest.config import Settings
 from ingest.destinations import Unresolvable
 from ingest.netguard import DestinationRefused
 from ingest.outbound import OutboundFailed
-from ingest.runtime import Runtime
 from ingest.store import chunks, documents, webhooks
-from ingest.webhooks_out import (
+from workers import messages
+from workers.callback_signing import (
     CallbackData,
     CallbackEvent,
     EventType,
@@ -41,13 +41,14 @@ from ingest.webhooks_out import (
     new_message_id,
     secret_key,
 )
-from workers.broker import broker
-from workers.callback_workers import CALLBACK_QUEUE
-from workers.context import current_runtime
+from workers.middleware.callback_workers import CALLBACK_QUEUE
+from workers.middleware.context import current_runtime
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-# A queue and threads of their own (workers.callback_workers): slow receivers never delay a document.
+# A queue and threads of their own (workers.middleware.callback_workers): no slow receiver delays a
+# document.
 QUEUE = CALLBACK_QUEUE
 MAX_BACKOFF_S = 6 * 3600
 # Dramatiq's own retries are only a backstop for failures before an attempt is recorded (the database
@@ -84,10 +85,9 @@ def announce(conn: psycopg.Connection, job_id: UUID, document_id: UUID, outcome:
     )
     # Keyword-only: the JobFailures middleware reads a failed message's first argument (or `job_id`) as
     # the job to fail, and a callback that is given up must never fail its document's job.
-    deliver_callback.send_with_options(kwargs={"callback": pending.model_dump(mode="json")})
+    messages.actor(messages.DELIVER_CALLBACK).send_with_options(kwargs={"callback": pending.model_dump(mode="json")})
 
 
-@dramatiq.actor(queue_name=QUEUE, broker=broker, max_retries=BACKSTOP_RETRIES)
 def deliver_callback(callback: dict[str, str]) -> None:
     rt = current_runtime()
     pending = PendingCallback.model_validate(callback)

@@ -1,7 +1,7 @@
 """Bulk loads: a space's HNSW index is dropped while a large backlog loads and built once it drains.
 
 - Before a batch writes its vectors (`before_write`), a space with a live index is checked against
-  the backlog (ingest/loading.py decides); when loading bare pays, the index is dropped under the
+  the backlog (workers/bulk_policy.py decides); when loading bare pays, the index is dropped under the
   space's index lock. Searches read the table exactly meanwhile: slower, never wrong.
 - After a batch commits (`after_write`), a deferred space whose backlog has drained sends
   `build_vector_index`. Every batch checks after its own commit, so the last ones to commit see the
@@ -14,22 +14,22 @@
 
 from __future__ import annotations
 
-import dramatiq
 import psycopg
 import structlog
 
 from ingest.db.pool import autocommit
-from ingest.loading import Backlog, BulkPolicy
-from ingest.runtime import Runtime
 from ingest.store import jobs, vectors
 from ingest.store.vectors import Space
-from workers.broker import broker
-from workers.context import current_runtime
+from workers import messages
+from workers.bulk_policy import Backlog, BulkPolicy
+from workers.middleware.context import current_runtime
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
 QUEUE = "ingest"
 RECHECK_S = 60
+MAX_RETRIES = 3
 # An index build over millions of vectors takes long; it is one statement and cannot resume.
 BUILD_TIME_LIMIT_MS = 6 * 3600 * 1000
 
@@ -62,7 +62,7 @@ def before_write(rt: Runtime, space: Space) -> Space:
         with conn.transaction():
             deferred = vectors.defer_index(conn, current)
     log.info("index_deferred", space=space.table_name, backlog_chunks=backlog, table_rows=rows)
-    build_vector_index.send_with_options(kwargs={"space_id": space.id}, delay=RECHECK_S * 1000)
+    messages.actor(messages.BUILD_VECTOR_INDEX).send_with_options(kwargs={"space_id": space.id}, delay=RECHECK_S * 1000)
     return deferred
 
 
@@ -73,7 +73,7 @@ def after_write(rt: Runtime, space: Space) -> None:
     with autocommit(rt.pool) as conn:  # reads only
         if not policy(rt).build_now(vectors.deferred_seconds(conn, space.id), _backlog(conn)):
             return
-    build_vector_index.send(space_id=space.id)
+    messages.actor(messages.BUILD_VECTOR_INDEX).send(space_id=space.id)
 
 
 def build_if_drained(rt: Runtime, space_id: int) -> str:
@@ -101,9 +101,8 @@ def build_drained(rt: Runtime) -> None:
         build_if_drained(rt, space_id)
 
 
-@dramatiq.actor(queue_name=QUEUE, broker=broker, max_retries=3, time_limit=BUILD_TIME_LIMIT_MS)
 def build_vector_index(space_id: int) -> None:
     # Sent with keyword arguments only: job middleware reads a first positional argument as a job id.
     rt = current_runtime()
     if build_if_drained(rt, space_id) == "waiting":
-        build_vector_index.send_with_options(kwargs={"space_id": space_id}, delay=RECHECK_S * 1000)
+        messages.actor(messages.BUILD_VECTOR_INDEX).send_with_options(kwargs={"space_id": space_id}, delay=RECHECK_S * 1000)

@@ -10,36 +10,30 @@ import structlog
 from dramatiq.brokers.stub import StubBroker
 
 from ingest import tokens
-from ingest.runtime import Runtime
-from workers.callback_workers import INGEST_QUEUE
-from workers.context import runtime_middleware
+from workers.indexing import build_drained
+from workers.middleware.callback_workers import INGEST_QUEUE
+from workers.middleware.context import runtime_middleware
+from workers.middleware.sweeper import requeue_unfinished
+from workers.process import start_broker
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
 
-def uses_in_process_broker() -> bool:
-    import workers.actors  # noqa: F401  (declares the actors on the broker)
-
-    return isinstance(dramatiq.get_broker(), StubBroker)
-
-
 @contextmanager
 def serving(runtime: Runtime, *, threads: int) -> Iterator[bool]:
-    """Attach `runtime` to the broker; with the in-process broker also run worker threads. Yields whether
-    this process executes jobs itself."""
-    local = uses_in_process_broker()
-    broker = dramatiq.get_broker()
+    """Start this process's broker (from `runtime.settings`) and attach `runtime` to it; with the in-process
+    broker also run worker threads. Yields whether this process executes jobs itself."""
+    broker = start_broker(runtime.settings)
     runtime_middleware(broker).attach(runtime)
-    if not local:
+    if not isinstance(broker, StubBroker):
         yield False
         return
     tokens.encoding()  # the vocabulary loads once, before the first job waits for it
-    # The ingestion queue only: callbacks get their own threads (workers.callback_workers).
+    # The ingestion queue only: callbacks get their own threads (workers.middleware.callback_workers).
     worker = dramatiq.Worker(broker, queues={INGEST_QUEUE}, worker_threads=threads, worker_timeout=100)
     worker.start()
     try:
-        from workers.sweeper import requeue_unfinished
-
         # Jobs left by an earlier process that stopped before finishing them; a job another live process
         # is moving has been touched more recently than this.
         requeue_unfinished(runtime, idle_s=30)
@@ -52,8 +46,6 @@ def serving(runtime: Runtime, *, threads: int) -> Iterator[bool]:
 
 def _build_drained_indexes(runtime: Runtime) -> None:
     """Bulk loads this process deferred get their index before its workers (and queued builds) stop."""
-    from workers.indexing import build_drained
-
     try:
         build_drained(runtime)
     except Exception as exc:  # noqa: BLE001  (the database away: the next process builds it)

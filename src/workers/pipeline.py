@@ -19,19 +19,20 @@ import structlog
 from psycopg_pool import PoolTimeout
 
 from costs import savings
-from costs.estimate import count_pages
 from costs.meter import BudgetExhausted, Charge, Meter, Reservation
 from ingest.chunking import chunk_document
 from ingest.db.pool import autocommit
 from ingest.errors import ServiceUnavailable, UnreadableDocument
-from ingest.runtime import Runtime
+from ingest.formats.pages import count_pages
+from ingest.parsed import Submission
 from ingest.store import chunks, documents, jobs, reuse, upgrades, vectors
 from ingest.store.vectors import Space
 from router.decide import Choice, Decision
 from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
-from router.protocols import Embedder, EmbedResult, Parser, ParseResult, Submission, resumes_jobs
+from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
 from workers import indexing
+from workers.runtime import Runtime
 from workers.states import finish_if_done
 
 log = structlog.get_logger(__name__)

@@ -12,8 +12,9 @@ from uuid import UUID
 import psycopg
 
 from ingest.logs import redact_value
-from ingest.runtime import Runtime
 from ingest.store import chunks, documents, jobs
+from workers import callbacks
+from workers.runtime import Runtime
 
 
 def one_line(exc: BaseException, limit: int = 500) -> str:
@@ -58,7 +59,4 @@ def _announce(
     conn: psycopg.Connection, job_id: UUID, document_id: UUID, outcome: Literal["completed", "failed"]
 ) -> None:
     """Queue the document's outbound callback, if it has one (the delivery waits for this commit)."""
-    # Imported here: workers.callbacks declares an actor on the broker, whose middleware imports this module.
-    from workers.callbacks import announce
-
-    announce(conn, job_id, document_id, outcome)
+    callbacks.announce(conn, job_id, document_id, outcome)

@@ -19,21 +19,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import dramatiq
 import structlog
 
 from costs.meter import BudgetExhausted
 from ingest.db.pool import autocommit
-from ingest.runtime import Runtime
 from ingest.store import upgrades, vectors
 from router.decide import Choice
 from router.metrics import CHUNKS_UPGRADED
-from workers.broker import broker
-from workers.context import current_runtime
+from workers import messages
+from workers.middleware.context import current_runtime
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
 QUEUE = "ingest"
+MAX_RETRIES = 0
 # Any constant works; it only has to be the same in every process of this product.
 UPGRADE_LOCK_KEY = 7_310_425_120
 
@@ -116,7 +116,7 @@ def schedule(rt: Runtime, token: datetime | None = None) -> bool:
         due = upgrades.claim_schedule(conn, delay_s, token)
     if due is None:
         return False
-    upgrade_embeddings.send_with_options(kwargs={"token": due.isoformat()}, delay=round(delay_s * 1000))
+    messages.actor(messages.UPGRADE_EMBEDDINGS).send_with_options(kwargs={"token": due.isoformat()}, delay=round(delay_s * 1000))
     return True
 
 
@@ -125,10 +125,9 @@ def after_job(rt: Runtime, job_id: UUID) -> None:
     with autocommit(rt.pool) as conn:  # one read: no BEGIN and COMMIT round trips
         waiting = upgrades.count_for_job(conn, job_id)
     if waiting:
-        upgrade_embeddings.send()
+        messages.actor(messages.UPGRADE_EMBEDDINGS).send()
 
 
-@dramatiq.actor(queue_name=QUEUE, broker=broker, max_retries=0)
 def upgrade_embeddings(token: str | None = None) -> None:
     """Run the upgrade; while chunks still wait, make sure the next periodic run is scheduled."""
     rt = current_runtime()

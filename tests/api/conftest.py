@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 
 from ingest.api.app import create_app
 from ingest.config import Settings
-from ingest.runtime import Runtime
 from ingest.store.users import create_key, ensure_user
+from workers.runtime import Runtime
 
 FINAL = ("completed", "failed")
 POLL_S = 0.1

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from ingest.api.ratelimit import LocalRateLimiter, RedisRateLimiter, Verdict
+from ingest.api.request_limits import LocalRateLimiter, RedisRateLimiter, Verdict
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

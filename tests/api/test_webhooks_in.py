@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from router.llamaparse_webhook import event_body, sign
+from router.llamaparse.webhook import event_body, sign
 from tests.api.conftest import error_of, runtime_of
 
 SECRET = "lp-whsec-0f7c1e9a"

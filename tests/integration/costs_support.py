@@ -11,12 +11,12 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from ingest.config import Settings
-from ingest.runtime import Runtime
+from ingest.services.submit import Submitted, submit_file
 from ingest.store.users import ensure_user
-from ingest.submit import Submitted, submit_file
 from ingest.tokens import count_tokens
 from router.embedder_mock import embed_texts
 from router.protocols import EmbedResult
+from workers.runtime import Runtime
 
 WORDS = [
     "alpha",

@@ -18,7 +18,7 @@ from costs.money import ZERO
 from ingest.config import Settings
 from ingest.store import chunks, documents, jobs
 from router.decide import Mode
-from workers import actors
+from workers import actors, messages
 from workers.pipeline import JobDeferred, embed_stage, parse_stage
 
 
@@ -56,7 +56,7 @@ def test_real_mode_defers_to_the_next_budget_day_and_completes_after_rollover(
 
         # The actor's handling of the deferral: job deferred, message re-sent for the next budget day.
         sent: list[dict] = []
-        monkeypatch.setattr(actors.parse_document, "send_with_options", lambda **kw: sent.append(kw))
+        monkeypatch.setattr(messages.actor(messages.PARSE_DOCUMENT), "send_with_options", lambda **kw: sent.append(kw))
         actors._defer(rt, sub.job_id, deferred.value)
         assert sent == [{"args": (str(sub.job_id),), "delay": deferred.value.delay_s * 1000}]
         with rt.pool.connection() as conn:

@@ -13,11 +13,11 @@ import psycopg
 from costs import ledger
 from costs.budget import BudgetExhausted
 from costs.charges import Charge, embed_charge, parse_estimate
-from costs.estimate import PageCount
 from costs.meter import Meter
 from costs.prices import DEFAULT_PRICES
 from ingest.config import Settings
 from ingest.db.pool import open_pool
+from ingest.formats.pages import PageCount
 
 LIMITS = {"openai": Decimal("0.002"), "llamaparse": Decimal("0.0200"), "all": Decimal("0.0210")}
 ATTEMPTS = 25

@@ -11,14 +11,14 @@ import pytest
 from pgvector import HalfVector
 
 from ingest.config import Settings
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
+from ingest.services.submit import submit_file
 from ingest.store import jobs, vectors
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from workers import indexing
 from workers.inprocess import serving
 from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
 
 WORDS = [
     "alpha",

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 from ingest.errors import UnreadableDocument
 from ingest.store import webhooks
-from ingest.webhooks_out import verify
 from router.parser_mock import MockParser
 from tests.api import conftest as api
 from tests.api.conftest import new_key, runtime_of, text_document, upload, wait_for_job
+from workers.callback_signing import verify
 
 start_client = api.start_client  # the API's app fixture: pytest finds fixtures in a module's namespace
 

@@ -71,7 +71,7 @@ def test_one_bad_file_does_not_stop_the_others(ingest_env: dict[str, str], tmp_p
 
 def test_retry_runs_a_failed_job_again(samples: Path) -> None:
     from ingest.config import Settings
-    from ingest.runtime import Runtime
+    from workers.runtime import Runtime
     from workers.states import fail_job
 
     assert ingest("add", str(samples / "Apache-2.0.txt")).exit_code == 0

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from ingest.cli.main import app
 from ingest.config import Settings
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
 from ingest.store.users import ensure_user
+from workers.runtime import Runtime
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
 

@@ -20,16 +20,16 @@ from starlette.types import ASGIApp
 from costs import ledger
 from costs.prices import DEFAULT_PRICES
 from ingest.config import Settings
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store import jobs
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from mocks import server
 from mocks.faults import FaultPlan
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
 from router.decide import Mode
-from router.llamaparse_real import LlamaParseParser
+from router.llamaparse.client import LlamaParseParser
 from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FILES = ("carroll-wonderland.pdf", "carroll-lookingglass.docx", "docker-plugins-volume.md", "Apache-2.0.txt")

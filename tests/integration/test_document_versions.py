@@ -9,11 +9,11 @@ from uuid import UUID
 import pytest
 
 from ingest.config import Settings
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
+from ingest.services.submit import submit_file
 from ingest.store.users import User, ensure_user
-from ingest.submit import submit_file
 from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
 
 QUERY = "ledger quorum replica"
 

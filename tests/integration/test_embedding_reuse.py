@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from ingest.config import Settings
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from router.embedder_mock import MockEmbedder
 from router.protocols import EmbedResult
 from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
 
 
 class CountingEmbedder(MockEmbedder):

@@ -16,14 +16,13 @@ from standins_support import serving
 from typer.testing import CliRunner
 
 from costs import ledger
-from ingest import search as search_module
 from ingest.cli.main import app as cli
 from ingest.config import Settings
-from ingest.health import check_all
-from ingest.runtime import Runtime
+from ingest.services import search as search_module
+from ingest.services.health import check_all
+from ingest.services.submit import submit_file
 from ingest.store import documents, jobs, upgrades, vectors
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from mocks import openai_api
 from mocks.faults import FaultPlan
 from router.backoff import RetriesExhausted
@@ -33,6 +32,7 @@ from router.embedder_mock import MockEmbedder
 from router.vendor_errors import ErrorClass
 from workers.inprocess import serving as in_process_workers
 from workers.pipeline import parse_stage
+from workers.runtime import Runtime
 from workers.upgrade import upgrade_waiting
 
 TOPICS = {

@@ -21,18 +21,18 @@ from standins_support import assert_ledger_is_what_the_standins_billed, llamapar
 
 from costs import ledger
 from ingest.config import Settings
-from ingest.runtime import Runtime
+from ingest.parsed import Submission
+from ingest.services.submit import retry_job, submit_file
 from ingest.store import jobs
 from ingest.store.users import ensure_user
-from ingest.submit import retry_job, submit_file
 from mocks import server
 from mocks.faults import FaultPlan
 from mocks.llamaparse_api import LlamaParseFaults
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
 from router.decide import Mode
-from router.llamaparse_real import LlamaParseParser
-from router.protocols import Submission
+from router.llamaparse.client import LlamaParseParser
 from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
 from workers.states import fail_job
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

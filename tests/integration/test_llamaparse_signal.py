@@ -24,11 +24,11 @@ from standins_support import serving
 
 from ingest.config import Settings
 from ingest.db.pool import open_pool
-from ingest.runtime import Runtime
 from mocks import llamaparse_api
-from router.llamaparse_real import WEBHOOK_PATH
-from router.llamaparse_signal import JobSignal, PostgresJobSignal, RedisJobSignal, job_signal
-from router.llamaparse_webhook import SIGNATURE_HEADER, WebhookVerificationError, verify
+from router.llamaparse.client import WEBHOOK_PATH
+from router.llamaparse.signal import JobSignal, PostgresJobSignal, RedisJobSignal, job_signal
+from router.llamaparse.webhook import SIGNATURE_HEADER, WebhookVerificationError, verify
+from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -42,11 +42,11 @@ import sys
 transport, url, namespace, action, job_id = sys.argv[1:]
 if transport == "postgres":
     from ingest.db.pool import open_pool
-    from router.llamaparse_signal import PostgresJobSignal
+    from router.llamaparse.signal import PostgresJobSignal
     signal = PostgresJobSignal(open_pool(url, max_size=1))
 else:
     import redis
-    from router.llamaparse_signal import RedisJobSignal
+    from router.llamaparse.signal import RedisJobSignal
     signal = RedisJobSignal(redis.Redis.from_url(url), namespace=namespace)
 if action == "notify":
     signal.notify(job_id)

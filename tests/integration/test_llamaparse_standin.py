@@ -30,8 +30,8 @@ from mocks import server
 from mocks.faults import FaultPlan
 from mocks.llamaparse_api import LlamaParseFaults, StandinState, create_app
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
-from router.llamaparse_real import WEBHOOK_PATH, LlamaParseParser, LlamaParseResult
-from router.llamaparse_webhook import SIGNATURE_HEADER, WebhookEvent, WebhookVerificationError, verify
+from router.llamaparse.client import WEBHOOK_PATH, LlamaParseParser, LlamaParseResult
+from router.llamaparse.webhook import SIGNATURE_HEADER, WebhookEvent, WebhookVerificationError, verify
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"
 MANIFEST = {entry["file"]: entry for entry in json.loads((CORPUS / "MANIFEST.json").read_text())}

@@ -28,7 +28,7 @@ from mocks.faults import FaultPlan
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
 from router.embedder_mock import embed_texts
 from router.openai_real import OpenAIEmbedder
-from router.ratelimit import VendorRateLimits
+from router.vendor_limits import VendorRateLimits
 
 DIMS = 64
 MODEL = "text-embedding-3-small"

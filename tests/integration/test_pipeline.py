@@ -9,11 +9,11 @@ import pytest
 
 from ingest.config import Settings
 from ingest.errors import UnsupportedType
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store import chunks, documents, jobs, vectors
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from workers.pipeline import embed_stage, parse_stage
+from workers.runtime import Runtime
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
 

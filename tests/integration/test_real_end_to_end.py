@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 from ingest.cli.main import app as cli
 from ingest.config import Settings
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
 from ingest.store.users import ensure_user
 from mocks import server
 from mocks.faults import FaultPlan
+from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus-sample"

@@ -12,14 +12,14 @@ import pytest
 
 from ingest.config import Settings
 from ingest.errors import ServiceUnavailable
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
+from ingest.services.submit import submit_file
 from ingest.store import jobs
 from ingest.store.users import ensure_user
-from ingest.submit import submit_file
 from router.circuit import State
 from router.decide import Mode
 from workers.inprocess import serving as in_process_workers
+from workers.runtime import Runtime
 
 TEXT = "\n\n".join(
     f"Section {n}. The quick brown fox jumps over the lazy dog, again and again." for n in range(8)

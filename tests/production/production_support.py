@@ -24,8 +24,8 @@ import redis
 from psycopg import sql
 
 from ingest.config import Settings
-from ingest.runtime import Runtime
 from router.decide import Mode
+from workers.runtime import Runtime
 
 INGEST = str(Path(sys.executable).parent / "ingest")
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -302,7 +302,7 @@ def job_of(conninfo: str, document_id: str) -> dict[str, object]:
 
 
 def max_deliveries(conninfo: str) -> int:
-    """The most deliveries any one message had (workers.lifecycle counts them)."""
+    """The most deliveries any one message had (workers.middleware.lifecycle counts them)."""
     with psycopg.connect(conninfo) as conn:
         return conn.execute("SELECT coalesce(max(deliveries), 0) FROM message_deliveries").fetchone()[0]
 

@@ -4,7 +4,7 @@ and the ledger is what the stand-ins billed. Three ways of learning that a parse
 
 - polling (no INGEST_PUBLIC_URL);
 - webhooks: the stand-in POSTs each job's event to an `ingest serve` process, which wakes the worker
-  through the Redis list of `router.llamaparse_signal`;
+  through the Redis list of `router.llamaparse.signal`;
 - webhooks asked for but never received (INGEST_PUBLIC_URL where nothing listens): the worker waits on
   the Redis signal until its job deadline, longer than redis-py's 5 s socket timeout, and then looks at
   the job itself. Such a wait once failed with `redis.TimeoutError` after 5 s, and each retry of the

@@ -22,8 +22,8 @@ from router.backoff import (
     RetryPolicy,
     VendorRetry,
 )
-from router.ratelimit import RateLimitWaitExceeded, VendorRateLimits
 from router.vendor_errors import ErrorClass
+from router.vendor_limits import RateLimitWaitExceeded, VendorRateLimits
 
 URL = "https://api.example.test/v1/embeddings"
 REDIS_URL = "redis://127.0.0.1:6379/0"

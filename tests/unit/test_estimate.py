@@ -11,11 +11,12 @@ import pytest
 
 from costs.alerts import crossed
 from costs.budget import BudgetExhausted, budget_day, has_room, next_day_start, refusal
-from costs.estimate import CHARS_PER_PAGE, count_pages, quote_file, sum_quotes
+from costs.estimate import quote_file, sum_quotes
 from costs.prices import DEFAULT_PRICES
 from ingest import formats
 from ingest.chunking import chunk_document
 from ingest.config import Settings
+from ingest.formats.pages import CHARS_PER_PAGE, count_pages
 from ingest.tokens import count_tokens
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

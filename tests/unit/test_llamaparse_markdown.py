@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ingest.parsed import Block
-from router.llamaparse_markdown import (
+from router.llamaparse.markdown import (
     PageText,
     block_markdown,
     blocks_to_markdown,

@@ -13,9 +13,9 @@ import respx
 
 from ingest.config import Settings
 from ingest.errors import VendorError
+from ingest.parsed import Submission
 from router.backoff import Cooldown, LocalCooldownBackend, RetriesExhausted, RetryPolicy
-from router.llamaparse_real import SUBMISSION_TAG, LlamaParseParser, LlamaParseResult
-from router.protocols import Submission
+from router.llamaparse.client import SUBMISSION_TAG, LlamaParseParser, LlamaParseResult
 
 BASE = "https://llamaparse.test"
 KEY = "llx-test-key-0123456789abcdef"

@@ -6,7 +6,7 @@ import pytest
 
 from ingest.errors import VendorError
 from router.backoff import RetriesExhausted
-from router.llamaparse_resume import JobAttempt, Step, gave_up, next_step, resumed_jobs
+from router.llamaparse.resume import JobAttempt, Step, gave_up, next_step, resumed_jobs
 
 
 @pytest.mark.parametrize(

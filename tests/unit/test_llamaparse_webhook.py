@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from router.llamaparse_webhook import (
+from router.llamaparse.webhook import (
     PARSE_SUCCESS,
     BadSignature,
     MalformedEvent,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.loading import Backlog, BulkPolicy
+from workers.bulk_policy import Backlog, BulkPolicy
 
 RULES = BulkPolicy(min_chunks=500, table_ratio=0.5, max_defer_s=900)
 

@@ -23,7 +23,7 @@ from ingest.errors import VendorError
 from ingest.tokens import count_tokens
 from router.backoff import Cooldown, LocalCooldownBackend, RetriesExhausted, RetryPolicy
 from router.openai_real import OpenAIEmbedder
-from router.ratelimit import VendorRateLimits
+from router.vendor_limits import VendorRateLimits
 
 BASE = "https://api.openai.test/v1"
 KEY = "sk-test-SECRETSECRETSECRET-0042"

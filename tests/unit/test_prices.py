@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 
 from costs import charges
-from costs.estimate import PageCount
 from costs.money import fmt_usd, total, usd
 from costs.prices import DEFAULT_PRICES, UnknownPrice, price_table
 from ingest.config import Settings
+from ingest.formats.pages import PageCount
 
 
 def test_default_table_is_the_vendors_list_prices_with_the_date_checked() -> None:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from ingest.config import OPENAI_MAX_TOKENS_PER_REQUEST, Settings
 from router import openai_real
 from router.backoff import RetryPolicy
-from router.llamaparse_real import LlamaParseParser
+from router.llamaparse.client import LlamaParseParser
 from router.openai_real import OpenAIEmbedder, plan_batches
 
 

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from ingest.webhooks_out import (
+from workers.callback_signing import (
     CallbackData,
     CallbackEvent,
     CallbackVerificationError,

@@ -16,12 +16,12 @@ import ingest
 from ingest.api import errors, openapi
 from ingest.api.bodylimit import BodyLimit
 from ingest.api.metrics import Metrics, MetricsMiddleware
-from ingest.api.ratelimit import build_limiter
+from ingest.api.request_limits import build_limiter
 from ingest.api.routes import costs, documents, health, jobs, router_modes, search, webhooks
 from ingest.api.state import ApiState
 from ingest.config import Settings
-from ingest.runtime import Runtime
 from workers.inprocess import serving
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

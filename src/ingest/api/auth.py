@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from ingest.api.errors import Forbidden
 from ingest.api.state import ApiState, api_state
 from ingest.errors import Unauthorized
-from ingest.runtime import Runtime
 from ingest.store.users import User, user_for_key
+from workers.runtime import Runtime
 
 # auto_error=False: a missing key is our own 401 with the JSON error body, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="A key from `ingest keys create --user NAME`.")

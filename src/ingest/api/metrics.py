@@ -21,8 +21,8 @@ from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest.runtime import Runtime
 from ingest.store import jobs
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from ingest.runtime import Runtime
+from workers.runtime import Runtime
 
 if TYPE_CHECKING:
     from ingest.api.metrics import Metrics
-    from ingest.api.ratelimit import RateLimiter
+    from ingest.api.request_limits import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ from rich.table import Table
 
 from ingest.cli.common import err, out
 from ingest.errors import IngestError
-from ingest.runtime import Runtime
+from ingest.services.submit import Submitted, submit_file
 from ingest.store import documents, jobs
 from ingest.store.users import User
-from ingest.submit import Submitted, submit_file
+from workers.runtime import Runtime
 
 POLL_S = 0.2
 

@@ -14,8 +14,10 @@ from rich.console import Console
 from ingest.config import Settings
 from ingest.errors import IngestError
 from ingest.logs import configure_logging, redact_value
-from ingest.runtime import Runtime
 from ingest.store.users import User, ensure_user
+from workers.inprocess import serving
+from workers.process import start_broker
+from workers.runtime import Runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,10 +58,9 @@ def runtime(*, workers: bool = False) -> Iterator[Runtime]:
     configure_logging(settings, interactive=sys.stderr.isatty(), quiet=True)
     with Runtime.open(settings) as rt:
         if not workers:
+            start_broker(settings)  # what a command sends (a retry) goes to the configured broker
             yield rt
             return
-        from workers.inprocess import serving
-
         with serving(rt, threads=settings.worker_threads):
             yield rt
 

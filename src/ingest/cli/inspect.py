@@ -12,10 +12,10 @@ from psycopg import sql
 from rich.table import Table
 
 from ingest.cli.common import err, fail, handle_errors, out, runtime
-from ingest.health import check_all
-from ingest.runtime import Runtime
+from ingest.services.health import check_all
+from ingest.services.submit import retry_job
 from ingest.store import documents, jobs, upgrades
-from ingest.submit import retry_job
+from workers.runtime import Runtime
 
 RETRY_POLL_S = 0.2
 

@@ -18,10 +18,10 @@ from ingest.cli.serve import serve
 from ingest.cli.worker import mocks_app, worker
 from ingest.config import Settings
 from ingest.db import migrate
-from ingest.runtime import resolve_database_url
-from ingest.search import search as run_search
+from ingest.services.search import search as run_search
 from router.decide import Mode
 from router.modes import SERVICES
+from workers.runtime import resolve_database_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ingest documents, embed them, search them.")
 mode_app = typer.Typer(no_args_is_help=True, help="Read or switch the service modes (real, mock, hybrid).")

@@ -29,13 +29,17 @@ def worker(
         # The worker processes write to a pipe, never a terminal: decide here, where the terminal is seen.
         env["INGEST_LOG_FORMAT"] = "console" if sys.stderr.isatty() else "json"
     if settings.worker_metrics_port is not None and "PROMETHEUS_MULTIPROC_DIR" not in env:
-        # Every process writes its metrics here and one serves their sum (workers.metrics). Set before
+        # Every process writes its metrics here and one serves their sum (workers.middleware.metrics). Set before
         # any process imports prometheus_client; a fresh folder, so no earlier run's counters are added.
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ingest-worker-metrics-")
     # Dramatiq's own CLI supervises the processes (signals, graceful shutdown), behind our logging setup.
-    argv = [sys.executable, "-m", "workers", "workers.actors", "--processes", str(processes), "--threads", str(threads)]
+    argv = [sys.executable, "-m", "workers", "workers.process:start_worker_process"]
+    argv += ["--processes", str(processes), "--threads", str(threads)]
+    if settings.worker_metrics_port is not None:
+        argv += ["--fork-function", "workers.process:serve_metrics"]
     # The threads above take the ingestion queue; each process delivers callbacks on threads of their own
-    # (INGEST_CALLBACK_WORKER_THREADS, workers.callback_workers), so a slow receiver delays no document.
+    # (INGEST_CALLBACK_WORKER_THREADS, workers.middleware.callback_workers), so a slow receiver delays no
+    # document.
     argv += ["--queues", "ingest"]
     os.execve(sys.executable, argv, env)
 

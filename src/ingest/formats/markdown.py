@@ -43,7 +43,7 @@ def extract(data: bytes, limits: Limits) -> ParsedDocument:
         if end is not None:
             builder.add("\n".join(head[1:end]))
             head = head[end + 1 :]
-    _Reader(builder).read(chain(head, lines))
+    MarkdownReader(builder).read(chain(head, lines))
     return builder.document(MARKDOWN)
 
 
@@ -99,7 +99,7 @@ def _indented(line: str) -> bool:
     return line.startswith(("    ", "\t"))
 
 
-class _Reader:
+class MarkdownReader:
     def __init__(self, builder: BlockBuilder) -> None:
         self.builder = builder
         self.paragraph: list[str] = []

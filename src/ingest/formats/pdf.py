@@ -36,7 +36,7 @@ from .mediatypes import PDF
 from .pdflayout import Line
 from .source import Source
 
-_LOCK = threading.Lock()
+PDFIUM_LOCK = threading.Lock()
 _PERMISSION_EXTRACT = 1 << 4  # bit 5 of the PDF /P entry: copy or extract text
 _FIXED_PITCH = 1  # bit 1 of the font descriptor /Flags
 _MONO_NAME = re.compile(r"mono|courier|consol|typewriter|^(?:[A-Z]{6}\+)?[A-Z]*TT\d+", re.IGNORECASE)
@@ -57,7 +57,7 @@ def _open(source: Source) -> pdfium.PdfDocument:
 
 
 def check(source: Source, limits: Limits) -> None:
-    with _LOCK:
+    with PDFIUM_LOCK:
         pdf = _open(source)
         try:
             pages = len(pdf)
@@ -78,7 +78,7 @@ def extract(source: Source, limits: Limits) -> ParsedDocument:
     builder = BlockBuilder(limits.max_chars)
     pages: list[list[Line]] = []
     failed: list[int] = []
-    with _LOCK:
+    with PDFIUM_LOCK:
         pdf = _open(source)
         try:
             total = len(pdf)

@@ -11,7 +11,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from router.protocols import Submission
+from ingest.parsed import Submission
 
 COLUMNS = (
     "id, document_id, status, stage, attempts, error, chunks_total, chunks_done, deferred_until,"

@@ -17,7 +17,7 @@ from ingest.api.auth import CurrentUser
 from ingest.api.errors import error_responses
 from ingest.api.models import CostReportOut
 from ingest.api.state import runtime
-from ingest.runtime import Runtime
+from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["costs"])
 

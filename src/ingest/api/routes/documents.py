@@ -12,14 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from ingest.api.auth import CurrentUser
 from ingest.api.errors import error_responses
 from ingest.api.models import UPLOAD_FORM_SCHEMA, DocumentList, DocumentOut, UploadOut
-from ingest.api.ratelimit import UploadingUser
+from ingest.api.request_limits import UploadingUser
 from ingest.api.routes.costs import document_costs
 from ingest.api.state import runtime
 from ingest.api.uploads import receive_upload
 from ingest.errors import NotFound
-from ingest.runtime import Runtime
+from ingest.services.submit import submit_file
 from ingest.store import chunks, documents
-from ingest.submit import submit_file
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/documents", tags=["documents"])

@@ -18,8 +18,8 @@ from ingest.api.errors import Forbidden, error_responses
 from ingest.api.models import CheckOut, LiveOut, ReadyOut
 from ingest.api.state import ApiState, api_state, runtime
 from ingest.errors import Unauthorized
-from ingest.health import check_all
-from ingest.runtime import Runtime
+from ingest.services.health import check_all
+from workers.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
 

@@ -11,15 +11,15 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest import submit
 from ingest.api.auth import CurrentUser
 from ingest.api.errors import error_responses
 from ingest.api.models import ErrorDetail, ErrorOut, JobOut
 from ingest.api.routes.costs import job_cost
 from ingest.api.state import runtime
 from ingest.errors import NotFound
-from ingest.runtime import Runtime
+from ingest.services import submit
 from ingest.store import jobs
+from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 RuntimeDep = Annotated[Runtime, Depends(runtime)]

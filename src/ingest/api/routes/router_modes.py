@@ -11,8 +11,8 @@ from ingest.api.auth import AdminUser, CurrentUser
 from ingest.api.errors import error_responses
 from ingest.api.models import ModeIn, ModesOut
 from ingest.api.state import runtime
-from ingest.runtime import Runtime
 from router.modes import SERVICES
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/router", tags=["router"])

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends
 
 from ingest.api.errors import error_responses
 from ingest.api.models import SearchHit, SearchIn, SearchOut
-from ingest.api.ratelimit import SearchingUser
+from ingest.api.request_limits import SearchingUser
 from ingest.api.state import runtime
-from ingest.runtime import Runtime
-from ingest.search import search
+from ingest.services.search import search
+from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["search"])
 

@@ -1,6 +1,6 @@
 """`POST /v1/webhooks/llamaparse`: LlamaParse parse-job events. The signature is the authentication (no
 API key): `LC-Signature: sha256=<hex HMAC-SHA256 of the raw body>` keyed with
-INGEST_LLAMAPARSE_WEBHOOK_SECRET, checked by `router.llamaparse_webhook.verify` before anything is read.
+INGEST_LLAMAPARSE_WEBHOOK_SECRET, checked by `router.llamaparse.webhook.verify` before anything is read.
 
 A refused delivery (no or wrong signature, a timestamp more than 5 minutes from now) answers 401 and
 changes nothing. An `event_id` seen before answers 200 and changes nothing. A new event only wakes the
@@ -22,15 +22,15 @@ from starlette.concurrency import run_in_threadpool
 from ingest.api.errors import error_response, error_responses
 from ingest.api.state import runtime
 from ingest.errors import TooLarge
-from ingest.runtime import Runtime
 from ingest.store import webhooks
-from router.llamaparse_webhook import (
+from router.llamaparse.webhook import (
     SIGNATURE_HEADER,
     MalformedEvent,
     WebhookEvent,
     WebhookVerificationError,
     verify,
 )
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

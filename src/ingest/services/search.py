@@ -14,10 +14,10 @@ from uuid import UUID
 import psycopg
 
 from ingest.errors import IngestError
-from ingest.runtime import Runtime
 from ingest.store import vectors
 from ingest.store.search import Hit, nearest
 from ingest.store.users import User
+from workers.runtime import Runtime
 
 ROWS_TTL_S = 30.0
 

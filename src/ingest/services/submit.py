@@ -13,10 +13,10 @@ from uuid import UUID
 
 from ingest import formats
 from ingest.errors import Conflict, NotFound
-from ingest.runtime import Runtime
 from ingest.store import documents, jobs
 from ingest.store.users import User
 from workers.admission import admit
+from workers.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +101,3 @@ def retry_job(rt: Runtime, job_id: UUID, *, owner_id: int | None = None) -> jobs
         assert doc is not None  # a job's document goes only with the job
     admit(rt, doc.owner_id)
     return requeued
-
-
-def enqueue(job_id: UUID) -> None:
-    # Imported here: the actors bind to the broker, which is built from the environment on import.
-    from workers.actors import parse_document
-
-    parse_document.send(str(job_id))

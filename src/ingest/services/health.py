@@ -12,11 +12,11 @@ from decimal import Decimal
 
 from costs.money import fmt_usd
 from costs.report import DayReport
-from ingest.runtime import Runtime
 from ingest.store import upgrades
 from router.circuit import State
 from router.decide import Mode
 from router.modes import SERVICES
+from workers.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)

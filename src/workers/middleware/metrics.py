@@ -3,7 +3,8 @@
 `ingest worker --processes N` is N processes, and Prometheus should scrape it as one target. With
 `INGEST_WORKER_METRICS_PORT` set, `ingest worker` turns on prometheus_client's multi-process mode
 (`PROMETHEUS_MULTIPROC_DIR`, a fresh folder per start) before Dramatiq starts: every worker process writes
-its counters and histograms there, and one extra process (a Dramatiq fork) serves their sum on the port,
+its counters and histograms there, and one extra process (a Dramatiq fork, workers.process.serve_metrics)
+serves their sum on the port,
 together with the queue depths, read from the broker at each scrape. Counters of a process that died
 stay in the sum, as counters should.
 
@@ -20,7 +21,6 @@ The series (the API's `/metrics` has the HTTP and job-status side):
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -31,12 +31,11 @@ import structlog
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
 from dramatiq.middleware import Middleware
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.config import Settings
-from workers.lifecycle import JOB_STAGES
+from workers.middleware.lifecycle import JOB_STAGES
 
 log = structlog.get_logger(__name__)
 
@@ -58,14 +57,9 @@ def stage_of(actor_name: str) -> str:
 
 
 class WorkerMetrics(Middleware):
-    def __init__(self, *, port: int | None) -> None:
-        self.port = port
+    def __init__(self) -> None:
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
-
-    @property
-    def forks(self) -> list:  # type: ignore[override]
-        return [serve_metrics] if self.port is not None else []
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         with self._lock:
@@ -151,23 +145,3 @@ class QueueCollector(Collector):
             for queue, depth in depths.items():
                 family.add_metric([queue], getattr(depth, field))
             yield family
-
-
-def serve_metrics() -> int:
-    """A Dramatiq fork: serve the sum of every worker process's metrics, and the queues, until stopped."""
-    from prometheus_client import multiprocess
-
-    import workers.actors  # noqa: F401  (declares every actor, so the broker knows every queue)
-    from workers.broker import broker
-
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        log.error("worker_metrics_not_served", reason="start the workers with `ingest worker`")
-        return 1
-    port = Settings().worker_metrics_port
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    registry.register(QueueCollector(broker))
-    start_http_server(port or 0, registry=registry)
-    log.info("worker_metrics_served", port=port)
-    threading.Event().wait()  # the fork ends when Dramatiq stops it (SIGTERM)
-    return 0

@@ -7,7 +7,7 @@ import threading
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from ingest.runtime import Runtime
+from workers.runtime import Runtime
 
 
 class RuntimeMiddleware(Middleware):

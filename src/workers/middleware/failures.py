@@ -6,7 +6,7 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
-from workers.context import runtime_middleware
+from workers.middleware.context import runtime_middleware
 from workers.states import fail_job, one_line
 
 log = structlog.get_logger(__name__)

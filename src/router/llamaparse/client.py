@@ -19,7 +19,7 @@ one document is never charged twice for one submission.
 Every job made is told to the caller (`on_submitted`), who records it with the ingest job; a later
 delivery of the stage passes it back (`resume`) and the job it already paid for serves: a pending one is
 waited for, a completed one is read, and only one confirmed FAILED or CANCELLED, or unknown to the API,
-is replaced (`router.llamaparse_resume` decides, a pure function).
+is replaced (`router.llamaparse.resume` decides, a pure function).
 
 The base URL (region) is `LLAMA_CLOUD_BASE_URL`, e.g. https://api.cloud.eu.llamaindex.ai for the EU.
 
@@ -46,14 +46,14 @@ from llama_cloud.types.parsing_create_params import WebhookConfiguration
 from ingest.config import Settings
 from ingest.errors import ServiceUnavailable, VendorError
 from ingest.formats import Limits
-from ingest.parsed import ParsedDocument
+from ingest.parsed import ParsedDocument, Submission
 from router.backoff import Cooldown, RetriesExhausted, RetryPolicy, VendorRetry
-from router.llamaparse_markdown import pages_to_document
-from router.llamaparse_resume import FAILED as _FAILED
-from router.llamaparse_resume import PENDING as _PENDING
-from router.llamaparse_resume import JobAttempt, Step, described, gave_up, next_step, resumed_jobs
-from router.llamaparse_webhook import TERMINAL_EVENTS
-from router.protocols import OnSubmitted, ParseResult, ParseUsage, Submission
+from router.llamaparse.markdown import pages_to_document
+from router.llamaparse.resume import FAILED as _FAILED
+from router.llamaparse.resume import PENDING as _PENDING
+from router.llamaparse.resume import JobAttempt, Step, described, gave_up, next_step, resumed_jobs
+from router.llamaparse.webhook import TERMINAL_EVENTS
+from router.protocols import OnSubmitted, ParseResult, ParseUsage
 from router.vendor_errors import ErrorClass, MalformedResponse, classify, describe, status_of, vendor_failure
 
 log = structlog.get_logger(__name__)
@@ -165,7 +165,7 @@ class LlamaParseParser:
         resume: Submission | None = None,
         on_submitted: OnSubmitted | None = None,
     ) -> LlamaParseResult:
-        """Follow the document's jobs until one completes (`router.llamaparse_resume` decides each step).
+        """Follow the document's jobs until one completes (`router.llamaparse.resume` decides each step).
 
         `resume`: the job an earlier delivery made; it is looked at first and, pending or completed, it
         serves: no upload, no new job. `on_submitted`: told each new job as soon as it exists.

@@ -24,10 +24,10 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
-from ingest.runtime import Runtime
 from workers.admission import admit_everyone, send
-from workers.callback_workers import is_callback_worker
-from workers.context import runtime_middleware
+from workers.middleware.callback_workers import is_callback_worker
+from workers.middleware.context import runtime_middleware
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

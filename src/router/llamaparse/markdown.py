@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from ingest.errors import EmptyDocument
 from ingest.formats.blocks import BlockBuilder
-from ingest.formats.markdown import _Reader as MarkdownReader  # one markdown dialect for the whole project
+from ingest.formats.markdown import MarkdownReader  # one markdown dialect for the whole project
 from ingest.parsed import Block, ParsedDocument
 from router.vendor_errors import MalformedResponse
 

@@ -27,10 +27,10 @@ from psycopg_pool import PoolTimeout
 from ingest.config import Settings
 from ingest.db.pool import autocommit
 from ingest.logs import configure_logging
-from ingest.runtime import Runtime
 from workers.admission import admit
-from workers.callback_workers import is_callback_worker
-from workers.context import runtime_middleware
+from workers.middleware.callback_workers import is_callback_worker
+from workers.middleware.context import runtime_middleware
+from workers.runtime import Runtime
 from workers.states import fail_job
 
 log = structlog.get_logger(__name__)
