@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_embedder
 
 from ingest.config import Settings
+from ingest.search_mode import SearchMode
 from ingest.services.submit import submit_file
 from ingest.store.users import ensure_user
 from ingest.tokens import count_tokens, encoding
@@ -117,7 +118,7 @@ def corpus_recall(rt: Runtime, queries: int = 100) -> dict:
     recall, ms = [], []
     for text in texts:
         t0 = time.perf_counter()
-        hits = api_search.search(rt, user, text, top_k=10)
+        hits = api_search.search(rt, user, text, top_k=10, mode=SearchMode.VECTOR)
         ms.append((time.perf_counter() - t0) * 1000)
         q = HalfVector(embedder.embed([text]).vectors[0].astype(np.float16))
         with rt.pool.connection() as conn, conn.transaction():
@@ -239,7 +240,7 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
         api_ms, bare_ms, exact_ms, recall, bare_recall = [], [], [], [], []
         for q, qt, want in zip(qvecs, qtexts, truth, strict=True):
             t0 = time.perf_counter()
-            hits = api_search.search(rt, user, qt, top_k=10)
+            hits = api_search.search(rt, user, qt, top_k=10, mode=SearchMode.VECTOR)
             api_ms.append((time.perf_counter() - t0) * 1000)
             recall.append(len(want & {h.chunk_id for h in hits}) / 10)
             took, got = bare(q, ef)

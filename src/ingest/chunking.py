@@ -1,6 +1,7 @@
 """Cutting a parsed document into overlapping, token-bounded chunks that follow its structure.
 
 How a chunk is made:
+- Layout noise goes first (ingest/cleaning.py): dot leaders, page numbers, running headers and footers.
 - Blocks are cut into pieces once: sentences; a sentence too large for a chunk is cut at line
   breaks, then at token boundaries (near a word start when one is close). All sentences are counted
   in one batch, and only the too-large ones are encoded again to be cut; packing then works on token
@@ -36,6 +37,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ingest import tokens
+from ingest.cleaning import clean
 from ingest.parsed import Block, ParsedDocument
 
 # Tokens kept free in every piece's budget for joins and the drift of counts at piece edges.
@@ -90,6 +92,7 @@ def chunk_document(
         raise ValueError("max_tokens must be at least 16")
     if not 0 <= overlap <= max_tokens // 2:
         raise ValueError("overlap must be between 0 and half of max_tokens")
+    doc = clean(doc)  # layout noise (dot leaders, page numbers, running lines) stays out of the index
     headers = _headers(doc.blocks, max_tokens)
     pieces = _pieces(doc.blocks, headers, max_tokens, overlap)
     top_depth = _top_heading_depth(doc.blocks)

@@ -11,6 +11,7 @@ import pytest
 from pgvector import HalfVector
 
 from ingest.config import Settings
+from ingest.search_mode import SearchMode
 from ingest.services.search import search
 from ingest.services.submit import submit_file
 from ingest.store import jobs, vectors
@@ -115,7 +116,7 @@ def test_a_large_backlog_loads_bare_searches_stay_exact_and_the_index_is_built_a
     assert space.index_deferred and not has_index(rt, space)  # the first write found the backlog large
 
     # Mid-load, a search reads the table exactly: the completed document's true nearest chunks.
-    assert scores(search(rt, user, QUERY, top_k=5)) == exact_top(rt, space, 5)
+    assert scores(search(rt, user, QUERY, top_k=5, mode=SearchMode.VECTOR)) == exact_top(rt, space, 5)
 
     for job_id in rest:
         for batch in planned[job_id]:
@@ -127,7 +128,7 @@ def test_a_large_backlog_loads_bare_searches_stay_exact_and_the_index_is_built_a
     assert not space.index_deferred and has_index(rt, space)
     assert indexing.build_if_drained(rt, space.id) == "indexed"  # a second message finds it done
     rt.settings.search_exact_max_vectors = 0  # through the index, not the small-space scan
-    assert scores(search(rt, user, QUERY, top_k=5)) == exact_top(rt, space, 5)
+    assert scores(search(rt, user, QUERY, top_k=5, mode=SearchMode.VECTOR)) == exact_top(rt, space, 5)
 
 
 def test_a_small_backlog_keeps_the_live_index(runtime: Runtime, tmp_path: Path) -> None:
@@ -185,7 +186,7 @@ def test_a_binary_space_reranks_its_candidates_exactly(runtime: Runtime, tmp_pat
         ).fetchone()[0]
     assert "binary_quantize" in definition and "bit_hamming_ops" in definition
     # Every chunk is a candidate here (search_candidates exceeds them), so the re-ranked answer is exact.
-    assert scores(search(rt, user, QUERY, top_k=5)) == exact_top(rt, space, 5)
+    assert scores(search(rt, user, QUERY, top_k=5, mode=SearchMode.VECTOR)) == exact_top(rt, space, 5)
     hits = search(rt, user, QUERY, top_k=3, document_ids=[d for d in _documents(rt, job_ids)[:1]])
     assert hits and len({h.document_id for h in hits}) == 1
 

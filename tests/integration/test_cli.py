@@ -36,7 +36,8 @@ def test_add_samples_then_search_finds_the_quoted_passage(samples: Path) -> None
     assert found.exit_code == 0, found.stderr
     results = json.loads(found.stdout)["results"]
     assert results[0]["filename"] == "carroll-wonderland.pdf"
-    assert "Alice soon began talking again" in " ".join(results[0]["text"].split())
+    # Hybrid search ranks the passage among the book's best chunks (its common words are in many of them).
+    assert any("Alice soon began talking again" in " ".join(r["text"].split()) for r in results[:3])
 
     verified = ingest("verify")
     assert verified.exit_code == 0, verified.stdout

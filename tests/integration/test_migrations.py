@@ -55,3 +55,28 @@ def test_second_apply_is_a_no_op(database_url: str) -> None:
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in migrate.available()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+def test_keyword_migration_back_fills_existing_chunks(pg_server: str) -> None:
+    conninfo = _fresh_database(pg_server)
+    keyword = next(m for m in migrate.available() if m.name == "keyword_search")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for migration in migrate.available():
+            if migration.version < keyword.version:
+                conn.execute(migration.sql)
+        owner = conn.execute("INSERT INTO users (name) VALUES ('old') RETURNING id").fetchone()[0]
+        doc = conn.execute(
+            "INSERT INTO documents (owner_id, sha256, filename, media_type, bytes)"
+            " VALUES (%s, 'x', 'old.txt', 'text/plain', 1) RETURNING id",
+            (owner,),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO chunks (document_id, ordinal, text, token_count, text_hash)"
+            " VALUES (%s, 0, 'Running zeppelins were moored at the harbour', 8, 'h')",
+            (doc,),
+        )
+        conn.execute(keyword.sql)
+        terms, weights = conn.execute("SELECT search_terms::text, search_weights::text FROM chunks").fetchone()
+    # Read as English: stemmed, stop words gone, one weight per term.
+    assert terms == "'harbour' 'moor' 'run' 'zeppelin'"
+    assert weights.count(":") == 4

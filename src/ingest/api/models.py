@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from costs.money import fmt_usd
 from costs.report import Amounts
+from ingest.search_mode import SearchMode
 from ingest.store.documents import Document
 from ingest.store.jobs import Job
 from ingest.store.search import Hit
@@ -166,6 +167,20 @@ class SearchIn(BaseModel):
         max_length=1000,
         description="Search only these documents (other users' ids match nothing).",
     )
+    mode: SearchMode = Field(
+        default=SearchMode.HYBRID,
+        description="hybrid: keyword and vector rankings fused; vector: nearest embeddings; keyword: BM25.",
+    )
+    offset: int = Field(default=0, ge=0, le=1000, description="Skip this many hits (paging).")
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Only documents whose upload metadata contains this object (JSON containment).",
+    )
+    min_score: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Only hits scoring at least this, in the mode's scale (see `score`).",
+    )
 
 
 class SearchHit(_Out):
@@ -173,7 +188,13 @@ class SearchHit(_Out):
     chunk_id: int
     filename: str
     text: str
-    score: float = Field(description="Cosine similarity; higher is nearer.")
+    score: float = Field(
+        description="Higher is better. vector: cosine similarity; keyword: BM25; hybrid: the fused rank score,"
+        " 1 for a chunk first in both rankings."
+    )
+    page_start: int | None = Field(description="First page the chunk comes from (None without pages).")
+    page_end: int | None = Field(description="Last page the chunk comes from.")
+    heading_path: list[str] = Field(description="The headings the chunk sits under, outermost first.")
     metadata: dict[str, Any] = Field(
         description="The upload's metadata, with the chunk's own (page_start, page_end, heading_path) over it."
     )
@@ -186,6 +207,9 @@ class SearchHit(_Out):
             filename=hit.filename,
             text=hit.text,
             score=hit.score,
+            page_start=hit.page_start,
+            page_end=hit.page_end,
+            heading_path=hit.heading_path,
             metadata=hit.metadata,
         )
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ingest.cli import costs as costs_cmds
+from ingest.cli import hits as hits_view
 from ingest.cli import inspect as inspect_cmds
 from ingest.cli.add import print_summary, run_add
 from ingest.cli.common import DEFAULT_USER, cli_user, handle_errors, out, runtime
@@ -18,6 +18,7 @@ from ingest.cli.serve import serve
 from ingest.cli.worker import mocks_app, worker
 from ingest.config import Settings
 from ingest.db import migrate
+from ingest.search_mode import SearchMode
 from ingest.services.search import search as run_search
 from router.decide import Mode
 from router.modes import SERVICES
@@ -69,36 +70,23 @@ def add(
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=100, help="How many chunks.")] = 5,
+    mode: Annotated[
+        SearchMode,
+        typer.Option("--mode", help="hybrid (keyword and vector fused), vector or keyword.", case_sensitive=False),
+    ] = SearchMode.HYBRID,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     user: UserOption = DEFAULT_USER,
 ) -> None:
-    """The chunks nearest to QUERY, best first."""
+    """The chunks best matching QUERY, best first, with their file, pages and headings."""
     with runtime() as rt:
-        hits = run_search(rt, cli_user(rt, user), query, top_k=k)
+        hits = run_search(rt, cli_user(rt, user), query, top_k=k, mode=mode)
     if as_json:
-        rows = [
-            {
-                "document_id": str(h.document_id),
-                "chunk_id": h.chunk_id,
-                "filename": h.filename,
-                "score": h.score,
-                "text": h.text,
-                "metadata": h.metadata,
-            }
-            for h in hits
-        ]
-        out.print_json(json.dumps({"results": rows}))
+        out.print_json(json.dumps(hits_view.as_json(hits)))
         return
     if not hits:
         out.print("no results")
         return
-    table = Table(show_lines=True)
-    for column in ("#", "score", "document", "text"):
-        table.add_column(column, overflow="fold")
-    for rank, hit in enumerate(hits, 1):
-        snippet = " ".join(hit.text.split())
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, snippet[:300] + ("…" if len(snippet) > 300 else ""))
-    out.print(table)
+    out.print(hits_view.table(hits))
 
 
 app.command()(inspect_cmds.status)
@@ -135,7 +123,7 @@ def mode_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @handle_errors
 def mode_set(
     mode: Annotated[Mode, typer.Argument(help="real, mock or hybrid.")],
-    service: Annotated[Optional[str], typer.Option("--service", help="llamaparse or openai (default: both).")] = None,
+    service: Annotated[str | None, typer.Option("--service", help="llamaparse or openai (default: both).")] = None,
 ) -> None:
     """Switch a service's mode; every worker and API process sees it at its next job."""
     services = (service,) if service else SERVICES

@@ -1,30 +1,58 @@
-"""Search: embed the query in the space new documents are embedded in, and compare only within it.
+"""Search: the user's chunks best matching a query, within the one space new documents are embedded in.
+
+Three modes: `vector` (the chunks nearest to the query's embedding), `keyword` (BM25 over the query's
+words, store/keyword.py) and `hybrid`, the default: both lists, `FUSION_CANDIDATES` deep or as deep as
+the page asked for, fused by reciprocal rank (fusion.py). Keyword search names, commands, codes and rare
+words exactly; the vectors find paraphrase (with real embeddings); each covers the other's misses.
 
 The query is embedded before a connection is taken, and one connection serves the whole search; the
 space's row is read once per process (a space, once made, keeps its id and table). A space of at most
 `search_exact_max_vectors` vectors (by its statistics, read every ROWS_TTL_S) is scanned exactly.
+Filters (chosen documents, upload metadata) apply inside each list; `offset` and `min_score` to the
+final ranking. Pages within the first FUSION_CANDIDATES hits are slices of one ranking; a page beyond
+it fuses deeper lists, which can only add chunks found low in both.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import psycopg
 
+from ingest import fusion
 from ingest.errors import IngestError
-from ingest.store import vectors
+from ingest.search_mode import SearchMode
+from ingest.store import keyword, vectors
 from ingest.store.search import Hit, nearest
 from ingest.store.users import User
 from workers.runtime import Runtime
 
 ROWS_TTL_S = 30.0
+# How deep each list goes before fusion, at least, and the weight of the vector list against the keyword
+# list's 1: the mock embedder's vectors are a blurred copy of the words keyword search reads exactly, so
+# they break ties; real embeddings bring meaning the words lack, so they count as much. Measured on the
+# sample questions (docs/benchmarks.md).
+FUSION_CANDIDATES = 20
+VECTOR_WEIGHT = {True: 0.3, False: 1.0}  # by Space.simulated
 
 
 def search(
-    rt: Runtime, user: User, query: str, *, top_k: int = 5, document_ids: Sequence[UUID] | None = None
+    rt: Runtime,
+    user: User,
+    query: str,
+    *,
+    top_k: int = 5,
+    document_ids: Sequence[UUID] | None = None,
+    mode: SearchMode = SearchMode.HYBRID,
+    offset: int = 0,
+    metadata: dict[str, Any] | None = None,
+    min_score: float | None = None,
 ) -> list[Hit]:
+    """`top_k` hits after the first `offset`, best first, each scoring at least `min_score` in the mode's
+    own scale (vector: cosine similarity; keyword: BM25; hybrid: fused, 1 for first in both lists)."""
     if not query.strip():
         raise IngestError("the query is empty")
     embedder = rt.router.search_embedder()
@@ -35,22 +63,45 @@ def search(
             space = _space(rt, conn, key)
         if space is None:
             return []
-    query_vector = embedder.embed([query]).vectors[0]
-    with rt.pool.connection() as conn:
-        rows = _rows(rt, conn, space)
-        return nearest(
-            conn,
-            space,
-            query_vector,
-            owner_id=user.id,
-            top_k=top_k,
-            ef_search=rt.settings.search_ef,
-            document_ids=document_ids,
-            # Chosen documents are usually a sliver of the space: the filtered plan goes straight there.
-            direct=not document_ids,
-            rerank=rt.settings.search_candidates,
-            exact=rows is not None and rows <= rt.settings.search_exact_max_vectors,
-        )
+    depth = offset + top_k if mode is not SearchMode.HYBRID else max(offset + top_k, FUSION_CANDIDATES)
+    query_vector = embedder.embed([query]).vectors[0] if mode is not SearchMode.KEYWORD else None
+    rankings: list[tuple[list[Hit], float]] = []
+    with rt.pool.connection() as conn, conn.transaction():
+        if mode is SearchMode.HYBRID:
+            # One snapshot for both rankings: a new version committed between them would mix versions.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        if mode is not SearchMode.VECTOR:
+            found = keyword.search(
+                conn,
+                space.id,
+                query,
+                owner_id=user.id,
+                top_k=depth,
+                document_ids=document_ids,
+                metadata=metadata,
+            )
+            rankings.append((found, 1.0))
+        if query_vector is not None:
+            rows = _rows(rt, conn, space)
+            nearest_hits = nearest(
+                conn,
+                space,
+                query_vector,
+                owner_id=user.id,
+                top_k=depth,
+                ef_search=rt.settings.search_ef,
+                document_ids=document_ids,
+                metadata=metadata,
+                # Filters usually keep a sliver of the space: the filtered plan goes straight there.
+                direct=not document_ids and not metadata,
+                rerank=rt.settings.search_candidates,
+                exact=rows is not None and rows <= rt.settings.search_exact_max_vectors,
+            )
+            rankings.append((nearest_hits, VECTOR_WEIGHT[space.simulated]))
+    hits = fusion.fuse(rankings) if mode is SearchMode.HYBRID else rankings[0][0]
+    if min_score is not None:
+        hits = [hit for hit in hits if hit.score >= min_score]
+    return hits[offset : offset + top_k]
 
 
 def _rows(rt: Runtime, conn: psycopg.Connection, space: vectors.Space) -> int | None:

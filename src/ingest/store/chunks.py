@@ -10,6 +10,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ingest import language
 from ingest.chunking import Chunk
 
 
@@ -28,13 +29,17 @@ class StoredChunk:
 
 
 def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]) -> None:
-    """Make `chunks` the document's only chunks (a re-run replaces, never duplicates)."""
+    """Make `chunks` the document's only chunks (a re-run replaces, never duplicates). PostgreSQL derives
+    their keyword index from the text, read in the document's language (ingest/language.py)."""
+    config = language.detect("\n".join(chunk.text for chunk in chunks[:8]))
+    (config_oid,) = conn.execute("SELECT %s::regconfig::oid", (config,)).fetchall()[0]
     conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
     with conn.cursor().copy(
-        "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata, start_key)"
-        " FROM STDIN (FORMAT BINARY)"
+        "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata, start_key, search_config,"
+        " search_text) FROM STDIN (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["uuid", "int4", "text", "int4", "bytea", "jsonb", "bytea"])
+        # A regconfig travels as its oid.
+        copy.set_types(["uuid", "int4", "text", "int4", "bytea", "jsonb", "bytea", "oid", "text"])
         for chunk in chunks:
             copy.write_row(
                 (
@@ -45,6 +50,8 @@ def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]
                     text_hash(chunk.text),
                     Jsonb(chunk.metadata),
                     chunk.start_key or None,
+                    config_oid,
+                    language.search_text(chunk.text),
                 )
             )
 

@@ -23,6 +23,7 @@ import numpy as np
 import psycopg
 from pgvector import HalfVector
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from ingest.store.vectors import Space, quantized
 
@@ -37,7 +38,24 @@ class Hit:
     filename: str
     text: str
     score: float
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # the upload's, with the chunk's own (page_start, page_end, heading_path) over it
+
+    @property
+    def page_start(self) -> int | None:
+        return _page(self.metadata.get("page_start"))
+
+    @property
+    def page_end(self) -> int | None:
+        return _page(self.metadata.get("page_end"))
+
+    @property
+    def heading_path(self) -> list[str]:
+        path = self.metadata.get("heading_path")
+        return [str(h) for h in path] if isinstance(path, list) else []
+
+
+def _page(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def candidates(top_k: int) -> int:
@@ -45,33 +63,34 @@ def candidates(top_k: int) -> int:
     return 2 * top_k + 10
 
 
-_VISIBLE = "d.owner_id = %(owner)s AND d.status = 'completed' {ids}"
+# `{ids}`: the caller's filters (scope_filter).
+VISIBLE = "d.owner_id = %(owner)s AND d.status = 'completed' {ids}"
 _JOIN = "JOIN chunks c ON c.id = v.chunk_id JOIN documents d ON d.id = c.document_id"
 # A hit's metadata: what the user gave with the upload, then the chunk's own (page, heading path) over it.
-_ROW = "c.document_id, c.id, d.filename, c.text, d.metadata || c.metadata"
+ROW = "c.document_id, c.id, d.filename, c.text, d.metadata || c.metadata"
 
 # halfvec spaces: the index orders by the exact distance itself.
 _DIRECT = (
-    "SELECT " + _ROW + ", v.distance FROM ("
+    "SELECT " + ROW + ", v.distance FROM ("
     " SELECT chunk_id, embedding <=> %(q)s AS distance FROM {t} ORDER BY embedding <=> %(q)s LIMIT %(n)s) v"
-    " " + _JOIN + " WHERE " + _VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
+    " " + _JOIN + " WHERE " + VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
 )
 _FILTERED = (
-    "SELECT * FROM (SELECT " + _ROW + ", v.embedding <=> %(q)s AS distance FROM {t} v " + _JOIN
-    + " WHERE " + _VISIBLE + " ORDER BY v.embedding <=> %(q)s LIMIT %(k)s) hits ORDER BY distance"
+    "SELECT * FROM (SELECT " + ROW + ", v.embedding <=> %(q)s AS distance FROM {t} v " + _JOIN
+    + " WHERE " + VISIBLE + " ORDER BY v.embedding <=> %(q)s LIMIT %(k)s) hits ORDER BY distance"
 )
 # binary spaces: the index orders by Hamming distance between quantizations; the `m` nearest so are
 # re-ranked by the exact distance.
 _DIRECT_BINARY = (
-    "SELECT " + _ROW + ", v.distance FROM ("
+    "SELECT " + ROW + ", v.distance FROM ("
     " SELECT chunk_id, embedding <=> %(q)s AS distance FROM ("
     "  SELECT chunk_id, embedding FROM {t} ORDER BY {bits} <~> {qbits} LIMIT %(m)s) b"
-    " ORDER BY distance LIMIT %(n)s) v " + _JOIN + " WHERE " + _VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
+    " ORDER BY distance LIMIT %(n)s) v " + _JOIN + " WHERE " + VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
 )
 _FILTERED_BINARY = (
-    "SELECT " + _ROW + ", v.distance FROM ("
+    "SELECT " + ROW + ", v.distance FROM ("
     " SELECT v.chunk_id, v.embedding <=> %(q)s AS distance FROM {t} v " + _JOIN
-    + " WHERE " + _VISIBLE + " ORDER BY {bits} <~> {qbits} LIMIT %(m)s) v "
+    + " WHERE " + VISIBLE + " ORDER BY {bits} <~> {qbits} LIMIT %(m)s) v "
     + _JOIN + " ORDER BY v.distance LIMIT %(k)s"
 )
 
@@ -80,13 +99,13 @@ _FILTERED_BINARY = (
 # serve `ORDER BY embedding <=> q`), so this is an exact scan whatever the statistics say; ordering by
 # the output column computes each distance once.
 _DIRECT_EXACT = (
-    "SELECT " + _ROW + ", v.distance FROM ("
+    "SELECT " + ROW + ", v.distance FROM ("
     " SELECT chunk_id, (embedding <=> %(q)s) + 0 AS distance FROM {t} ORDER BY 2 LIMIT %(n)s) v "
-    + _JOIN + " WHERE " + _VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
+    + _JOIN + " WHERE " + VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
 )
 _FILTERED_EXACT = (
-    "SELECT " + _ROW + ", (v.embedding <=> %(q)s) + 0 AS distance FROM {t} v " + _JOIN
-    + " WHERE " + _VISIBLE + " ORDER BY distance LIMIT %(k)s"
+    "SELECT " + ROW + ", (v.embedding <=> %(q)s) + 0 AS distance FROM {t} v " + _JOIN
+    + " WHERE " + VISIBLE + " ORDER BY distance LIMIT %(k)s"
 )
 
 
@@ -108,6 +127,7 @@ def nearest(
     top_k: int,
     ef_search: int,
     document_ids: Sequence[UUID] | None = None,
+    metadata: dict[str, Any] | None = None,
     direct: bool = True,
     rerank: int = 0,
     exact: bool = False,
@@ -116,13 +136,16 @@ def nearest(
     about equally far (noise-like text); 400 finds every sample-corpus fact that exact search finds.
     `rerank`: in a binary space, how many nearest by Hamming distance are re-ranked exactly.
     `direct=False` skips the direct plan (the caller knows its filters reject most vectors).
-    `exact`: compare every vector (a scan), for spaces small enough that this beats the index."""
+    `exact`: compare every vector (a scan), for spaces small enough that this beats the index.
+    `metadata`: only documents whose upload metadata contains this object."""
     if exact:
-        return _exact(conn, space, query, owner_id=owner_id, top_k=top_k, document_ids=document_ids)
+        return _exact(
+            conn, space, query, owner_id=owner_id, top_k=top_k, document_ids=document_ids, metadata=metadata
+        )
     binary = space.index_kind == "binary"
     wanted = candidates(top_k)
-    params = _params(query, owner_id, top_k, document_ids) | {"m": max(rerank, wanted)}
-    ids = _ids_filter(document_ids)
+    params = _params(query, owner_id, top_k, document_ids, metadata) | {"m": max(rerank, wanted)}
+    ids = scope_filter(document_ids, metadata)
     scan = max(ef_search, params["m"] if binary else wanted)
     ef = sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(scan, MAX_EF_SEARCH)))
     with conn.transaction():
@@ -150,10 +173,11 @@ def _exact(
     owner_id: int,
     top_k: int,
     document_ids: Sequence[UUID] | None,
+    metadata: dict[str, Any] | None,
 ) -> list[Hit]:
-    params = _params(query, owner_id, top_k, document_ids)
-    ids = _ids_filter(document_ids)
-    if not document_ids:
+    params = _params(query, owner_id, top_k, document_ids, metadata)
+    ids = scope_filter(document_ids, metadata)
+    if not document_ids and not metadata:
         rows = conn.execute(_sql(_DIRECT_EXACT, space, ids), params).fetchall()
         if len(rows) == top_k:
             return _hits(rows)
@@ -161,19 +185,34 @@ def _exact(
 
 
 def _params(
-    query: np.ndarray, owner_id: int, top_k: int, document_ids: Sequence[UUID] | None
+    query: np.ndarray,
+    owner_id: int,
+    top_k: int,
+    document_ids: Sequence[UUID] | None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    return scope_params(owner_id, document_ids, metadata) | {
         "q": HalfVector(query.astype(np.float16)),
-        "owner": owner_id,
         "k": top_k,
         "n": candidates(top_k),
-        "ids": list(document_ids or []),
     }
 
 
-def _ids_filter(document_ids: Sequence[UUID] | None) -> sql.Composable:
-    return sql.SQL("AND d.id = ANY(%(ids)s)") if document_ids else sql.SQL("")
+def scope_params(
+    owner_id: int, document_ids: Sequence[UUID] | None, metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The parameters of VISIBLE with `scope_filter`."""
+    return {"owner": owner_id, "ids": list(document_ids or []), "meta": Jsonb(metadata or {})}
+
+
+def scope_filter(document_ids: Sequence[UUID] | None, metadata: dict[str, Any] | None = None) -> sql.Composable:
+    """The caller's filters, for VISIBLE's `{ids}`: chosen documents, and upload metadata containing an object."""
+    parts = []
+    if document_ids:
+        parts.append(sql.SQL("AND d.id = ANY(%(ids)s)"))
+    if metadata:
+        parts.append(sql.SQL("AND d.metadata @> %(meta)s"))
+    return sql.SQL(" ").join(parts)
 
 
 def _hits(rows: list[tuple]) -> list[Hit]:

@@ -25,5 +25,15 @@ router = APIRouter(prefix="/v1", tags=["search"])
 def search_documents(
     body: SearchIn, user: SearchingUser, rt: Annotated[Runtime, Depends(runtime)]
 ) -> SearchOut:
-    hits = search(rt, user, body.query, top_k=body.top_k, document_ids=body.document_ids)
+    hits = search(
+        rt,
+        user,
+        body.query,
+        top_k=body.top_k,
+        document_ids=body.document_ids,
+        mode=body.mode,
+        offset=body.offset,
+        metadata=body.metadata,
+        min_score=body.min_score,
+    )
     return SearchOut(results=[SearchHit.of(hit) for hit in hits])
