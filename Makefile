@@ -1,10 +1,10 @@
-# The two commands of the README: `make demo` (ingest the samples and search them) and `make test`.
+# The commands of the README: `make demo` (ingest the samples and search them), `make test`, `make lint`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 QUERY ?= The Docker daemon makes the volumes available by bind-mounting the provided paths
 
-.PHONY: demo test install bench bench-peers bench-load clean
+.PHONY: demo test lint install bench bench-peers bench-load clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Style, types and the layers' import contracts (pyproject.toml); CI runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/pipeline.py

@@ -250,13 +250,15 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
         sweep = {}
         for sweep_ef in (40, 100, 400, 1000):
             runs = [bare(q, sweep_ef) for q in qvecs[:50]]
-            sweep[sweep_ef] = {"recall_at_10": float(np.mean([len(w & g) / 10 for w, (_, g) in zip(truth, runs)])),
+            sweep[sweep_ef] = {"recall_at_10": float(np.mean([len(w & g) / 10 for w, (_, g) in zip(truth, runs, strict=False)])),
                                "p50_ms": float(np.percentile([t for t, _ in runs], 50))}
         with rt.pool.connection() as conn:
             plan = "\n".join(r[0] for r in conn.execute(
                 f"EXPLAIN SELECT chunk_id FROM {table} ORDER BY embedding <=> %s LIMIT 10",
                 (HalfVector(qvecs[0].astype(np.float16)),)))
-    pct = lambda xs, p: float(np.percentile(xs, p))
+    def pct(xs: list[float], p: float) -> float:
+        return float(np.percentile(xs, p))
+
     return {
         "vectors": n, "build_s": build_s, "ef_search": ef, "recall_at_10": float(np.mean(recall)),
         "bare_recall_at_10": float(np.mean(bare_recall)), "hnsw_used": f"{table}_hnsw" in plan,

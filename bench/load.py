@@ -67,7 +67,7 @@ def create_database(server_uri: str) -> str:
 
 
 def cli(env: dict[str, str], cwd: Path, *args: str, timeout: float = 120) -> str:
-    done = subprocess.run(  # noqa: PLW1510 - the status is checked
+    done = subprocess.run(  # the status is checked
         [support.INGEST, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
     if done.returncode != 0:
@@ -289,7 +289,7 @@ def run_load(run: Run, tmp: Path) -> None:
         run.checks.append(Check("uploads answered as duplicates", 0, sum(u.duplicate for u in uploads)))
         run.checks.append(Check("uploads failed", 0, len(failed_uploads)))
         run.checks.extend(checks)
-        verify = subprocess.run(  # noqa: PLW1510 - the status is checked
+        verify = subprocess.run(  # the status is checked
             [support.INGEST, "verify"], env=env, cwd=tmp, capture_output=True, text=True, timeout=300
         )
         run.checks.append(Check("`ingest verify` exit status", 0, verify.returncode))

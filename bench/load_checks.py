@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -41,7 +42,10 @@ def check_database(
     figures: dict[str, object] = {}
     uploaded_ids = {u.document_id for u in uploads if u.document_id}
     with psycopg.connect(conninfo) as conn:
-        one = lambda query, *params: conn.execute(query, params).fetchone()[0]
+
+        def one(query: str, *params: object) -> Any:
+            return conn.execute(query, params).fetchone()[0]
+
         doc_ids = {str(r[0]) for r in conn.execute("SELECT id FROM documents")}
         checks.append(Check("documents in the database", expected, len(doc_ids)))
         checks.append(

@@ -3,6 +3,7 @@ environment, and a few statistics. Nothing here talks to anything but loopback."
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -84,7 +85,7 @@ class Child:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             # Children start before the bench starts any thread, so preexec_fn is safe here.
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
 
     def output(self) -> str:
@@ -111,14 +112,10 @@ class Child:
         SIGKILL to its whole session after `grace_s`. Only processes this bench started are signalled."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the session (forked workers)
-        except (ProcessLookupError, PermissionError):
-            pass
         if self.proc.poll() is None:
             self.proc.wait(timeout=10)
         self._log.close()
@@ -146,10 +143,8 @@ class RssSampler:
         for name, child in self.children.items():
             total = 0
             for proc in child.tree():
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     total += proc.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
             self.peak_mb[name] = max(self.peak_mb[name], total / 2**20)
 
 
@@ -315,10 +310,9 @@ def reap_stale_runs(delete_keys: Callable[[str, str], int]) -> list[str]:
                 proc.wait(timeout=30)
         except (OSError, ValueError, IndexError, psutil.Error):
             pass
-        try:
+        # Best effort: the keys of a dead run hold nothing of value.
+        with contextlib.suppress(Exception):
             delete_keys(owner["redis_url"], owner["namespace"])
-        except Exception:  # noqa: BLE001, S110 - best effort: the keys of a dead run hold nothing of value
-            pass
         shutil.rmtree(folder, ignore_errors=True)
         reaped.append(str(folder))
     return reaped

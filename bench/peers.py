@@ -34,9 +34,10 @@ from psycopg.conninfo import make_conninfo
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import bench_ours
-import pipeline as corpus_gen
-import report
+# Imported after the path above: they are this folder's scripts, not installed modules.
+import bench_ours  # noqa: E402
+import pipeline as corpus_gen  # noqa: E402
+import report  # noqa: E402
 
 PEERS_PY = BENCH / ".venv-peers" / "bin" / "python"
 

@@ -109,11 +109,14 @@ def bench_raw_copy(rt: Runtime, ids: list[int], vecs: np.ndarray, batch: int) ->
     halves = vecs.astype(np.float16)
     started = time.perf_counter()
     for i in range(0, len(ids), batch):
-        with rt.pool.connection() as conn, conn.transaction():
-            with conn.cursor().copy("COPY raw_copy (chunk_id, embedding) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "halfvec"])
-                for chunk_id, vector in zip(ids[i : i + batch], halves[i : i + batch], strict=True):
-                    copy.write_row((chunk_id, HalfVector(vector)))
+        with (
+            rt.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor().copy("COPY raw_copy (chunk_id, embedding) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(["int8", "halfvec"])
+            for chunk_id, vector in zip(ids[i : i + batch], halves[i : i + batch], strict=True):
+                copy.write_row((chunk_id, HalfVector(vector)))
     return time.perf_counter() - started
 
 

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
+from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
@@ -81,7 +82,7 @@ class FaultPlan:
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
         # Annotations are strings under `from __future__ import annotations`.
-        parsed = {name: int(v) if types[name] == "int" else float(v) for name, v in values.items()}
+        parsed: dict[str, Any] = {name: int(v) if types[name] == "int" else float(v) for name, v in values.items()}
         return replace(base, **parsed)
 
 

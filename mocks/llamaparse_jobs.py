@@ -78,7 +78,9 @@ class LlamaParseFaults:
         known = {f.name: f.type for f in fields(self)}
         if unknown := set(values) - set(known):
             raise ValueError(f"unknown LlamaParse fault setting(s): {', '.join(sorted(unknown))}")
-        return replace(self, **{k: int(v) if known[k] == "int" else float(v) for k, v in values.items()})
+        # Fields chosen by name at run time: typed by the check above, not statically.
+        parsed: dict[str, Any] = {k: int(v) if known[k] == "int" else float(v) for k, v in values.items()}
+        return replace(self, **parsed)
 
     def hits(self, name: str, n: int) -> bool:
         return draw(self.seed, f"llamaparse:{name}", n) < getattr(self, name)

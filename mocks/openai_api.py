@@ -234,7 +234,7 @@ def _texts_and_tokens(body: EmbeddingRequest) -> tuple[list[str], list[int]]:
     if isinstance(raw, str):
         items: list[str] | list[list[int]] = [raw]
     elif raw and isinstance(raw[0], int):
-        items = [raw]  # type: ignore[list-item]  # one input given as token ids
+        items = [raw]  # one input given as token ids
     else:
         items = raw  # type: ignore[assignment]
     if not items or any(len(item) == 0 for item in items):
@@ -242,10 +242,10 @@ def _texts_and_tokens(body: EmbeddingRequest) -> tuple[list[str], list[int]]:
     if len(items) > MAX_INPUTS:
         raise ApiError(400, _INVALID_INPUT)
     if isinstance(items[0], str):
-        texts = list(items)  # type: ignore[arg-type]
+        texts = list(items)
         return texts, count_tokens(texts)
     try:
-        return [encoding().decode(ids) for ids in items], [len(ids) for ids in items]  # type: ignore[arg-type]
+        return [encoding().decode(ids) for ids in items], [len(ids) for ids in items]
     except (KeyError, ValueError):
         raise ApiError(400, _INVALID_INPUT) from None
 
@@ -289,7 +289,7 @@ def _dimensions(body: EmbeddingRequest) -> int:
     return body.dimensions
 
 
-def _encode(vectors: np.ndarray, fmt: str) -> list[list[float]] | list[str]:
+def _encode(vectors: np.ndarray, fmt: str) -> list[list[float] | str]:
     if fmt == "base64":
         return [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in vectors]
     return vectors.astype(np.float64).tolist()

@@ -23,6 +23,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from costs.money import ZERO
+from ingest.db.rows import one
 
 COLUMNS = (
     "id, key, service, stage, simulated, state, budget_day, estimate_usd, amount_usd, estimate, usage,"
@@ -204,19 +205,20 @@ def put_shadow(
         )
         .fetchone()
     )
-    return entry if entry is not None else find(conn, hold.key, simulated=True)  # type: ignore[return-value]
+    if entry is None:  # the key's entry is charged already: the conflict left it as it was
+        entry = find(conn, hold.key, simulated=True)
+    assert entry is not None  # it is the row the insert conflicted with
+    return entry
 
 
 def extend(conn: psycopg.Connection, entry_id: int, expires_at: datetime) -> Entry:
     """A redelivery takes over a live reservation: it holds the same amount for a fresh ttl."""
-    return (
-        _cur(conn)
-        .execute(
+    return one(
+        _cur(conn).execute(
             f"UPDATE cost_entries SET expires_at = greatest(expires_at, %s)"
             f" WHERE id = %s RETURNING {COLUMNS}",
             (expires_at, entry_id),
         )
-        .fetchone()
     )
 
 

@@ -77,12 +77,15 @@ def day_report(
     """The day's report; with `owner_id`, only that user's own documents' costs, and none of the
     deployment's figures (limits, savings), which would tell a user what others spend."""
     params = {"day": day, "at": at, "owner": owner_id}
-    rows = {row[0]: row[1:] for row in conn.execute(_AMOUNTS, params)}
-    limits = ledger.limits(conn) if owner_id is None else {}
-    services = {
-        s: Amounts(*rows.get(s, (ZERO, ZERO, ZERO)), limit=limits.get(s))
-        for s in SERVICES  # type: ignore[misc]
+    rows = {
+        service: (spent, reserved, simulated)
+        for service, spent, reserved, simulated in conn.execute(_AMOUNTS, params)
     }
+    limits = ledger.limits(conn) if owner_id is None else {}
+    services: dict[str, Amounts] = {}
+    for s in SERVICES:
+        spent, reserved, simulated = rows.get(s, (ZERO, ZERO, ZERO))
+        services[s] = Amounts(spent, reserved, simulated, limit=limits.get(s))
     overall = Amounts(
         spent=total([a.spent for a in services.values()]),
         reserved=total([a.reserved for a in services.values()]),

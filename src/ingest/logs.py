@@ -61,7 +61,7 @@ def _url_passwords(url: str) -> list[str]:
         password = urlsplit(url).password if "://" in url else conninfo_to_dict(url).get("password")
     except (ValueError, psycopg.ProgrammingError):
         return []
-    return [password, unquote(password)] if password else []
+    return [str(password), unquote(str(password))] if password else []
 
 
 def redact_value(value: Any) -> Any:
@@ -136,7 +136,7 @@ def configure_logging(
         logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(_CurrentStderr())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_CurrentStderr())
     if not stdlib:
         logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(levelname)s %(name)s: %(message)s")
         return

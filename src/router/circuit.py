@@ -169,7 +169,7 @@ class CircuitBreaker:
     def _probes(self) -> dict[str, float]:
         if not hasattr(self._held, "leases"):
             self._held.leases = {}
-        return self._held.leases  # type: ignore[no-any-return]
+        return self._held.leases
 
     def circuit(self, service: str) -> Circuit:
         return self.store.read(service)

@@ -8,6 +8,7 @@ with its reason) and counted (`ingest_route_decisions_total`). Real clients are 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -58,6 +59,9 @@ class ServiceRouter:
         self._stand_in = StandInEmbedder(self._mock_embedder)
         self._real_parser: Parser | None = None
         self._real_embedder: Embedder | None = None
+        # Worker threads asking at once build one client, and import its SDK in one thread: SDKs imported
+        # concurrently can see each other half-initialized (httpx's "partially initialized module").
+        self._building = threading.Lock()
         self._pool = pool
         self._signal: JobSignal | None = None
 
@@ -157,13 +161,16 @@ class ServiceRouter:
             return space is not None and upgrades.space_in_use(conn, space)
 
     def real_parser(self) -> Parser:
-        if self._real_parser is None:
-            from router.llamaparse.client import LlamaParseParser
+        with self._building:
+            if self._real_parser is None:
+                # Imported here: only a process that calls the real vendor loads its SDK.
+                from router.llamaparse.client import LlamaParseParser
 
-            # With a public URL, LlamaParse calls our webhook: the worker waits for that, not a poll timer.
-            waiter = self.llamaparse_signal().wait if self.settings.public_url else None
-            self._real_parser = LlamaParseParser(self.settings, waiter=waiter)
-        return self._real_parser
+                # With a public URL, LlamaParse calls our webhook: the worker waits for that, not a poll
+                # timer.
+                waiter = self.llamaparse_signal().wait if self.settings.public_url else None
+                self._real_parser = LlamaParseParser(self.settings, waiter=waiter)
+            return self._real_parser
 
     def llamaparse_signal(self) -> JobSignal:
         """The webhook endpoint's `notify(job_id)` wakes the worker whose parser `wait`s on that job."""
@@ -172,11 +179,13 @@ class ServiceRouter:
         return self._signal
 
     def real_embedder(self) -> Embedder:
-        if self._real_embedder is None:
-            from router.openai_real import OpenAIEmbedder
+        with self._building:
+            if self._real_embedder is None:
+                # Imported here: only a process that calls the real vendor loads its SDK.
+                from router.openai_real import OpenAIEmbedder
 
-            self._real_embedder = OpenAIEmbedder(self.settings)
-        return self._real_embedder
+                self._real_embedder = OpenAIEmbedder(self.settings)
+            return self._real_embedder
 
     def close(self) -> None:
         for client in (self._real_parser, self._real_embedder, self._signal):

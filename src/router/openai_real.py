@@ -253,9 +253,9 @@ class OpenAIEmbedder:
     def _request(self, texts: list[str], tokens: int) -> tuple[np.ndarray, int]:
         """One attempt: wait for the client-side limits, call, decode and check."""
         self._limits.acquire(tokens)
-        extra = {"dimensions": self.dimensions} if supports_dimensions(self.model) else {}
+        dimensions = self.dimensions if supports_dimensions(self.model) else openai.omit
         response = self._client.embeddings.create(
-            input=texts, model=self.model, encoding_format="base64", **extra
+            input=texts, model=self.model, encoding_format="base64", dimensions=dimensions
         )
         vectors = check_vectors(decode_embeddings(response, len(texts), self.dimensions))
         prompt_tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)

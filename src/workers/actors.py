@@ -29,7 +29,9 @@ def _defer(rt: Runtime, job_id: UUID, deferred: JobDeferred) -> None:
             return
         jobs.defer(conn, job_id, str(deferred), deferred.delay_s)
         documents.set_status(conn, job.document_id, "deferred")
-    messages.actor(messages.PARSE_DOCUMENT).send_with_options(args=(str(job_id),), delay=deferred.delay_s * 1000)
+    messages.actor(messages.PARSE_DOCUMENT).send_with_options(
+        args=(str(job_id),), delay=deferred.delay_s * 1000
+    )
     log.info("job_deferred", job_id=str(job_id), reason=str(deferred), delay_s=deferred.delay_s)
 
 
@@ -61,30 +63,27 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
 def declare_actors(broker: dramatiq.Broker) -> None:
     """Declare every actor on `broker`; a worker runs them, a sender finds them by name (workers.messages)."""
     dramatiq.actor(
-        parse_document, actor_name=messages.PARSE_DOCUMENT, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
-    )
+        actor_name=messages.PARSE_DOCUMENT, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+    )(parse_document)
     dramatiq.actor(
-        embed_chunks, actor_name=messages.EMBED_CHUNKS, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
-    )
+        actor_name=messages.EMBED_CHUNKS, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+    )(embed_chunks)
     dramatiq.actor(
-        callbacks.deliver_callback,
         actor_name=messages.DELIVER_CALLBACK,
         queue_name=callbacks.QUEUE,
         max_retries=callbacks.BACKSTOP_RETRIES,
         broker=broker,
-    )
+    )(callbacks.deliver_callback)
     dramatiq.actor(
-        upgrade.upgrade_embeddings,
         actor_name=messages.UPGRADE_EMBEDDINGS,
         queue_name=upgrade.QUEUE,
         max_retries=upgrade.MAX_RETRIES,
         broker=broker,
-    )
+    )(upgrade.upgrade_embeddings)
     dramatiq.actor(
-        indexing.build_vector_index,
         actor_name=messages.BUILD_VECTOR_INDEX,
         queue_name=indexing.QUEUE,
         max_retries=indexing.MAX_RETRIES,
         time_limit=indexing.BUILD_TIME_LIMIT_MS,
         broker=broker,
-    )
+    )(indexing.build_vector_index)

@@ -81,11 +81,15 @@ def announce(conn: psycopg.Connection, job_id: UUID, document_id: UUID, outcome:
     if row is None or not row[0]:
         return
     pending = PendingCallback(
-        webhook_id=new_message_id(), type=f"document.{outcome}", document_id=document_id, job_id=job_id
+        webhook_id=new_message_id(),
+        type="document.completed" if outcome == "completed" else "document.failed",
+        document_id=document_id,
+        job_id=job_id,
     )
     # Keyword-only: the JobFailures middleware reads a failed message's first argument (or `job_id`) as
     # the job to fail, and a callback that is given up must never fail its document's job.
-    messages.actor(messages.DELIVER_CALLBACK).send_with_options(kwargs={"callback": pending.model_dump(mode="json")})
+    deliver = messages.actor(messages.DELIVER_CALLBACK)
+    deliver.send_with_options(kwargs={"callback": pending.model_dump(mode="json")})
 
 
 def deliver_callback(callback: dict[str, str]) -> None:

@@ -68,7 +68,15 @@ def _served(routed: Routed[Client]) -> Client:
 
 
 def _metered(
-    rt: Runtime, service: str, route: Callable[..., Routed[Client]], estimate: Charge, **hold: object
+    rt: Runtime,
+    service: str,
+    route: Callable[..., Routed[Client]],
+    estimate: Charge,
+    *,
+    key: str,
+    stage: str,
+    document_id: UUID | None,
+    job_id: UUID | None,
 ) -> tuple[Client, Reservation]:
     """Route one billable call and hold its estimate before anyone is called.
 
@@ -76,7 +84,15 @@ def _metered(
     cannot take the estimate, hybrid falls back to mock and real defers the job to the next budget day.
     """
     meter: Meter = rt.router.meter
-    reserve = functools.partial(meter.reserve, service=service, estimate=estimate, **hold)
+    reserve = functools.partial(
+        meter.reserve,
+        key=key,
+        service=service,
+        stage=stage,
+        estimate=estimate,
+        document_id=document_id,
+        job_id=job_id,
+    )
     routed = route()
     if routed.decision.choice is Choice.DEFER and not meter.budget_ok(service):
         raise JobDeferred(routed.decision.reason, delay_s=meter.seconds_to_next_day())

@@ -23,6 +23,7 @@ import structlog
 
 from costs.meter import BudgetExhausted
 from ingest.db.pool import autocommit
+from ingest.db.rows import scalar
 from ingest.store import upgrades, vectors
 from router.decide import Choice
 from router.metrics import CHUNKS_UPGRADED
@@ -48,7 +49,7 @@ class UpgradeRun:
 def upgrade_waiting(rt: Runtime) -> UpgradeRun:
     """Upgrade waiting chunks, batch after batch, until none is left or something refuses."""
     with rt.pool.connection() as lock_conn:
-        locked = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (UPGRADE_LOCK_KEY,)).fetchone()[0]
+        locked = scalar(lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (UPGRADE_LOCK_KEY,)))
         lock_conn.commit()  # a session lock outlives the transaction; the connection must not idle in one
         if not locked:
             return UpgradeRun(0, _waiting(rt), "another upgrade run is under way")

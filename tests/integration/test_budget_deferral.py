@@ -4,18 +4,21 @@ Mock: only shadow costs, never counted."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from costs_support import metered_runtime, submit_text
 
 from costs import ledger
 from costs import report as costs_report
 from costs.estimate import embed_tokens
 from costs.money import ZERO
 from ingest.config import Settings
+from ingest.services.submit import Submitted
 from ingest.store import chunks, documents, jobs
 from router.decide import Mode
 from workers import actors, messages
@@ -36,7 +39,11 @@ def _rows(rt) -> list[tuple]:
 
 
 def test_real_mode_defers_to_the_next_budget_day_and_completes_after_rollover(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    metered_runtime: Callable[..., AbstractContextManager[Any]],
+    submit_text: Callable[..., Submitted],
 ) -> None:
     with metered_runtime(settings) as (rt, vendor, clock):
         rt.router.modes.set(Mode.REAL, ("openai",))
@@ -108,7 +115,12 @@ def test_real_mode_defers_to_the_next_budget_day_and_completes_after_rollover(
     assert by_document == by_job == costs_report.Amounts(spent=sum(r[4] for r in real), simulated=shadow)
 
 
-def test_hybrid_mode_falls_back_to_mock_when_the_budget_is_spent(settings: Settings, tmp_path: Path) -> None:
+def test_hybrid_mode_falls_back_to_mock_when_the_budget_is_spent(
+    settings: Settings,
+    tmp_path: Path,
+    metered_runtime: Callable[..., AbstractContextManager[Any]],
+    submit_text: Callable[..., Submitted],
+) -> None:
     with metered_runtime(settings) as (rt, vendor, _clock):
         rt.router.modes.set(Mode.HYBRID, ("openai",))
         sub = submit_text(rt, tmp_path)
@@ -126,7 +138,12 @@ def test_hybrid_mode_falls_back_to_mock_when_the_budget_is_spent(settings: Setti
     assert [r[1] for r in embeds].count(False) == 1 and [r[1] for r in embeds].count(True) == len(pending) - 1
 
 
-def test_mock_mode_records_shadow_costs_that_no_budget_counts(settings: Settings, tmp_path: Path) -> None:
+def test_mock_mode_records_shadow_costs_that_no_budget_counts(
+    settings: Settings,
+    tmp_path: Path,
+    metered_runtime: Callable[..., AbstractContextManager[Any]],
+    submit_text: Callable[..., Submitted],
+) -> None:
     with metered_runtime(settings) as (rt, vendor, _clock):
         with rt.pool.connection() as conn:
             ledger.set_limit(conn, "openai", ZERO)

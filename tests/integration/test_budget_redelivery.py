@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from costs_support import metered_runtime, submit_text
 
 from costs.charges import Charge
 from costs.meter import Meter
 from ingest.config import Settings
 from ingest.db.pool import open_pool
+from ingest.services.submit import Submitted
 from ingest.store import vectors
 from router.decide import Mode
 from workers.pipeline import embed_stage, parse_stage
@@ -88,7 +90,11 @@ def test_shadow_costs_are_keyed_apart_and_never_counted(meter: Meter) -> None:
 
 
 def test_redelivered_stage_messages_are_charged_once(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    metered_runtime: Callable[..., AbstractContextManager[Any]],
+    submit_text: Callable[..., Submitted],
 ) -> None:
     with metered_runtime(settings) as (rt, vendor, _clock):
         rt.router.modes.set(Mode.REAL, ("openai",))

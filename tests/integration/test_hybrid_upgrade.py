@@ -5,14 +5,15 @@ job re-embeds them in the real space, paying once per batch, and nothing waits a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
-from standins_support import serving
+from starlette.types import ASGIApp
 from typer.testing import CliRunner
 
 from costs import ledger
@@ -51,7 +52,7 @@ class FakeClock:
 
 @pytest.fixture
 def hybrid(
-    ingest_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ingest_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, serving: Callable[[ASGIApp], AbstractContextManager[str]]
 ) -> Iterator[tuple[Runtime, object, FakeClock]]:
     app = openai_api.create_app(FaultPlan(rate_500=1.0))
     with serving(app) as base:

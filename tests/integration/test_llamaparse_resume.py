@@ -8,16 +8,15 @@ document (the vendor bills every job that completes) and our ledger to one charg
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from pydantic import SecretStr
-from standins_support import assert_ledger_is_what_the_standins_billed, llamaparse_records, serving
+from starlette.types import ASGIApp
 
 from costs import ledger
 from ingest.config import Settings
@@ -28,6 +27,7 @@ from ingest.store.users import ensure_user
 from mocks import server
 from mocks.faults import FaultPlan
 from mocks.llamaparse_api import LlamaParseFaults
+from mocks.llamaparse_jobs import StandinState
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
 from router.decide import Mode
 from router.llamaparse.client import LlamaParseParser
@@ -37,45 +37,48 @@ from workers.states import fail_job
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 PDF = SAMPLES / "carroll-wonderland.pdf"
+pytestmark = pytest.mark.usefixtures("no_fault_env")
 
 
 class Killed(Exception):
     """The worker stopping mid-stage (SIGKILL, time limit, a lost connection), as the stage sees it."""
 
 
-@pytest.fixture(autouse=True)
-def _no_fault_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("MOCKS_"):
-            monkeypatch.delenv(name)
-
-
-@contextmanager
+@pytest.fixture
 def real_parsing(
-    settings: Settings, faults: LlamaParseFaults, waiter: Callable[[str, float], bool] | None = None
-) -> Iterator[tuple[Runtime, object]]:
-    """A runtime whose parses are real (LlamaParse against the stand-in, polling fast); embeddings mock."""
-    app = server.create_app(FaultPlan())  # both vendors on one port, as `ingest mocks serve`
-    llamaparse_records(app).faults = faults
-    with serving(app) as base:
-        real = settings.model_copy(
-            update={"llama_cloud_api_key": SecretStr("llx-standin-key"), "llama_cloud_base_url": base}
-        )
-        with Runtime.open(real) as rt:
-            rt.router._real_parser = LlamaParseParser(
-                real,
-                waiter=waiter,
-                policy=RetryPolicy(
-                    max_attempts=5, initial_backoff_s=0.005, max_backoff_s=0.02, timeout_s=10.0
-                ),
-                cooldown=Cooldown(LocalCooldownBackend()),
-                poll_interval_s=0.01,
-                max_poll_interval_s=0.05,
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+    llamaparse_records: Callable[[object], StandinState],
+) -> Callable[..., AbstractContextManager[tuple[Runtime, object]]]:
+    """`with real_parsing(settings, faults, waiter=None) as (rt, app):` a runtime whose parses are real
+    (LlamaParse against the stand-in, polling fast); embeddings mock."""
+
+    @contextmanager
+    def start(
+        settings: Settings, faults: LlamaParseFaults, waiter: Callable[[str, float], bool] | None = None
+    ) -> Iterator[tuple[Runtime, object]]:
+        app = server.create_app(FaultPlan())  # both vendors on one port, as `ingest mocks serve`
+        llamaparse_records(app).faults = faults
+        with serving(app) as base:
+            real = settings.model_copy(
+                update={"llama_cloud_api_key": SecretStr("llx-standin-key"), "llama_cloud_base_url": base}
             )
-            rt.router.modes.set(Mode.REAL, ("llamaparse",))
-            with rt.pool.connection() as conn:
-                ledger.set_limit(conn, "all", Decimal(10))
-            yield rt, app
+            with Runtime.open(real) as rt:
+                rt.router._real_parser = LlamaParseParser(
+                    real,
+                    waiter=waiter,
+                    policy=RetryPolicy(
+                        max_attempts=5, initial_backoff_s=0.005, max_backoff_s=0.02, timeout_s=10.0
+                    ),
+                    cooldown=Cooldown(LocalCooldownBackend()),
+                    poll_interval_s=0.01,
+                    max_poll_interval_s=0.05,
+                )
+                rt.router.modes.set(Mode.REAL, ("llamaparse",))
+                with rt.pool.connection() as conn:
+                    ledger.set_limit(conn, "all", Decimal(10))
+                yield rt, app
+
+    return start
 
 
 def submit(rt: Runtime) -> tuple[UUID, UUID]:
@@ -107,28 +110,38 @@ def run_to_completion(rt: Runtime, job_id: UUID) -> None:
         embed_stage(rt, job_id, batch.first, batch.last)
 
 
-def assert_completed_once(rt: Runtime, app: object, document_id: UUID, job_id: UUID) -> None:
-    with rt.pool.connection() as conn:
-        job = jobs.get(conn, job_id)
-        assert job is not None and job.status == "completed"
-        assert jobs.vendor_submission(conn, job_id) is None  # parsed for good: nothing left to resume
-        parses = conn.execute(
-            "SELECT count(*) FROM cost_entries WHERE service = 'llamaparse' AND state = 'charged'"
-            " AND document_id = %s",
-            (document_id,),
-        ).fetchone()[0]
-    assert parses == 1
-    assert_ledger_is_what_the_standins_billed(
-        rt.settings.database_url or "",
-        app,
-        [document_id],
-        rt.router.meter.prices,
-        rt.settings.openai_embedding_model,
-    )
+@pytest.fixture
+def assert_completed_once(assert_ledger_is_what_the_standins_billed: Callable[..., None]) -> Callable[..., None]:
+    """`assert_completed_once(rt, app, document_id, job_id)`: parsed once, charged once, as billed."""
+
+    def check(rt: Runtime, app: object, document_id: UUID, job_id: UUID) -> None:
+        with rt.pool.connection() as conn:
+            job = jobs.get(conn, job_id)
+            assert job is not None and job.status == "completed"
+            assert jobs.vendor_submission(conn, job_id) is None  # parsed for good: nothing left to resume
+            parses = conn.execute(
+                "SELECT count(*) FROM cost_entries WHERE service = 'llamaparse' AND state = 'charged'"
+                " AND document_id = %s",
+                (document_id,),
+            ).fetchone()[0]
+        assert parses == 1
+        assert_ledger_is_what_the_standins_billed(
+            rt.settings.database_url or "",
+            app,
+            [document_id],
+            rt.router.meter.prices,
+            rt.settings.openai_embedding_model,
+        )
+
+    return check
 
 
 def test_a_stage_killed_once_its_job_exists_resumes_that_job(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    real_parsing: Callable[..., AbstractContextManager[tuple[Runtime, object]]],
+    llamaparse_records: Callable[[object], StandinState],
+    assert_completed_once: Callable[..., None],
 ) -> None:
     recorded = die_once_recorded(monkeypatch)
     with real_parsing(settings, LlamaParseFaults(job_delay_s=0.05)) as (rt, app):
@@ -146,7 +159,12 @@ def test_a_stage_killed_once_its_job_exists_resumes_that_job(
         assert_completed_once(rt, app, document_id, job_id)
 
 
-def test_a_stage_stopped_while_waiting_resumes_the_pending_job(settings: Settings) -> None:
+def test_a_stage_stopped_while_waiting_resumes_the_pending_job(
+    settings: Settings,
+    real_parsing: Callable[..., AbstractContextManager[tuple[Runtime, object]]],
+    llamaparse_records: Callable[[object], StandinState],
+    assert_completed_once: Callable[..., None],
+) -> None:
     stops = iter([True])
 
     def waiter(job_id: str, timeout_s: float) -> bool:
@@ -168,7 +186,11 @@ def test_a_stage_stopped_while_waiting_resumes_the_pending_job(settings: Setting
 
 
 def test_a_recorded_job_that_failed_is_resubmitted_once(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    real_parsing: Callable[..., AbstractContextManager[tuple[Runtime, object]]],
+    llamaparse_records: Callable[[object], StandinState],
+    assert_completed_once: Callable[..., None],
 ) -> None:
     recorded = die_once_recorded(monkeypatch)
     with real_parsing(settings, LlamaParseFaults(job_delay_s=0.02, fail_first=1)) as (rt, app):
@@ -186,7 +208,11 @@ def test_a_recorded_job_that_failed_is_resubmitted_once(
 
 
 def test_a_failed_job_retried_by_the_operator_reuses_its_completed_vendor_job(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    real_parsing: Callable[..., AbstractContextManager[tuple[Runtime, object]]],
+    llamaparse_records: Callable[[object], StandinState],
+    assert_completed_once: Callable[..., None],
 ) -> None:
     die_once_recorded(monkeypatch)
     with real_parsing(settings, LlamaParseFaults(job_delay_s=0.02)) as (rt, app):

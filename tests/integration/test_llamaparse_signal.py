@@ -8,9 +8,9 @@ import asyncio
 import select
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import redis
 from fastapi import FastAPI, Request, Response
 from psycopg_pool import ConnectionPool
 from pydantic import SecretStr
-from standins_support import serving
+from starlette.types import ASGIApp
 
 from ingest.config import Settings
 from ingest.db.pool import open_pool
@@ -83,20 +83,6 @@ def pools(database_url: str) -> Iterator[tuple[ConnectionPool, ConnectionPool]]:
     yield first, second
     first.close()
     second.close()
-
-
-@pytest.fixture
-def redis_namespace() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
-    namespace = f"ingest-test-{uuid.uuid4().hex[:8]}"
-    yield namespace
-    for key in client.scan_iter(f"{namespace}*"):
-        client.delete(key)
-    client.close()
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
@@ -257,7 +243,9 @@ def receiver(api_signal: JobSignal) -> FastAPI:
 
 
 def test_with_a_public_url_the_routers_parser_is_woken_by_the_webhook(
-    settings: Settings, pools: tuple[ConnectionPool, ConnectionPool]
+    settings: Settings,
+    pools: tuple[ConnectionPool, ConnectionPool],
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
 ) -> None:
     api_signal = PostgresJobSignal(pools[0])  # the API process's side
     standin = llamaparse_api.create_app(faults=llamaparse_api.LlamaParseFaults(job_delay_s=0.05))

@@ -29,7 +29,7 @@ def test_concurrent_starters_apply_each_migration_exactly_once(pg_server: str) -
         try:
             start.wait()
             results.append(migrate.apply(conninfo))
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001  (surfaced by the assertion below)
             errors.append(exc)
 
     threads = [threading.Thread(target=starter) for _ in range(6)]

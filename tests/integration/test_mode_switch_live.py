@@ -9,16 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
-from standins_support import serving
-from worker_support import run_ingest as ingest
-from worker_support import worker_process
+from starlette.types import ASGIApp
 
 from mocks import openai_api
 from mocks.faults import FaultPlan
@@ -30,35 +27,31 @@ MODE_CACHE_S = 0.2  # how long a process may trust its last read of the modes
 
 
 @pytest.fixture
-def standin() -> Iterator[tuple[object, str]]:
+def standin(serving: Callable[[ASGIApp], AbstractContextManager[str]]) -> Iterator[tuple[object, str]]:
     app = openai_api.create_app(FaultPlan())
     with serving(app) as base:
         yield app, base
 
 
 @pytest.fixture
-def env(ingest_env: dict[str, str], standin: tuple[object, str]) -> Iterator[dict[str, str]]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
-    namespace = f"ingest-test-{uuid.uuid4().hex[:8]}"
-    yield {
+def env(ingest_env: dict[str, str], standin: tuple[object, str], redis_namespace: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("MOCKS_")},
         **ingest_env,
         "REDIS_URL": REDIS_URL,
-        "INGEST_BROKER_NAMESPACE": namespace,
+        "INGEST_BROKER_NAMESPACE": redis_namespace,
         "INGEST_MODE_CACHE_S": str(MODE_CACHE_S),
         "OPENAI_API_KEY": "sk-standin-key",
         "OPENAI_BASE_URL": f"{standin[1]}/v1",
     }
-    for key in client.scan_iter(f"{namespace}*"):
-        client.delete(key)
 
 
 @pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    env: dict[str, str],
+    tmp_path: Path,
+    worker_process: Callable[..., AbstractContextManager[subprocess.Popen[bytes]]],
+) -> Iterator[subprocess.Popen[bytes]]:
     with worker_process(env, tmp_path / "worker.log") as proc:
         yield proc
 
@@ -78,7 +71,9 @@ def test_the_next_job_uses_the_new_mode_without_a_restart(
     worker: subprocess.Popen,
     standin: tuple[object, str],
     tmp_path: Path,
+    run_ingest: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
+    ingest = run_ingest
     app, _ = standin
     calls = app.state.ledger  # type: ignore[attr-defined]
     conninfo = env["DATABASE_URL"]

@@ -10,14 +10,15 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from worker_support import SAMPLES, worker_process
-from worker_support import run_ingest as run
 
 pytestmark = pytest.mark.rabbitmq
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
 
 RABBITMQ = ("127.0.0.1", 5672)
 
@@ -56,7 +57,11 @@ def rabbit_env(ingest_env: dict[str, str], vhost: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(rabbit_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    rabbit_env: dict[str, str],
+    tmp_path: Path,
+    worker_process: Callable[..., AbstractContextManager[subprocess.Popen[bytes]]],
+) -> Iterator[subprocess.Popen[bytes]]:
     with worker_process(rabbit_env, tmp_path / "worker.log") as proc:
         yield proc
 
@@ -67,8 +72,13 @@ def queue_messages(vhost: str) -> dict[str, int]:
 
 
 def test_documents_flow_through_rabbitmq_to_a_separate_worker(
-    rabbit_env: dict[str, str], vhost: str, worker: subprocess.Popen, tmp_path: Path
+    rabbit_env: dict[str, str],
+    vhost: str,
+    worker: subprocess.Popen,
+    tmp_path: Path,
+    run_ingest: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
+    run = run_ingest
     added = run(rabbit_env, "add", str(SAMPLES))
     worker_log = (tmp_path / "worker.log").read_text()
     assert added.returncode == 0, added.stdout + added.stderr + worker_log

@@ -6,26 +6,18 @@ the stand-ins say they billed."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from standins_support import (
-    assert_ledger_is_what_the_standins_billed,
-    llamaparse_records,
-    openai_records,
-    point_real_clients_at,
-    serving,
-)
 from typer.testing import CliRunner
 
 from ingest.cli.main import app as cli
 from ingest.config import Settings
 from ingest.services.search import search
 from ingest.store.users import ensure_user
-from mocks import server
-from mocks.faults import FaultPlan
+from mocks.llamaparse_jobs import StandinState
+from mocks.openai_api import Ledger
 from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -59,19 +51,12 @@ def facts_ranked_first(user_name: str) -> dict[str, bool]:
     return ranked
 
 
-@pytest.fixture
-def standins(ingest_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    for name in list(os.environ):
-        if name.startswith("MOCKS_"):
-            monkeypatch.delenv(name)
-    app = server.create_app(FaultPlan())
-    with serving(app) as base:
-        point_real_clients_at(monkeypatch, base)
-        yield app
-
-
 def test_samples_ingest_in_real_mode_against_the_standins_as_well_as_in_mock_mode(
-    standins: object, settings: Settings
+    standins: object,
+    settings: Settings,
+    openai_records: Callable[[object], Ledger],
+    llamaparse_records: Callable[[object], StandinState],
+    assert_ledger_is_what_the_standins_billed: Callable[..., None],
 ) -> None:
     # The same folder twice, by two users (each has their own copy): first in mock mode...
     assert "6 completed" in ingest("add", str(SAMPLES), "--user", "mocked")

@@ -6,21 +6,15 @@ Backoffs and the client timeout are shortened through settings only, as an opera
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from uuid import UUID
 
 import psycopg
 import pytest
 from psycopg import sql
-from standins_support import (
-    assert_ledger_is_what_the_standins_billed,
-    llamaparse_records,
-    openai_records,
-    point_real_clients_at,
-    serving,
-)
+from starlette.types import ASGIApp
 from typer.testing import CliRunner
 
 from costs.prices import price_table
@@ -28,6 +22,8 @@ from ingest.cli.main import app as cli
 from ingest.config import Settings
 from mocks import server
 from mocks.faults import FaultPlan
+from mocks.llamaparse_jobs import StandinState
+from mocks.openai_api import Ledger
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 # Timeouts are the smallest share only because each costs a whole client timeout of test time.
@@ -37,10 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def real_mode(ingest_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("MOCKS_"):
-            monkeypatch.delenv(name)
+def real_mode(ingest_env: dict[str, str], no_fault_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in {
         "INGEST_VENDOR_MAX_ATTEMPTS": "12",
         "INGEST_VENDOR_INITIAL_BACKOFF_S": "0.005",
@@ -60,13 +53,21 @@ def ingest(*args: str) -> str:
     return result.stdout
 
 
-def run_samples(monkeypatch: pytest.MonkeyPatch, plan: FaultPlan, user: str) -> object:
-    """`ingest add samples` as `user`, with both vendors' stand-ins under `plan`; the stand-ins' app."""
-    app = server.create_app(plan)
-    with serving(app) as base:
-        point_real_clients_at(monkeypatch, base)
-        assert "6 completed" in ingest("add", str(SAMPLES), "--user", user)
-    return app
+@pytest.fixture
+def run_samples(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]], point_real_clients_at: Callable[[str], None]
+) -> Callable[[FaultPlan, str], object]:
+    """`run_samples(plan, user)`: `ingest add samples` as `user`, with both vendors' stand-ins under
+    `plan`; the stand-ins' app."""
+
+    def run(plan: FaultPlan, user: str) -> object:
+        app = server.create_app(plan)
+        with serving(app) as base:
+            point_real_clients_at(base)
+            assert "6 completed" in ingest("add", str(SAMPLES), "--user", user)
+        return app
+
+    return run
 
 
 def chunks_by_file(conninfo: str, user: str) -> dict[str, list[bytes]]:
@@ -107,13 +108,18 @@ def vectors_per_chunk(conninfo: str, user: str) -> tuple[list[UUID], int, int, i
 
 
 def test_every_document_completes_through_30_percent_faults_and_every_billed_call_is_recorded_once(
-    real_mode: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    real_mode: None,
+    settings: Settings,
+    run_samples: Callable[[FaultPlan, str], object],
+    openai_records: Callable[[object], Ledger],
+    llamaparse_records: Callable[[object], StandinState],
+    assert_ledger_is_what_the_standins_billed: Callable[..., None],
 ) -> None:
     conninfo = settings.database_url or ""
     # The faulty run first: every text goes to the vendors through the faults. The fault-free run only
     # gives the expected chunks; an embedding cache may serve its vectors from the first run.
-    storm = run_samples(monkeypatch, STORM, "storm")
-    run_samples(monkeypatch, FaultPlan(), "calm")
+    storm = run_samples(STORM, "storm")
+    run_samples(FaultPlan(), "calm")
     assert "0 problems" in ingest("verify")
 
     # The faults happened, of every kind, on both stand-ins.

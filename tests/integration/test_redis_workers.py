@@ -5,43 +5,38 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-import redis
-from worker_support import SAMPLES, worker_process
-from worker_support import run_ingest as run
 
 pytestmark = pytest.mark.redis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def redis_env(ingest_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
-    namespace = f"ingest-test-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, **ingest_env, "REDIS_URL": REDIS_URL, "INGEST_BROKER_NAMESPACE": namespace}
-    yield env
-    for key in client.scan_iter(f"{namespace}*"):
-        client.delete(key)
+def redis_env(ingest_env: dict[str, str], redis_namespace: str) -> dict[str, str]:
+    return {**os.environ, **ingest_env, "REDIS_URL": REDIS_URL, "INGEST_BROKER_NAMESPACE": redis_namespace}
 
 
 @pytest.fixture
-def worker(redis_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    redis_env: dict[str, str],
+    tmp_path: Path,
+    worker_process: Callable[..., AbstractContextManager[subprocess.Popen[bytes]]],
+) -> Iterator[subprocess.Popen[bytes]]:
     with worker_process(redis_env, tmp_path / "worker.log") as proc:
         yield proc
 
 
 def test_documents_flow_through_redis_to_a_separate_worker(
-    redis_env: dict[str, str], worker: subprocess.Popen, tmp_path: Path
+    redis_env: dict[str, str], worker: subprocess.Popen, tmp_path: Path, run_ingest: Run
 ) -> None:
+    run = run_ingest
     added = run(redis_env, "add", str(SAMPLES))
     assert added.returncode == 0, added.stdout + added.stderr + (tmp_path / "worker.log").read_text()
     assert "6 completed" in added.stdout
@@ -53,7 +48,8 @@ def test_documents_flow_through_redis_to_a_separate_worker(
     assert run(redis_env, "verify").returncode == 0
 
 
-def test_worker_refuses_to_start_without_a_broker(ingest_env: dict[str, str]) -> None:
+def test_worker_refuses_to_start_without_a_broker(ingest_env: dict[str, str], run_ingest: Run) -> None:
+    run = run_ingest
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RABBITMQ_URL")} | ingest_env
     result = run(env, "worker", timeout=60)
     assert result.returncode != 0

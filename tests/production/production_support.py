@@ -80,7 +80,7 @@ class WorkerGroup:
 
     def __init__(self, env: dict[str, str], log_path: Path, *, processes: int = 1, threads: int = 2) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "ab")
+        self._log = open(log_path, "ab")  # noqa: SIM115  (closed by stop() or kill())
         self.proc = subprocess.Popen(
             [INGEST, "worker", "--processes", str(processes), "--threads", str(threads)],
             env=env,

@@ -14,14 +14,13 @@ and the ledger is what the stand-ins billed. Three ways of learning that a parse
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from integration.standins_support import assert_ledger_is_what_the_standins_billed, llamaparse_records
 from production_support import (
     INGEST,
     SAMPLES,
@@ -38,6 +37,7 @@ from production_support import (
 
 from costs.prices import price_table
 from ingest.config import Settings
+from mocks.llamaparse_jobs import StandinState
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -101,29 +101,45 @@ def ingest_through_a_worker(env: dict[str, str], settings: Settings, standins: o
     return log
 
 
-def assert_each_parsed_once(settings: Settings, standins: object, log: str) -> None:
-    """Completed once each (one parse in the ledger per document), one LlamaParse job per document, our
-    ledger what the stand-ins billed, and no stage failed on the way."""
-    conninfo = settings.database_url or ""
-    assert_completed_once(conninfo)
-    jobs = list(llamaparse_records(standins).jobs.values())
-    # A stage run again would have made a new job: one each means no parse failed and was retried.
-    assert sorted(job.file.name for job in jobs) == sorted(DOCUMENTS), [(j.file.name, j.status) for j in jobs]
-    assert {job.status for job in jobs} == {"COMPLETED"}
-    with psycopg.connect(conninfo) as conn:
-        docs = [row[0] for row in conn.execute("SELECT id FROM documents")]
-    assert_ledger_is_what_the_standins_billed(
-        conninfo, standins, docs, price_table(settings), settings.openai_embedding_model
-    )
-    lines = json_lines(log)
-    failed = [line for line in lines if str(line.get("event", "")).startswith("Failed to process message")]
-    assert not failed, failed[0]
-    assert not [line for line in lines if line.get("event") == "llamaparse_signal_unavailable"]
-    created = [line for line in lines if line.get("event") == "llamaparse_job_created"]
-    assert len(created) == len(DOCUMENTS)
+@pytest.fixture
+def assert_each_parsed_once(
+    llamaparse_records: Callable[[object], StandinState],
+    assert_ledger_is_what_the_standins_billed: Callable[..., None],
+) -> Callable[[Settings, object, str], None]:
+    """`assert_each_parsed_once(settings, standins, log)`: completed once each (one parse in the ledger per
+    document), one LlamaParse job per document, our ledger what the stand-ins billed, and no stage failed on
+    the way."""
+
+    def check(settings: Settings, standins: object, log: str) -> None:
+        conninfo = settings.database_url or ""
+        assert_completed_once(conninfo)
+        jobs = list(llamaparse_records(standins).jobs.values())
+        # A stage run again would have made a new job: one each means no parse failed and was retried.
+        assert sorted(job.file.name for job in jobs) == sorted(DOCUMENTS), [(j.file.name, j.status) for j in jobs]
+        assert {job.status for job in jobs} == {"COMPLETED"}
+        with psycopg.connect(conninfo) as conn:
+            docs = [row[0] for row in conn.execute("SELECT id FROM documents")]
+        assert_ledger_is_what_the_standins_billed(
+            conninfo, standins, docs, price_table(settings), settings.openai_embedding_model
+        )
+        lines = json_lines(log)
+        failed = [line for line in lines if str(line.get("event", "")).startswith("Failed to process message")]
+        assert not failed, failed[0]
+        assert not [line for line in lines if line.get("event") == "llamaparse_signal_unavailable"]
+        created = [line for line in lines if line.get("event") == "llamaparse_job_created"]
+        assert len(created) == len(DOCUMENTS)
+
+    return check
 
 
-def test_polling(standins: object, worker_env, settings: Settings, tmp_path: Path) -> None:
+def test_polling(
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    llamaparse_records: Callable[[object], StandinState],
+    assert_each_parsed_once: Callable[[Settings, object, str], None],
+) -> None:
     set_modes(settings, llamaparse="real", openai="real")
     env = worker_env()
     log = ingest_through_a_worker(env, settings, standins, tmp_path)
@@ -134,7 +150,14 @@ def test_polling(standins: object, worker_env, settings: Settings, tmp_path: Pat
     } == {False}
 
 
-def test_webhooks_through_the_api(standins: object, worker_env, settings: Settings, tmp_path: Path) -> None:
+def test_webhooks_through_the_api(
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    llamaparse_records: Callable[[object], StandinState],
+    assert_each_parsed_once: Callable[[Settings, object, str], None],
+) -> None:
     set_modes(settings, llamaparse="real", openai="real")
     api_env = worker_env(LLAMAPARSE_WEBHOOK_SECRET=SECRET)
     with api_process(api_env, tmp_path / "api.log") as public_url:
@@ -152,7 +175,14 @@ def test_webhooks_through_the_api(standins: object, worker_env, settings: Settin
     assert api_log.count('"llamaparse_webhook"') >= len(DOCUMENTS), api_log[-3000:]
 
 
-def test_webhooks_that_never_arrive(standins: object, worker_env, settings: Settings, tmp_path: Path) -> None:
+def test_webhooks_that_never_arrive(
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    llamaparse_records: Callable[[object], StandinState],
+    assert_each_parsed_once: Callable[[Settings, object, str], None],
+) -> None:
     """Nothing listens at the public URL: every wait runs to the job deadline (a third of the 20 s stage
     limit here, past redis-py's 5 s socket timeout), then the worker looks at the job and finds it done."""
     set_modes(settings, llamaparse="real", openai="real")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from integration.standins_support import openai_records
 from production_support import (
     PrivateRedis,
     documents_by_id,
@@ -30,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ingest.api.app import create_app
 from ingest.config import Settings
+from mocks.openai_api import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 REDACTED = "[redacted]"
@@ -42,7 +43,12 @@ def url_with_password(conninfo: str, password: str) -> str:
 
 
 def test_secrets_are_redacted_from_logs_and_errors(
-    standins: object, worker_env, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    openai_records: Callable[[object], Ledger],
 ) -> None:
     keys = {
         "OPENAI_API_KEY": f"openai-{secrets.token_hex(12)}",

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from anyio import to_thread
 from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
@@ -31,6 +31,9 @@ from ingest.config import Settings
 from ingest.destinations import Unresolvable, resolve
 from ingest.errors import IngestError, TooLarge
 from ingest.netguard import DestinationRefused, IPNetwork
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 TEXT_FIELDS = ("metadata", "callback_url")
@@ -180,7 +183,7 @@ class _FormReader:
     _disposition: bytes = b""
     _part: str | None = None
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda data, start, end: self._header_name.extend(data[start:end]),

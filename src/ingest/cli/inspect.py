@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Optional
+from typing import Annotated
 from uuid import UUID
 
 import typer
@@ -43,7 +43,7 @@ def _job_row(job: jobs.Job, filename: str) -> dict[str, object]:
 
 @handle_errors
 def status(
-    job_or_doc_id: Annotated[Optional[str], typer.Argument(help="A job or document id.")] = None,
+    job_or_doc_id: Annotated[str | None, typer.Argument(help="A job or document id.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     failed: Annotated[
         bool,
@@ -72,7 +72,7 @@ def status(
             waiting = upgrades.count(conn)
         else:
             waiting = upgrades.count_for(conn, found[0].document_id)
-    rows = [_job_row(j, names[j.document_id].filename if names[j.document_id] else "") for j in found]
+    rows = [_job_row(j, doc.filename if (doc := names[j.document_id]) else "") for j in found]
     if as_json:
         one = None if job_or_doc_id is None else {**rows[0], "chunks_waiting_for_upgrade": waiting}
         out.print_json(json.dumps(rows if one is None else one))

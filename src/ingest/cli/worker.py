@@ -53,6 +53,7 @@ def mocks_serve(
     port: Annotated[int, typer.Option(help="One port serves both APIs.")] = 8900,
 ) -> None:
     """Serve the LlamaParse and OpenAI stand-ins on one port (point the *_BASE_URL variables at it)."""
+    # Imported here: the other commands need neither the stand-ins nor their start-up cost.
     from mocks.server import serve
 
     serve(host=host, port=port)

@@ -63,13 +63,14 @@ def _styles(archive: zipfile.ZipFile, limits: Limits) -> dict[str, tuple[int | N
     own: dict[str, tuple[int | None, bool, str | None]] = {}
     style_tag = f"{_W}style"
     for style in xmlparts.iter_part(archive, STYLES, limits.max_unzipped_bytes, (style_tag,), LABEL):
-        if style.get(f"{_W}type") == "paragraph" and style.get(f"{_W}styleId"):
+        style_id = style.get(f"{_W}styleId")
+        if style.get(f"{_W}type") == "paragraph" and style_id:
             name = (_child_val(style, "name") or "").strip()
             level = _name_level(name)
             outline = style.find(f"{_W}pPr/{_W}outlineLvl")
             if level is None and outline is not None:
                 level = _outline_level(outline.get(_VAL))
-            own[style.get(f"{_W}styleId")] = (
+            own[style_id] = (
                 level,
                 name.lower().startswith("list"),
                 _child_val(style, "basedOn"),
@@ -121,7 +122,9 @@ def _paragraph(p: etree._Element, styles: dict[str, tuple[int | None, bool]], bu
 def _paragraph_text(p: etree._Element) -> str:
     # mc:Fallback repeats mc:Choice (e.g. a text box drawn twice, DrawingML and VML): read one.
     for fallback in list(p.iter(_MC_FALLBACK)):
-        fallback.getparent().remove(fallback)
+        parent = fallback.getparent()
+        if parent is not None:  # found under `p`, so it has one
+            parent.remove(fallback)
     parts: list[str] = []
     for node in p.iter(T, _TAB, _BR, _CR, _NB_HYPHEN, P):
         tag = node.tag

@@ -247,4 +247,4 @@ class _Reader:
             self.builder.add(text, kind="code")
         else:
             # Documentation generators append a "¶" permalink to every heading.
-            self.builder.heading(_flat(text).strip().rstrip(" ¶"), _HEADINGS[element.tag])
+            self.builder.heading(_flat(text).strip().rstrip(" ¶"), _HEADINGS[str(element.tag)])

@@ -15,7 +15,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from ingest.errors import UnreadableDocument
 
@@ -111,14 +111,15 @@ class BoundedReader:
     The directory's sizes were checked already, but they are only claims; this is the guarantee.
     """
 
-    def __init__(self, stream: BinaryIO, limit: int, what: str) -> None:
+    def __init__(self, stream: IO[bytes], limit: int, what: str) -> None:
         self._stream = stream
         self._left = limit
         self._limit = limit
         self._what = what
 
-    def read(self, size: int) -> bytes:
-        data = self._stream.read(min(size, _CHUNK, self._left + 1))
+    def read(self, size: int = -1) -> bytes:
+        # lxml calls read(n); a read() of "everything" is served a chunk at a time too, each one bounded.
+        data = self._stream.read(min(_CHUNK if size < 0 else size, _CHUNK, self._left + 1))
         self._left -= len(data)
         if self._left < 0:
             raise UnreadableDocument(

@@ -28,7 +28,7 @@ def iter_part(
     try:
         with archive.open(name) as raw:
             events = etree.iterparse(
-                BoundedReader(raw, max_bytes, what),  # type: ignore[arg-type]  # lxml only calls read(n)
+                BoundedReader(raw, max_bytes, what),
                 events=("start", "end"),
                 tag=tags,
                 resolve_entities=False,

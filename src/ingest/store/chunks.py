@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 from ingest import language
 from ingest.chunking import Chunk
+from ingest.db.rows import scalar
 
 
 def text_hash(text: str) -> bytes:
@@ -71,7 +72,7 @@ def anchors_of_replaced(conn: psycopg.Connection, document_id: UUID) -> set[byte
 
 
 def count(conn: psycopg.Connection, document_id: UUID) -> int:
-    return conn.execute("SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)).fetchone()[0]
+    return scalar(conn.execute("SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)))
 
 
 def pending_in_range(conn: psycopg.Connection, document_id: UUID, first: int, last: int) -> list[StoredChunk]:

@@ -11,6 +11,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
+from ingest.db.rows import one, scalar
 from ingest.parsed import Submission
 
 COLUMNS = (
@@ -58,8 +59,7 @@ def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Job]:
 
 
 def create(conn: psycopg.Connection, document_id: UUID) -> Job:
-    job = _cur(conn).execute(f"INSERT INTO jobs (document_id) VALUES (%s) RETURNING {COLUMNS}", (document_id,))
-    return job.fetchone()
+    return one(_cur(conn).execute(f"INSERT INTO jobs (document_id) VALUES (%s) RETURNING {COLUMNS}", (document_id,)))
 
 
 def get(conn: psycopg.Connection, job_id: UUID, *, owner_id: int | None = None) -> Job | None:
@@ -139,9 +139,9 @@ def claim(conn: psycopg.Connection, job_id: UUID, stage: str, *, lease_s: int) -
         if current is None or current.final:
             return None
         if current.status == "running" and current.claimed_by != worker_identity():
-            fresh = conn.execute(
+            fresh = scalar(conn.execute(
                 "SELECT updated_at > now() - make_interval(secs => %s) FROM jobs WHERE id = %s", (lease_s, job_id)
-            ).fetchone()[0]
+            ))
             if fresh and _holder_alive(current.claimed_by):
                 return None
         return (
@@ -212,11 +212,11 @@ def lock(conn: psycopg.Connection, job_id: UUID) -> Job | None:
 
 def record_progress(conn: psycopg.Connection, job_id: UUID, document_id: UUID) -> tuple[int, int]:
     """Recount embedded chunks from the chunks themselves (idempotent); return (done, total)."""
-    row = conn.execute(
+    row = one(conn.execute(
         "UPDATE jobs SET chunks_done = (SELECT count(*) FROM chunks WHERE document_id = %s AND space_id IS NOT NULL),"
         " updated_at = now() WHERE id = %s RETURNING chunks_done, coalesce(chunks_total, 0)",
         (document_id, job_id),
-    ).fetchone()
+    ))
     return row[0], row[1]
 
 
@@ -272,14 +272,14 @@ def count_by_status(conn: psycopg.Connection) -> dict[str, int]:
 def backlog(conn: psycopg.Connection) -> tuple[int, int, int]:
     """Work not yet embedded, over every queued or running job: (chunks still without a vector in the
     jobs already chunked, how many jobs those are, how many jobs are not chunked yet)."""
-    row = conn.execute(
+    row = one(conn.execute(
         "SELECT coalesce(sum(chunks_total - chunks_done) FILTER (WHERE chunks_total IS NOT NULL), 0),"
         " count(*) FILTER (WHERE chunks_total IS NOT NULL), count(*) FILTER (WHERE chunks_total IS NULL)"
         " FROM jobs WHERE status IN ('queued', 'running')"
-    ).fetchone()
+    ))
     return int(row[0]), int(row[1]), int(row[2])
 
 
 def open_count(conn: psycopg.Connection) -> int:
     """Jobs queued or running (a deferred job waits for its time and is not counted)."""
-    return conn.execute("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
+    return scalar(conn.execute("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"))

@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from ingest.db.rows import scalar
 from ingest.store import vectors
 from ingest.store.vectors import Space
 
@@ -38,22 +39,22 @@ def mark(conn: psycopg.Connection, chunk_ids: Sequence[int]) -> None:
 
 
 def count(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM chunks WHERE awaiting_upgrade").fetchone()[0]
+    return scalar(conn.execute("SELECT count(*) FROM chunks WHERE awaiting_upgrade"))
 
 
 def count_for(conn: psycopg.Connection, document_id: UUID) -> int:
-    return conn.execute(
+    return scalar(conn.execute(
         "SELECT count(*) FROM chunks WHERE document_id = %s AND awaiting_upgrade", (document_id,)
-    ).fetchone()[0]
+    ))
 
 
 def count_for_job(conn: psycopg.Connection, job_id: UUID) -> int:
     """`count_for` the job's document, in one statement (0 when there is no such job)."""
-    return conn.execute(
+    return scalar(conn.execute(
         "SELECT count(*) FROM jobs j JOIN chunks c ON c.document_id = j.document_id"
         " WHERE j.id = %s AND c.awaiting_upgrade",
         (job_id,),
-    ).fetchone()[0]
+    ))
 
 
 def next_batch(conn: psycopg.Connection, limit: int) -> Batch | None:
@@ -104,7 +105,7 @@ def move(conn: psycopg.Connection, target: Space, chunk_ids: Sequence[int], vecs
 
 
 def space_in_use(conn: psycopg.Connection, space: Space) -> bool:
-    return conn.execute("SELECT EXISTS (SELECT 1 FROM chunks WHERE space_id = %s)", (space.id,)).fetchone()[0]
+    return scalar(conn.execute("SELECT EXISTS (SELECT 1 FROM chunks WHERE space_id = %s)", (space.id,)))
 
 
 def claim_schedule(

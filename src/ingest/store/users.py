@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ingest.db.rows import one
+
 KEY_PREFIX = "ik_"
 
 
@@ -22,12 +24,12 @@ def ensure_user(conn: psycopg.Connection, name: str, *, is_admin: bool = False) 
     name = name.strip()
     if not name:
         raise ValueError("user name must not be empty")
-    row = conn.execute(
+    row = one(conn.execute(
         "INSERT INTO users (name, is_admin) VALUES (%s, %s)"
         " ON CONFLICT (name) DO UPDATE SET is_admin = users.is_admin OR EXCLUDED.is_admin"
         " RETURNING id, name, is_admin",
         (name, is_admin),
-    ).fetchone()
+    ))
     return User(*row)
 
 

@@ -17,6 +17,8 @@ import psycopg
 from pgvector import HalfVector
 from psycopg import sql
 
+from ingest.db.rows import scalar
+
 # Serialises creation of a space's table across processes (CREATE TABLE IF NOT EXISTS can still race).
 SPACE_LOCK_KEY = 7_310_425_119
 # Serialises dropping and building one space's index: this plus the space's id.
@@ -67,11 +69,11 @@ def ensure_space(
         space = find_space(conn, model, dimensions)
         if space is not None:
             return space
-        space_id = conn.execute(
+        space_id = scalar(conn.execute(
             "INSERT INTO embedding_spaces (model, dimensions, simulated, table_name, index_kind)"
             " VALUES (%s, %s, %s, '', %s) RETURNING id",
             (model, dimensions, simulated, index_kind),
-        ).fetchone()[0]
+        ))
         name = f"vectors_{space_id}"
         conn.execute("UPDATE embedding_spaces SET table_name = %s WHERE id = %s", (name, space_id))
         conn.execute(
@@ -135,9 +137,9 @@ def deferred_seconds(conn: psycopg.Connection, space_id: int) -> float | None:
 
 def rows_up_to(conn: psycopg.Connection, space: Space, limit: int) -> int:
     """The space's vector count, counted no further than `limit` (a bound, not a full count)."""
-    return conn.execute(
+    return scalar(conn.execute(
         sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {t} LIMIT %s) s").format(t=space.table), (limit,)
-    ).fetchone()[0]
+    ))
 
 
 def lock_index(conn: psycopg.Connection, space: Space) -> Space:
@@ -153,10 +155,10 @@ def defer_index(conn: psycopg.Connection, space: Space) -> Space:
     read the table exactly; the drop waits for the searches and writes already running."""
     space = lock_index(conn, space)
     if not space.index_deferred:
-        since = conn.execute(
+        since = scalar(conn.execute(
             "UPDATE embedding_spaces SET index_deferred_at = now() WHERE id = %s RETURNING index_deferred_at",
             (space.id,),
-        ).fetchone()[0]
+        ))
         conn.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=sql.Identifier(f"{space.table_name}_hnsw")))
         space = replace(space, index_deferred_at=since)
     return space

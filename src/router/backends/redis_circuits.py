@@ -30,7 +30,7 @@ class RedisCircuitStore:
         return CLOSED if raw is None else Circuit.from_dict(json.loads(raw))
 
     def read(self, service: str) -> Circuit:
-        return self._decode(self._client.get(self._key(service)))  # type: ignore[arg-type]
+        return self._decode(self._client.get(self._key(service)))
 
     def update(self, service: str, change: Callable[[Circuit], tuple[T, Circuit]]) -> T:
         key = self._key(service)
@@ -38,7 +38,7 @@ class RedisCircuitStore:
             while True:
                 try:
                     pipe.watch(key)
-                    current = self._decode(pipe.get(key))  # type: ignore[arg-type]
+                    current = self._decode(pipe.get(key))
                     value, after = change(current)
                     if after == current:
                         pipe.unwatch()

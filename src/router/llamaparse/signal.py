@@ -95,7 +95,10 @@ class RedisJobSignal:
     def notify(self, vendor_job_id: str) -> None:
         key = self._key(vendor_job_id)
         # One transaction: an item without its expiry would stay forever if nobody waits for it.
-        self._client.pipeline().rpush(key, 1).expire(key, self._memory_s).execute()
+        with self._client.pipeline() as pipe:
+            pipe.rpush(key, 1)
+            pipe.expire(key, self._memory_s)
+            pipe.execute()
 
     def wait(self, vendor_job_id: str, timeout_s: float) -> bool:
         key = self._key(vendor_job_id)
@@ -191,7 +194,8 @@ class PostgresJobSignal:
         while not self._stop.is_set():
             try:
                 # Not a pool connection: it is held for the life of the process, blocked in LISTEN.
-                with psycopg.connect(self._pool.conninfo, autocommit=True) as conn:
+                conninfo = self._pool.conninfo  # a pool may be given a callable that makes it
+                with psycopg.connect(conninfo() if callable(conninfo) else conninfo, autocommit=True) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     with self._changed:
                         self._epoch += 1

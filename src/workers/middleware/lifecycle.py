@@ -26,6 +26,7 @@ from psycopg_pool import PoolTimeout
 
 from ingest.config import Settings
 from ingest.db.pool import autocommit
+from ingest.db.rows import one
 from ingest.logs import configure_logging
 from workers.admission import admit
 from workers.middleware.callback_workers import is_callback_worker
@@ -54,7 +55,7 @@ def record_delivery(rt: Runtime, message_id: str, job_id: str) -> Delivery:
     """Count one delivery of the message and read who its job belongs to (one round trip: a single
     statement, committed on its own, so no BEGIN and COMMIT around it)."""
     with autocommit(rt.pool, timeout=LOOKUP_TIMEOUT_S) as conn:
-        row = conn.execute(
+        row = one(conn.execute(
             "WITH counted AS ("
             " INSERT INTO message_deliveries (message_id, deliveries) VALUES (%(message)s, 1)"
             " ON CONFLICT (message_id) DO UPDATE"
@@ -65,7 +66,7 @@ def record_delivery(rt: Runtime, message_id: str, job_id: str) -> Delivery:
             " LEFT JOIN documents d ON d.id = j.document_id"
             " LEFT JOIN users u ON u.id = d.owner_id",
             {"message": message_id, "job": job_id},
-        ).fetchone()
+        ))
     return Delivery(*row)
 
 

@@ -116,7 +116,9 @@ def queue_depths(broker: dramatiq.Broker) -> dict[str, QueueDepth]:
         pipe = broker.client.pipeline(transaction=False)
         for q in queues:
             ns = broker.namespace
-            pipe.llen(f"{ns}:{q}").llen(f"{ns}:{dq_name(q)}").zcard(f"{ns}:{xq_name(q)}")
+            pipe.llen(f"{ns}:{q}")
+            pipe.llen(f"{ns}:{dq_name(q)}")
+            pipe.zcard(f"{ns}:{xq_name(q)}")
         counts = pipe.execute()
         return {q: QueueDepth(*counts[3 * i : 3 * i + 3]) for i, q in enumerate(queues)}
     # RabbitMQ: a passive declare of each queue on the broker's channel answers its message count.

@@ -24,6 +24,7 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
+from ingest.db.rows import scalar
 from workers.admission import admit_everyone, send
 from workers.middleware.callback_workers import is_callback_worker
 from workers.middleware.context import runtime_middleware
@@ -39,7 +40,7 @@ def requeue_unfinished(rt: Runtime, *, idle_s: int) -> int:
     """One sweep (see the module's docstring); return how many jobs were sent again. Does nothing while
     another process sweeps."""
     with rt.pool.connection() as conn, conn.transaction():
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,)).fetchone()[0]:
+        if not scalar(conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,))):
             return 0
         rows = conn.execute(
             "UPDATE jobs SET enqueued_at = now() WHERE id IN ("

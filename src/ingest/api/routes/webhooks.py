@@ -11,7 +11,7 @@ in the event is trusted beyond the job id.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
@@ -57,6 +57,11 @@ class WebhookAck(BaseModel):
     duplicate: bool = Field(description="True: this event_id was handled before; nothing was done again.")
 
 
+_UNSIGNED: dict[int | str, dict[str, Any]] = {
+    401: error_responses(401)[401] | {"description": "Unsigned, wrongly signed or stale"}
+}
+
+
 @router.post(
     "/llamaparse",
     response_model=WebhookAck,
@@ -65,8 +70,7 @@ class WebhookAck(BaseModel):
         "Called by LlamaParse, not by users. The raw body must carry a valid `LC-Signature` and a "
         "`timestamp` within 5 minutes of now; the job's result is then fetched from LlamaParse."
     ),
-    responses={401: error_responses(401)[401] | {"description": "Unsigned, wrongly signed or stale"}}
-    | error_responses(400, 413),
+    responses=_UNSIGNED | error_responses(400, 413),
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
     },
