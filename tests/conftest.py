@@ -215,7 +215,13 @@ def llamaparse_records() -> Callable[[object], StandinState]:
 
 
 def _assert_ledger_is_what_the_standins_billed(
-    conninfo: str, app: object, document_ids: Sequence[uuid.UUID], prices: PriceTable, model: str
+    conninfo: str,
+    app: object,
+    document_ids: Sequence[uuid.UUID],
+    prices: PriceTable,
+    model: str,
+    *,
+    unconfirmed_requests: int = 0,
 ) -> None:
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(
@@ -223,7 +229,9 @@ def _assert_ledger_is_what_the_standins_billed(
             " WHERE NOT simulated AND document_id = ANY(%s) ORDER BY id",
             (list(document_ids),),
         ).fetchall()
-    assert {state for _, state, _, _ in rows} == {"charged"}  # nothing held, nothing released
+    states = {state for _, state, _, _ in rows}
+    # Nothing held, nothing released; a call given up on after unconfirmed requests is charged `unknown`.
+    assert states == {"charged"} or (unconfirmed_requests and states == {"charged", "unknown"}), states
     parses = [(amount, usage) for service, _, amount, usage in rows if service == "llamaparse"]
     embeds = [(amount, usage) for service, _, amount, usage in rows if service == "openai"]
 
@@ -237,18 +245,24 @@ def _assert_ledger_is_what_the_standins_billed(
 
     # OpenAI bills every request it served: as many requests and tokens in the ledger as it served.
     served = _openai_records(app).entries
-    assert sum(usage["requests"] for _, usage in embeds) == len(served)
-    assert sum(usage["tokens"] for _, usage in embeds) == sum(entry.prompt_tokens for entry in served)
+    served_tokens = sum(entry.prompt_tokens for entry in served)
+    charged_tokens = sum(usage["tokens"] for _, usage in embeds)
+    assert sum(usage["requests"] for _, usage in embeds) == len(served) + unconfirmed_requests
+    assert charged_tokens > served_tokens if unconfirmed_requests else charged_tokens == served_tokens
     for amount, usage in embeds:
         assert amount == prices.tokens_usd(usage["tokens"], model)
     total = sum((amount for amount, _ in parses + embeds), Decimal(0))
-    served_tokens = sum(entry.prompt_tokens for entry in served)
-    assert total == prices.credits_usd(int(sum(billed.values()))) + prices.tokens_usd(served_tokens, model)
+    bill = prices.credits_usd(int(sum(billed.values()))) + prices.tokens_usd(served_tokens, model)
+    assert total > bill if unconfirmed_requests else total == bill
 
 
 @pytest.fixture
 def assert_ledger_is_what_the_standins_billed() -> Callable[..., None]:
     """`assert_ledger_is_what_the_standins_billed(conninfo, app, document_ids, prices, model)`: our real
     charges for these documents are, call for call, what the stand-ins recorded as served, priced by the
-    price table: every billed call is in the ledger exactly once, and nothing else is."""
+    price table: every billed call is in the ledger exactly once, and nothing else is.
+
+    Except `unconfirmed_requests=` OpenAI requests whose answer our client stopped waiting for (a read
+    timeout): the stand-in billed nothing for them, a real vendor may have, so the ledger charges them
+    too (router.unsettled) and reads more than the stand-in's bill, never less."""
     return _assert_ledger_is_what_the_standins_billed

@@ -1,4 +1,5 @@
-"""The cost ledger in SQL: one row per thing paid for, moving reserved → charged (or released / expired).
+"""The cost ledger in SQL: one row per thing paid for, moving reserved → charged (or released / expired, or
+unknown: charged although the call failed, because the vendor may have billed it).
 
 Plain functions over a psycopg connection; callers own the transaction. A row is keyed by what is being
 paid for (`key`, e.g. "<document>:parse") and whether it is a shadow (simulated) cost, and that pair is
@@ -41,7 +42,7 @@ class Entry:
     service: str
     stage: str
     simulated: bool
-    state: str  # reserved | charged | released | expired
+    state: str  # reserved | charged | released | expired | unknown (charged, the call's outcome unknown)
     budget_day: date
     estimate_usd: Decimal
     amount_usd: Decimal
@@ -120,17 +121,17 @@ def counted(conn: psycopg.Connection, day: date, at: datetime) -> dict[str, Deci
     rows = conn.execute(
         "SELECT service, sum(amount_usd) FROM cost_entries"
         " WHERE budget_day = %s AND NOT simulated"
-        " AND (state = 'charged' OR (state = 'reserved' AND expires_at > %s)) GROUP BY service",
+        " AND (state IN ('charged', 'unknown') OR (state = 'reserved' AND expires_at > %s)) GROUP BY service",
         (day, at),
     ).fetchall()
     return {service: amount for service, amount in rows}
 
 
 def charged(conn: psycopg.Connection, day: date) -> dict[str, Decimal]:
-    """Per service, the real charges of the day (what alerts measure)."""
+    """Per service, the real charges of the day, `unknown` ones included (what alerts measure)."""
     rows = conn.execute(
         "SELECT service, sum(amount_usd) FROM cost_entries"
-        " WHERE budget_day = %s AND NOT simulated AND state = 'charged' GROUP BY service",
+        " WHERE budget_day = %s AND NOT simulated AND state IN ('charged', 'unknown') GROUP BY service",
         (day,),
     ).fetchall()
     return {service: amount for service, amount in rows}
@@ -235,6 +236,29 @@ def settle(
             f"UPDATE cost_entries SET state = 'charged', amount_usd = %s, usage = %s, settled_at = %s"
             f" WHERE id = %s AND state <> 'charged' RETURNING {COLUMNS}",
             (amount_usd, Jsonb(dict(usage)), at, entry_id),
+        )
+        .fetchone()
+    )
+
+
+def mark_unknown(
+    conn: psycopg.Connection,
+    entry_id: int,
+    *,
+    amount_usd: Decimal,
+    usage: Mapping[str, Any],
+    reason: str,
+    at: datetime,
+) -> Entry | None:
+    """Charge a call the vendor may have billed although it failed (`unknown`, with the reason); None when
+    the row is charged already. The row's key gets its id appended, freeing the key for the retried call."""
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE cost_entries SET state = 'unknown', key = key || ':unknown:' || id, amount_usd = %s,"
+            f" usage = %s, unknown_reason = %s, settled_at = %s"
+            f" WHERE id = %s AND state IN ('reserved', 'released', 'expired') RETURNING {COLUMNS}",
+            (amount_usd, Jsonb(dict(usage)), reason, at, entry_id),
         )
         .fetchone()
     )

@@ -187,6 +187,30 @@ class Meter:
             self._alert(entry.budget_day, entry.service)
         return entry
 
+    def charge_unknown(self, reservation: Reservation, actual: Charge | None, *, reason: str) -> Entry | None:
+        """Charge a call that failed after the vendor may have billed it: at its estimate, or at `actual`
+        (what its attempts may have cost) when that is more, recorded `unknown` with the reason. The retry
+        of the call then reserves and charges under the same key as usual."""
+        amount = reservation.estimate_usd if actual is None else max(actual.usd, reservation.estimate_usd)
+        usage = dict(actual.usage) if actual is not None else dict(reservation.estimate)
+        with autocommit(self.pool) as conn:
+            entry = ledger.mark_unknown(
+                conn, reservation.id, amount_usd=amount, usage=usage, reason=reason, at=self.clock()
+            )
+        if entry is None:  # charged by an earlier delivery: the ledger already counts it
+            return None
+        log.warning(
+            "cost_unknown",
+            key=reservation.key,
+            service=reservation.service,
+            stage=reservation.stage,
+            charged_usd=fmt_usd(amount),
+            reason=reason,
+        )
+        self._observe(entry)
+        self._alert(entry.budget_day, entry.service)
+        return entry
+
     def release(self, reservation: Reservation) -> None:
         with self.pool.connection() as conn, conn.transaction():
             released = ledger.release(conn, reservation.id)

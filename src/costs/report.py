@@ -53,7 +53,7 @@ class DayReport:
 
 # One pass over the day's rows: what each service spent, holds and shadow-spent.
 _SUMS = """
-coalesce(sum(amount_usd) FILTER (WHERE NOT simulated AND state = 'charged'), 0),
+coalesce(sum(amount_usd) FILTER (WHERE NOT simulated AND state IN ('charged', 'unknown')), 0),
 coalesce(sum(amount_usd) FILTER (WHERE NOT simulated AND state = 'reserved' AND expires_at > %(at)s), 0),
 coalesce(sum(amount_usd) FILTER (WHERE simulated AND state = 'charged'), 0)
 """

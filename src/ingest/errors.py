@@ -28,6 +28,12 @@ class EmptyDocument(UnreadableDocument):
     code = "empty_document"
 
 
+class BlobMissing(UnreadableDocument):
+    """The document's stored bytes are gone (its document was deleted). Says which blob, never where."""
+
+    code = "blob_missing"
+
+
 class TooLarge(IngestError):
     status = 413
     code = "too_large"

@@ -37,9 +37,11 @@ import structlog
 from ingest.config import Settings
 from ingest.errors import ServiceUnavailable, VendorError
 from ingest.tokens import count_tokens, truncate
+from router import unsettled
 from router.backoff import Cooldown, RetryPolicy, VendorRetry
 from router.protocols import EmbedResult
-from router.vendor_errors import ErrorClass, MalformedResponse, classify, vendor_failure
+from router.unsettled import MaybeBilled
+from router.vendor_errors import ErrorClass, MalformedResponse, classify, describe, vendor_failure
 from router.vendor_limits import VendorRateLimits, rate_limit_backend
 
 log = structlog.get_logger(__name__)
@@ -145,6 +147,9 @@ def _decode_vector(raw: object) -> np.ndarray:
 class _Tally:
     prompt_tokens: int = 0
     requests: int = 0
+    unconfirmed_tokens: int = 0  # requests that failed after they may have been billed
+    unconfirmed_requests: int = 0
+    unconfirmed_reason: str = ""
     splits: list[int] = field(default_factory=list)  # batch sizes split after a too-large answer
 
 
@@ -195,11 +200,16 @@ class OpenAIEmbedder:
         try:
             for batch in plan_batches(counts):
                 self._embed_range(prepared, counts, batch, vectors, tally)
-        except Exception:
+        except BaseException as failed:
             if tally.requests:  # paid for, and lost with this failure: say so for the cost trail
                 log.warning(
                     "embed_partial_failure", requests=tally.requests, prompt_tokens=tally.prompt_tokens
                 )
+            if tally.requests or tally.unconfirmed_requests:
+                reason = tally.unconfirmed_reason or "an earlier batch of the call was billed"
+                tokens = tally.prompt_tokens + tally.unconfirmed_tokens
+                billed = MaybeBilled(tokens, tally.requests + tally.unconfirmed_requests, reason)
+                unsettled.note(failed, billed)
             raise
         extra: dict[str, object] = {}
         if truncated:
@@ -207,7 +217,13 @@ class OpenAIEmbedder:
         if tally.splits:
             extra["split_batches"] = tally.splits
         return EmbedResult(
-            vectors, tally.prompt_tokens, requests=tally.requests, simulated=False, extra=extra
+            vectors,
+            tally.prompt_tokens,
+            requests=tally.requests,
+            simulated=False,
+            extra=extra,
+            unconfirmed_tokens=tally.unconfirmed_tokens,
+            unconfirmed_requests=tally.unconfirmed_requests,
         )
 
     def close(self) -> None:
@@ -231,7 +247,9 @@ class OpenAIEmbedder:
     ) -> None:
         try:
             vectors, prompt_tokens = self._retry.call(
-                lambda: self._request(texts[batch.start : batch.stop], sum(counts[batch.start : batch.stop]))
+                lambda: self._request(
+                    texts[batch.start : batch.stop], sum(counts[batch.start : batch.stop]), tally
+                )
             )
         except Exception as exc:
             kind = classify(exc)
@@ -250,15 +268,25 @@ class OpenAIEmbedder:
         tally.prompt_tokens += prompt_tokens
         tally.requests += 1
 
-    def _request(self, texts: list[str], tokens: int) -> tuple[np.ndarray, int]:
-        """One attempt: wait for the client-side limits, call, decode and check."""
+    def _request(self, texts: list[str], tokens: int, tally: _Tally) -> tuple[np.ndarray, int]:
+        """One attempt: wait for the client-side limits, call, decode and check. An attempt that fails
+        once its request may have been billed is counted in `tally` (at our count of its tokens)."""
         self._limits.acquire(tokens)
         dimensions = self.dimensions if supports_dimensions(self.model) else openai.omit
-        response = self._client.embeddings.create(
-            input=texts, model=self.model, encoding_format="base64", dimensions=dimensions
-        )
-        vectors = check_vectors(decode_embeddings(response, len(texts), self.dimensions))
-        prompt_tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
-        if not isinstance(prompt_tokens, int):
-            raise MalformedResponse("response has no usage.prompt_tokens")
+        try:
+            response = self._client.embeddings.create(
+                input=texts, model=self.model, encoding_format="base64", dimensions=dimensions
+            )
+            vectors = check_vectors(decode_embeddings(response, len(texts), self.dimensions))
+            prompt_tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+            if not isinstance(prompt_tokens, int):
+                raise MalformedResponse("response has no usage.prompt_tokens")
+        except BaseException as failed:
+            if unsettled.may_have_been_billed(failed):
+                tally.unconfirmed_tokens += tokens
+                tally.unconfirmed_requests += 1
+                why = describe(failed, self._secrets)
+                tally.unconfirmed_reason = f"the request was sent and then failed: {why}"
+                log.warning("embed_attempt_maybe_billed", tokens=tokens, reason=tally.unconfirmed_reason)
+            raise
         return vectors, prompt_tokens

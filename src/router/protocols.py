@@ -35,6 +35,18 @@ class EmbedResult:
     requests: int = 1
     simulated: bool = True
     extra: dict[str, object] = field(default_factory=dict)
+    # Attempts that failed after their request may have been billed (an answer we could not read, a read
+    # timeout), before an attempt succeeded: the vendor's bill includes them, so the charge does too.
+    unconfirmed_tokens: int = 0
+    unconfirmed_requests: int = 0
+
+    @property
+    def billed_tokens(self) -> int:
+        return self.prompt_tokens + self.unconfirmed_tokens
+
+    @property
+    def billed_requests(self) -> int:
+        return self.requests + self.unconfirmed_requests
 
 
 OnSubmitted = Callable[[Submission], None]

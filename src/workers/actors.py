@@ -14,8 +14,9 @@ import structlog
 from ingest.store import documents, jobs
 from workers import callbacks, indexing, messages, upgrade
 from workers.broker import PERMANENT_ERRORS
+from workers.deleted import stops_if_deleted
 from workers.middleware.context import current_runtime
-from workers.pipeline import JobDeferred, embed_stage, parse_stage
+from workers.pipeline import Batch, JobDeferred, embed_stage, parse_stage
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -40,8 +41,10 @@ def parse_document(job_id: str) -> None:
     # message.
     rt = current_runtime()
     job_uuid = UUID(job_id)
+    pending: list[Batch] = []
     try:
-        pending = parse_stage(rt, job_uuid)
+        with stops_if_deleted(rt, job_uuid):
+            pending = parse_stage(rt, job_uuid)
     except JobDeferred as deferred:
         _defer(rt, job_uuid, deferred)
         return
@@ -53,9 +56,10 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
     rt = current_runtime()
     job_uuid = UUID(job_id)
     try:
-        if embed_stage(rt, job_uuid, first, last):
-            log.info("job_completed")
-            upgrade.after_job(rt, job_uuid)
+        with stops_if_deleted(rt, job_uuid):
+            if embed_stage(rt, job_uuid, first, last):
+                log.info("job_completed")
+                upgrade.after_job(rt, job_uuid)
     except JobDeferred as deferred:
         _defer(rt, job_uuid, deferred)
 

@@ -23,6 +23,7 @@ from workers.middleware.context import RuntimeMiddleware
 from workers.middleware.failures import JobFailures
 from workers.middleware.lifecycle import JobLifecycle
 from workers.middleware.metrics import WorkerMetrics
+from workers.middleware.preload import Preload
 from workers.middleware.sweeper import Sweeper
 
 # Errors that no retry can fix: the job fails at once with the error's message.
@@ -47,6 +48,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         # Before RuntimeMiddleware: the callbacks worker stops before the runtime it uses is closed.
         CallbackWorkers(threads=settings.callback_worker_threads),
         RuntimeMiddleware(),
+        Preload(settings),
     ]
     if settings.broker_url:
         # Worker processes sweep for jobs whose message was lost; in-process workers sweep when they start.

@@ -31,7 +31,7 @@ from router.decide import Choice, Decision
 from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
-from workers import indexing
+from workers import billing, indexing
 from workers.runtime import Runtime
 from workers.states import finish_if_done
 
@@ -110,11 +110,12 @@ Result = TypeVar("Result")
 
 
 def _billed(meter: Meter, held: Reservation, call: Callable[[], Result]) -> Result:
-    """Make the call; if it fails, nothing was billed and the reservation goes back."""
+    """Make the call. If it fails, the reservation goes back, unless the vendor may have billed it: then it
+    is charged as `unknown` (workers.billing)."""
     try:
         return call()
-    except BaseException:
-        meter.release(held)
+    except BaseException as failed:
+        billing.after_failure(meter, held, failed)
         raise
 
 
@@ -220,6 +221,8 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
     if not pieces:
         raise UnreadableDocument("no text could be extracted from the document")
     with rt.pool.connection() as conn, conn.transaction():
+        if not jobs.is_running(conn, job_id):  # holds the document: a delete waits, or went first
+            return []
         chunks.replace(conn, doc.id, pieces)
         documents.set_parsed(
             conn, doc.id, parser=result.parser, pages=result.document.pages, partial=result.document.partial
@@ -231,14 +234,15 @@ def parse_stage(rt: Runtime, job_id: UUID) -> list[Batch]:
 
 
 def _cached(
-    rt: Runtime, embedder: Embedder | None, pending: list[chunks.StoredChunk]
+    rt: Runtime, embedder: Embedder | None, document_id: UUID, pending: list[chunks.StoredChunk]
 ) -> tuple[Space | None, set[bytes]]:
-    """The embedder's space, and which of the pending texts its cache already holds."""
+    """The embedder's space, and which of the pending texts its cache already holds for the owner."""
     if embedder is None:  # the call will be deferred or refused: no space to look in
         return None, set()
     with autocommit(rt.pool) as conn:  # reads only
         space = vectors.find_space(conn, embedder.model, embedder.dimensions)
-        return space, reuse.cached(conn, space, [c.text_hash for c in pending]) if space else set()
+        hashes = [c.text_hash for c in pending]
+        return space, reuse.cached(conn, space, document_id, hashes) if space else set()
 
 
 def _misses(pending: list[chunks.StoredChunk], hits: set[bytes]) -> dict[bytes, chunks.StoredChunk]:
@@ -271,7 +275,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
     meter: Meter = rt.router.meter
     key = f"{job.document_id}:embed:{first}-{last}"
     embedder = rt.router.embedder().client
-    space, hits = _cached(rt, embedder, pending)
+    space, hits = _cached(rt, embedder, job.document_id, pending)
     misses = _misses(pending, hits)
     result = None
     if misses:
@@ -287,7 +291,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
         )
         if not _same_space(embedder, client):  # the budget sent the call to another space: look there
             embedder = client
-            space, hits = _cached(rt, client, pending)
+            space, hits = _cached(rt, client, job.document_id, pending)
             misses = _misses(pending, hits)
         texts = [c.text for c in misses.values()]
         if texts:
@@ -299,7 +303,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int) -> bool:
                     raise
                 embedder, space, hits, misses, result = _stood_in(rt, stand_in, job, key, pending)
             else:
-                meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
+                meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
         else:
             meter.release(held)
     assert embedder is not None  # hits need a space, misses a client
@@ -347,7 +351,7 @@ def _stood_in(
     """The batch's real call failed in hybrid: the mock embeds it in its own space (a shadow cost), and the
     chunks will wait for upgrade. The mock space has its own cache, so hits and misses are looked up anew."""
     embedder = _served(stand_in)
-    space, hits = _cached(rt, embedder, pending)
+    space, hits = _cached(rt, embedder, job.document_id, pending)
     misses = _misses(pending, hits)
     if not misses:
         return embedder, space, hits, misses, None
@@ -363,7 +367,7 @@ def _stood_in(
         job_id=job.id,
     )
     result = _billed(meter, held, functools.partial(embedder.embed, [c.text for c in misses.values()]))
-    meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
+    meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
     return embedder, space, hits, misses, result
 
 

@@ -6,6 +6,7 @@ A document is `completed` only in the transaction that sees every one of its chu
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from uuid import UUID
 
@@ -16,11 +17,15 @@ from ingest.store import chunks, documents, jobs
 from workers import callbacks
 from workers.runtime import Runtime
 
+# An absolute file path (two folders deep at least), not the path part of a URL (`host/…`, `://`).
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"]+/){2,}[^\s/'\":,)]*")
+
 
 def one_line(exc: BaseException, limit: int = 500) -> str:
     """A user-facing error: the message alone (no traceback), on one line, bounded, and scrubbed of
-    secrets (a driver's message may echo a connection string): it is stored, and shown by the CLI and API."""
-    text = redact_value(" ".join(str(exc).split())) or type(exc).__name__
+    secrets (a driver's message may echo a connection string) and of the server's file paths: it is
+    stored, and shown by the CLI and API."""
+    text = _SERVER_PATH.sub("<path>", redact_value(" ".join(str(exc).split()))) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -27,7 +27,7 @@ from ingest.db.rows import scalar
 from ingest.store import upgrades, vectors
 from router.decide import Choice
 from router.metrics import CHUNKS_UPGRADED
-from workers import messages
+from workers import billing, messages
 from workers.middleware.context import current_runtime
 from workers.runtime import Runtime
 
@@ -94,10 +94,10 @@ def _run(rt: Runtime) -> tuple[int, str]:
         try:
             result = embedder.embed([c.text for c in batch.chunks])
         except Exception as failed:  # noqa: BLE001  (the circuit has the verdict; chunks keep their mock vectors)
-            meter.release(held)
+            billing.after_failure(meter, held, failed)
             log.warning("upgrade_batch_failed", document_id=str(batch.document_id), error=str(failed)[:300])
             return upgraded, f"the real embedder failed: {failed}"
-        meter.settle(held, meter.embed_charge(result.prompt_tokens, requests=result.requests))
+        meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
         with rt.pool.connection() as conn, conn.transaction():
             target = vectors.ensure_space(
                 conn, embedder.model, embedder.dimensions, simulated=False, index_kind=rt.settings.vector_index

@@ -1,4 +1,5 @@
-"""Embedding reuse: an unchanged chunk is never paid for twice, whoever ingests it and however often."""
+"""Embedding reuse: an unchanged chunk is never paid for twice by its user, however often they ingest it;
+another user's text is never served from it (the cache is per user)."""
 
 from __future__ import annotations
 
@@ -69,34 +70,41 @@ def ingest(rt: Runtime, paths: list[Path], owner: str) -> None:
             assert conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()[0] == "completed"
 
 
-def test_second_ingest_of_identical_corpus_makes_no_embedding_call(runtime, tmp_path: Path) -> None:
+def test_a_corpus_ingested_again_by_its_user_makes_no_embedding_call(runtime, tmp_path: Path) -> None:
     rt, counting = runtime
     paths = corpus(tmp_path / "corpus", 4)
     ingest(rt, paths, "ada")
     first_calls, first_texts = counting.calls, counting.texts
     assert first_calls > 4 and first_texts > 0
-    report = rt.router.meter.report()
-    assert report.saved.chunks == 0
+    assert rt.router.meter.report().saved.chunks == 0
 
-    # Another owner's upload of the same bytes is a new document with new chunks: all served by the cache.
-    ingest(rt, paths, "grace")
+    # The same texts from the same user under new files (new bytes, new documents): all from the cache.
+    again = corpus(tmp_path / "again", 4)
+    for path in again:
+        path.write_text(path.read_text() + "\n")
+    ingest(rt, again, "ada")
     assert (counting.calls, counting.texts) == (first_calls, first_texts)
 
+    with rt.pool.connection() as conn:
+        charged = conn.execute(
+            "SELECT count(*), sum((usage->>'tokens')::bigint) FROM cost_entries"
+            " WHERE stage = 'embed' AND state = 'charged'"
+        ).fetchone()
+    assert charged[0] == first_calls  # no ledger entry for the second ingest's batches
+    saved = rt.router.meter.report().saved
+    assert saved.chunks == first_texts and saved.tokens == charged[1]
+    assert saved.simulated_usd > Decimal(0) and saved.usd == Decimal(0)  # mock space: shadow savings
+
+    # Another user's upload of the same texts is embedded and charged in full: nothing served across users.
+    ingest(rt, paths, "grace")
+    assert (counting.calls, counting.texts) == (2 * first_calls, 2 * first_texts)
+    assert rt.router.meter.report().saved.chunks == first_texts
     with rt.pool.connection() as conn:
         searchable = conn.execute(
             "SELECT count(*) FROM chunks c JOIN vectors_1 v ON v.chunk_id = c.id"
             " JOIN documents d ON d.id = c.document_id JOIN users u ON u.id = d.owner_id WHERE u.name = 'grace'"
         ).fetchone()[0]
-        charged = conn.execute(
-            "SELECT count(*), sum((usage->>'tokens')::bigint) FROM cost_entries"
-            " WHERE stage = 'embed' AND state = 'charged'"
-        ).fetchone()
-    assert searchable == first_texts  # every chunk of the second ingest has its vector
-    assert charged[0] == first_calls  # no ledger entry for the second ingest's batches
-
-    saved = rt.router.meter.report().saved
-    assert saved.chunks == first_texts and saved.tokens == charged[1]
-    assert saved.simulated_usd > Decimal(0) and saved.usd == Decimal(0)  # mock space: shadow savings
+    assert searchable == first_texts
 
 
 def test_an_edit_pays_only_for_the_changed_chunks(runtime, tmp_path: Path) -> None:

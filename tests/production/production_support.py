@@ -3,6 +3,7 @@ generated documents, and the checks that every document completed exactly once."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -102,8 +103,11 @@ class WorkerGroup:
         wait_until(ready, timeout=timeout, what=f"ingest worker to start; its log:\n{self.output()[-2000:]}")
 
     def kill(self) -> None:
-        """SIGKILL every process of the group at once: no shutdown hook, no acknowledgement, no requeue."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        """SIGKILL every process of the run at once (the supervisor and each worker command's process
+        group, all in the run's session): no shutdown hook, no acknowledgement, no requeue."""
+        for pid in session_members(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self._log.close()
 
@@ -117,6 +121,27 @@ class WorkerGroup:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
         self._log.close()
+
+
+def _proc_stats() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent pid, session id) of every process, from /proc (Linux)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) "
+        yield int(entry.name), int(fields[1]), int(fields[3])
+
+
+def session_members(session_id: int) -> list[int]:
+    return [pid for pid, _, sid in _proc_stats() if sid == session_id]
+
+
+def children(pid: int) -> list[int]:
+    return sorted(child for child, parent, _ in _proc_stats() if parent == pid)
 
 
 @contextmanager

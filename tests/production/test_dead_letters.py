@@ -5,7 +5,7 @@ worker's metrics count it, `ingest status --failed` lists it, and `ingest retry`
 from __future__ import annotations
 
 import json
-import urllib.error
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +33,11 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 MAX_RETRIES = 1
 
 
+def port_answers(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The worker's metrics: (sample name, sorted labels) → value."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -42,14 +47,6 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-def served(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
-    """`scrape`, or None while the metrics fork is still starting (it imports every actor first)."""
-    try:
-        return scrape(port)
-    except urllib.error.URLError:
-        return None
 
 
 def failed_listing(env: dict[str, str]) -> list[dict[str, object]]:
@@ -79,7 +76,9 @@ def test_a_message_that_spends_its_retries_is_a_visible_dead_letter_and_replays(
             what=f"one document to fail and one to complete; worker:\n{worker.output()[-3000:]}",
         )
         failed_job = job_of(conninfo, ids[poisoned.name])["id"]
-        metrics = wait_until(lambda: served(port), timeout=60, what="the worker's metrics fork to serve")
+        # The metrics process starts once the worker process is ready, and may still be importing.
+        wait_until(lambda: port_answers(port), timeout=60, what="the worker's metrics port to answer")
+        metrics = scrape(port)
         queue = (("queue", "ingest"),)
         assert metrics[("ingest_dead_letters_total", (("actor", "embed_chunks"), *queue))] == 1
         assert metrics[("ingest_dead_letter_messages", queue)] == 1

@@ -15,7 +15,7 @@ from storage3.exceptions import StorageApiError
 from ingest.blobs import build_blob_store
 from ingest.blobs.backends.supabase import SupabaseBlobStore
 from ingest.config import Settings
-from ingest.errors import ServiceUnavailable
+from ingest.errors import BlobMissing, ServiceUnavailable
 
 URL = "https://project.supabase.co"
 KEY = "service-role-key"
@@ -101,12 +101,13 @@ def test_get_bytes_downloads_the_object(store: SupabaseBlobStore, api: respx.Moc
 
 
 @pytest.mark.parametrize("error", ["not_found", "NoSuchKey"])
-def test_get_bytes_of_a_missing_object_is_file_not_found(
+def test_get_bytes_of_a_missing_object_is_blob_missing(
     store: SupabaseBlobStore, api: respx.MockRouter, error: str
 ) -> None:
     api.get(OBJECT).mock(return_value=storage_error("404", error, "Object not found"))
-    with pytest.raises(FileNotFoundError, match=SHA):
+    with pytest.raises(BlobMissing, match=SHA[:12]) as missing:
         store.get_bytes(SHA)
+    assert "bucket" not in str(missing.value)  # which blob, never where it is kept
 
 
 def test_exists_reads_the_object_info(store: SupabaseBlobStore, api: respx.MockRouter) -> None:

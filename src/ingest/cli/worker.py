@@ -11,13 +11,15 @@ import typer
 
 from ingest.cli.common import fail
 from ingest.config import Settings
+from ingest.logs import configure_logging
+from workers.supervisor import supervise, worker_commands
 
 
 def worker(
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Worker processes.")] = 2,
     threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="Threads per process.")] = 4,
 ) -> None:
-    """Dramatiq workers against the configured broker (REDIS_URL or RABBITMQ_URL)."""
+    """Dramatiq workers against the broker (REDIS_URL or RABBITMQ_URL); one that dies is restarted."""
     settings = Settings()
     if settings.broker_url is None:
         raise fail(
@@ -32,16 +34,10 @@ def worker(
         # Every process writes its metrics here and one serves their sum (workers.middleware.metrics). Set before
         # any process imports prometheus_client; a fresh folder, so no earlier run's counters are added.
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ingest-worker-metrics-")
-    # Dramatiq's own CLI supervises the processes (signals, graceful shutdown), behind our logging setup.
-    argv = [sys.executable, "-m", "workers", "workers.process:start_worker_process"]
-    argv += ["--processes", str(processes), "--threads", str(threads)]
-    if settings.worker_metrics_port is not None:
-        argv += ["--fork-function", "workers.process:serve_metrics"]
-    # The threads above take the ingestion queue; each process delivers callbacks on threads of their own
-    # (INGEST_CALLBACK_WORKER_THREADS, workers.middleware.callback_workers), so a slow receiver delays no
-    # document.
-    argv += ["--queues", "ingest"]
-    os.execve(sys.executable, argv, env)
+    # One Dramatiq command per process (signals, graceful shutdown, our logging), each restarted if it dies.
+    configure_logging(settings, interactive=sys.stderr.isatty())
+    commands = worker_commands(processes, threads, env, serve_metrics=settings.worker_metrics_port is not None)
+    raise typer.Exit(supervise(commands))
 
 
 mocks_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for the vendor APIs.")

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from ingest import formats
 from ingest.errors import Conflict, NotFound
-from ingest.store import documents, jobs
+from ingest.store import blob_refs, documents, jobs
 from ingest.store.users import User
 from workers.admission import admit
 from workers.runtime import Runtime
@@ -61,6 +61,9 @@ def submit_file(
     formats.check(path, media_type, formats.Limits.from_settings(rt.settings))
 
     with rt.pool.connection() as conn, conn.transaction():
+        # Held until this commits, with the bytes stored: a delete of another document with these bytes
+        # cannot remove them in between (store.blob_refs).
+        blob_refs.lock(conn, sha256)
         doc, created = documents.insert(
             conn,
             owner_id=user.id,

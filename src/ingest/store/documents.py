@@ -117,9 +117,8 @@ def supersede(conn: psycopg.Connection, document_id: UUID) -> int:
 
 
 def delete(conn: psycopg.Connection, document_id: UUID) -> str | None:
-    """Delete a document with its jobs, chunks and vectors; return its sha256 if no other row uses it."""
+    """Delete a document with its jobs, chunks and vectors; return its sha256, None if it was gone.
+
+    Its blob may be shared with other documents: `ingest.services.deletion` removes it only when none is left."""
     row = conn.execute("DELETE FROM documents WHERE id = %s RETURNING sha256", (document_id,)).fetchone()
-    if row is None:
-        return None
-    still_used = conn.execute("SELECT 1 FROM documents WHERE sha256 = %s LIMIT 1", (row[0],)).fetchone()
-    return None if still_used else row[0]
+    return None if row is None else str(row[0])

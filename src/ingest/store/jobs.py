@@ -200,13 +200,27 @@ def record_vendor_submission(conn: psycopg.Connection, job_id: UUID, submission:
     return row is not None
 
 
+# Holds the job's document for the transaction (FOR KEY SHARE: other holders and status updates pass). A
+# delete locks the document first, then its jobs and chunks through the cascade; a worker's transaction
+# that holds the document first takes its locks in that same order, so the two wait for each other, never
+# deadlock. After a delete commits, this finds no row.
+_HOLD_DOCUMENT = (
+    "SELECT j.status FROM jobs j JOIN documents d ON d.id = j.document_id WHERE j.id = %s FOR KEY SHARE OF d"
+)
+
+
 def is_running(conn: psycopg.Connection, job_id: UUID) -> bool:
-    row = conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    """Whether the job is running; also holds its document, so call it first in a transaction that writes
+    the job's chunks or vectors."""
+    row = conn.execute(_HOLD_DOCUMENT, (job_id,)).fetchone()
     return row is not None and row[0] == "running"
 
 
 def lock(conn: psycopg.Connection, job_id: UUID) -> Job | None:
-    """Lock the job row for the rest of the transaction (serialises the final steps of concurrent batches)."""
+    """Lock the job row for the rest of the transaction (serialises the final steps of concurrent batches),
+    its document held first (see `_HOLD_DOCUMENT`)."""
+    if conn.execute(_HOLD_DOCUMENT, (job_id,)).fetchone() is None:
+        return None
     return _cur(conn).execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
 
 

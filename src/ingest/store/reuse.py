@@ -1,12 +1,16 @@
-"""The embedding cache: vectors by (space, normalised-text hash), shared by every worker and owner.
+"""The embedding cache: vectors by (space, owner, normalised-text hash), shared by every worker.
 
-Reused vectors never leave the database: they are copied server-side from the cache into the space's
-table, and new vectors are remembered from the rows just written, so reuse adds no vector traffic.
+Per owner: a user's text is served only from what that user embedded, so neither a user's costs nor how
+fast a document completes shows whether another user ingested the same text (docs/costs.md). Chunks are
+matched to their owner through their document. Reused vectors never leave the database: they are copied
+server-side from the cache into the space's table, and new vectors are remembered from the rows just
+written, so reuse adds no vector traffic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -14,11 +18,12 @@ from psycopg import sql
 from ingest.store.vectors import Space
 
 
-def cached(conn: psycopg.Connection, space: Space, hashes: Sequence[bytes]) -> set[bytes]:
-    """The hashes among `hashes` whose vector the space's cache holds."""
+def cached(conn: psycopg.Connection, space: Space, document_id: UUID, hashes: Sequence[bytes]) -> set[bytes]:
+    """The hashes among `hashes` whose vector the space's cache holds for the document's owner."""
     rows = conn.execute(
-        "SELECT text_hash FROM embedding_cache WHERE space_id = %s AND text_hash = ANY(%s)",
-        (space.id, list(hashes)),
+        "SELECT e.text_hash FROM embedding_cache e JOIN documents d ON d.owner_id = e.owner_id"
+        " WHERE d.id = %s AND e.space_id = %s AND e.text_hash = ANY(%s)",
+        (document_id, space.id, list(hashes)),
     ).fetchall()
     return {bytes(r[0]) for r in rows}
 
@@ -30,8 +35,9 @@ def copy_cached(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int]
     rows = conn.execute(
         sql.SQL(
             "INSERT INTO {t} (chunk_id, embedding)"
-            " SELECT c.id, e.embedding FROM chunks c"
-            " JOIN embedding_cache e ON e.space_id = %s AND e.text_hash = c.text_hash"
+            " SELECT c.id, e.embedding FROM chunks c JOIN documents d ON d.id = c.document_id"
+            " JOIN embedding_cache e"
+            " ON e.space_id = %s AND e.owner_id = d.owner_id AND e.text_hash = c.text_hash"
             " WHERE c.id = ANY(%s)"
             " ON CONFLICT (chunk_id) DO UPDATE SET embedding = EXCLUDED.embedding RETURNING chunk_id"
         ).format(t=space.table),
@@ -41,13 +47,15 @@ def copy_cached(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int]
 
 
 def remember(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int]) -> None:
-    """Cache the vectors just stored for these chunks (the first writer of a text wins; equal anyway)."""
+    """Cache the vectors just stored for these chunks, for their owners (the first writer of a text wins;
+    equal anyway)."""
     if not chunk_ids:
         return
     conn.execute(
         sql.SQL(
-            "INSERT INTO embedding_cache (space_id, text_hash, embedding)"
-            " SELECT %s, c.text_hash, v.embedding FROM chunks c JOIN {t} v ON v.chunk_id = c.id"
+            "INSERT INTO embedding_cache (space_id, owner_id, text_hash, embedding)"
+            " SELECT %s, d.owner_id, c.text_hash, v.embedding FROM chunks c JOIN {t} v ON v.chunk_id = c.id"
+            " JOIN documents d ON d.id = c.document_id"
             " WHERE c.id = ANY(%s) ON CONFLICT DO NOTHING"
         ).format(t=space.table),
         (space.id, list(chunk_ids)),

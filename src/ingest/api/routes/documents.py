@@ -17,6 +17,7 @@ from ingest.api.routes.costs import document_costs
 from ingest.api.state import runtime
 from ingest.api.uploads import receive_upload
 from ingest.errors import NotFound
+from ingest.services import deletion
 from ingest.services.submit import submit_file
 from ingest.store import chunks, documents
 from workers.runtime import Runtime
@@ -117,15 +118,9 @@ def get_document(document_id: UUID, user: CurrentUser, rt: RuntimeDep) -> Docume
     status_code=204,
     response_class=Response,
     summary="Delete a document with its chunks and vectors",
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 404, 409),
 )
 def delete_document(document_id: UUID, user: CurrentUser, rt: RuntimeDep) -> Response:
-    with rt.pool.connection() as conn, conn.transaction():
-        if documents.get(conn, document_id, owner_id=user.id) is None:
-            raise NotFound(f"no document {document_id}")
-        # Jobs, chunks and vectors go with the row (ON DELETE CASCADE).
-        unused_blob = documents.delete(conn, document_id)
-    if unused_blob is not None:
-        rt.blobs.delete(unused_blob)
-    log.info("document_deleted", document_id=str(document_id), blob_deleted=unused_blob is not None)
+    blob_deleted = deletion.delete_document(rt, document_id, owner_id=user.id)
+    log.info("document_deleted", document_id=str(document_id), blob_deleted=blob_deleted)
     return Response(status_code=204)

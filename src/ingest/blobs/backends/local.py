@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ingest.errors import BlobMissing
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -37,7 +39,10 @@ class LocalBlobStore:
             raise
 
     def get_bytes(self, sha256: str) -> bytes:
-        return self._path(sha256).read_bytes()
+        try:
+            return self._path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise BlobMissing(f"the stored file {sha256[:12]}… is no longer in the blob store") from None
 
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.errors import ServiceUnavailable
+from ingest.errors import BlobMissing, ServiceUnavailable
 
 try:
     from storage3.exceptions import StorageApiError
@@ -99,8 +99,9 @@ class SupabaseBlobStore:
             return self._objects().download(key)
         except StorageApiError as exc:
             if _missing(exc):
-                # As the local store: a missing blob is a missing file, whatever the backend.
-                raise FileNotFoundError(f"no blob {sha256} in bucket {self.bucket}") from None
+                # As the local store: a missing blob is the same error, whatever the backend.
+                gone = f"the stored file {sha256[:12]}… is no longer in the blob store"
+                raise BlobMissing(gone) from None
             raise
 
     def exists(self, sha256: str) -> bool:
