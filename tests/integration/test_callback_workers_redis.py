@@ -6,16 +6,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from worker_support import INGEST, worker_process
-from worker_support import run_ingest as run
 
 from tests.integration import test_callback_isolation as isolation
 from tests.integration.test_callback_isolation import SECRET, StalledReceiver
@@ -25,6 +25,8 @@ stalled = isolation.stalled  # the receiver fixture: pytest finds fixtures in a 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+INGEST = str(Path(sys.executable).parent / "ingest")
+Run = Callable[..., subprocess.CompletedProcess[str]]
 WAIT_S = 90
 
 
@@ -76,8 +78,8 @@ def api(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             proc.wait()
 
 
-def key(env: dict[str, str], user: str) -> dict[str, str]:
-    created = run(env, "keys", "create", "--user", user)
+def key(run_ingest: Run, env: dict[str, str], user: str) -> dict[str, str]:
+    created = run_ingest(env, "keys", "create", "--user", user)
     assert created.returncode == 0, created.stderr
     return {"Authorization": f"Bearer {created.stdout.strip()}"}
 
@@ -97,8 +99,10 @@ def test_worker_processes_deliver_callbacks_on_threads_of_their_own(
     api: str,
     stalled: StalledReceiver,
     tmp_path: Path,
+    worker_process: Callable[..., AbstractContextManager[subprocess.Popen[bytes]]],
+    run_ingest: Run,
 ) -> None:
-    ada, bob = key(env, "ada"), key(env, "bob")
+    ada, bob = key(run_ingest, env, "ada"), key(run_ingest, env, "bob")
     with worker_process(env, tmp_path / "worker.log"):  # one process, two ingestion threads
         try:
             sent = []
