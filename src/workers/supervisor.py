@@ -27,8 +27,6 @@ from types import FrameType
 
 import structlog
 
-from workers.middleware.callback_workers import INGEST_QUEUE
-
 log = structlog.get_logger(__name__)
 
 POLL_S = 0.2
@@ -145,10 +143,6 @@ def worker_commands(
     first runs the process serving the summed metrics (`INGEST_WORKER_METRICS_PORT`)."""
     argv = [sys.executable, "-m", "workers", "workers.process:start_worker_process"]
     argv += ["--processes", "1", "--threads", str(threads)]
-    # These threads take the ingestion queue; each process delivers callbacks on threads of its own
-    # (INGEST_CALLBACK_WORKER_THREADS, workers.middleware.callback_workers), so no slow receiver delays
-    # a document.
-    argv += ["--queues", INGEST_QUEUE]
     metrics = ["--fork-function", "workers.process:serve_metrics"] if serve_metrics else []
     return [([*argv, *metrics] if i == 0 else argv, env) for i in range(processes)]
 
