@@ -225,8 +225,8 @@ class Settings(BaseSettings):
         default=2,
         ge=1,
         le=64,
-        description="Threads per worker process that deliver callbacks, apart from the ingestion threads,"
-        " so a slow receiver delays no document.",
+        description="Threads of the in-process workers (ingest serve, ingest add) that deliver callbacks, apart"
+        " from the ingestion threads, so a slow receiver delays no document.",
     )
     outbound_allow_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
         default_factory=list,
