@@ -2,7 +2,8 @@
 
 "Once" holds across processes: an alert fires only for the process whose insert of the
 (day, service, threshold) row succeeds. Firing means a structlog event `budget_threshold_crossed` and,
-when `INGEST_BUDGET_ALERT_URL` is set, a JSON POST with a short timeout whose failure is logged, never
+when `INGEST_BUDGET_ALERT_URL` is set, a JSON POST through the guarded outbound client (an internal
+address needs INGEST_OUTBOUND_ALLOW_NETWORKS) with a short timeout whose failure is logged, never
 raised (an alert must not fail the work that triggered it). A refused reservation also fires the 100%
 alert of the limit that refused it: the budget is spent for the work waiting, even if a few cents remain.
 The gauge `ingest_budget_used_ratio{service}` is the fraction of the day's limit charged so far.
@@ -10,6 +11,8 @@ The gauge `ingest_budget_used_ratio{service}` is the fraction of the day's limit
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -20,6 +23,9 @@ from prometheus_client import Gauge
 from costs import ledger
 from costs.ledger import ALL
 from costs.money import ZERO, fmt_usd, total
+from ingest import outbound
+from ingest.netguard import DestinationRefused, IPNetwork
+from ingest.outbound import OutboundFailed
 
 log = structlog.get_logger(__name__)
 
@@ -77,15 +83,25 @@ def check(conn: psycopg.Connection, day: date, service: str, *, refused_by: str 
     return fired
 
 
-def notify(payloads: list[dict], url: str | None) -> None:
-    import httpx  # here: only an alert with a webhook needs the HTTP client (it costs 16 MB of memory)
-
+def notify(payloads: list[dict], url: str | None, trusted: Sequence[IPNetwork] = ()) -> None:
+    """Log each payload and POST it to `url` through the guarded client (`ingest.outbound`): an address
+    inside the network is refused unless it is in `trusted` (INGEST_OUTBOUND_ALLOW_NETWORKS)."""
     for payload in payloads:
         fields = {k: v for k, v in payload.items() if k != "event"}
         log.warning("budget_threshold_crossed", **fields)
         if not url:
             continue
+        body = json.dumps(payload).encode()
         try:
-            httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S).raise_for_status()
-        except httpx.HTTPError as exc:
-            log.warning("budget_alert_webhook_failed", error=" ".join(str(exc).split())[:200], **fields)
+            answer = outbound.post(
+                url,
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout_s=WEBHOOK_TIMEOUT_S,
+                trusted=trusted,
+            )
+        except (DestinationRefused, OutboundFailed) as exc:
+            log.warning("budget_alert_webhook_failed", error=str(exc)[:200], **fields)
+            continue
+        if not 200 <= answer.status_code < 300:
+            log.warning("budget_alert_webhook_failed", error=f"answered {answer.status_code}", **fields)

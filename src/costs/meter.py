@@ -246,11 +246,12 @@ class Meter:
             return budget.budget_left(conn, service, at=self.clock(), tz=self.settings.budget_timezone)
 
     # --- reports -----------------------------------------------------------------------------------
-    def report(self, day: date | None = None) -> reports.DayReport:
+    def report(self, day: date | None = None, *, owner_id: int | None = None) -> reports.DayReport:
+        """The budget day's report: the whole deployment's, or one user's (`owner_id`)."""
         with self.pool.connection() as conn:
-            return reports.day_report(
-                conn, day or self.today(), tz=self.settings.budget_timezone, at=self.clock()
-            )
+            day = day or self.today()
+            tz = self.settings.budget_timezone
+            return reports.day_report(conn, day, tz=tz, at=self.clock(), owner_id=owner_id)
 
     def _observe(self, entry: Entry) -> None:
         labels = {"service": entry.service, "simulated": str(entry.simulated).lower()}
@@ -271,4 +272,4 @@ class Meter:
     def _alert(self, day: date, service: str, *, refused_by: str | None = None) -> None:
         with self.pool.connection() as conn, conn.transaction():
             fired = alerts.check(conn, day, service, refused_by=refused_by)
-        alerts.notify(fired, self.settings.budget_alert_url)
+        alerts.notify(fired, self.settings.budget_alert_url, self.settings.outbound_allow_networks)

@@ -57,18 +57,31 @@ coalesce(sum(amount_usd) FILTER (WHERE NOT simulated AND state IN ('charged', 'u
 coalesce(sum(amount_usd) FILTER (WHERE NOT simulated AND state = 'reserved' AND expires_at > %(at)s), 0),
 coalesce(sum(amount_usd) FILTER (WHERE simulated AND state = 'charged'), 0)
 """
-_AMOUNTS = f"SELECT service, {_SUMS} FROM cost_entries WHERE budget_day = %(day)s GROUP BY service"
-_STAGES = """
+# `%(owner)s` NULL: the whole deployment; else the entries of that user's documents.
+_OWNED = (
+    " AND (%(owner)s::bigint IS NULL"
+    " OR document_id IN (SELECT id FROM documents WHERE owner_id = %(owner)s::bigint))"
+)
+_AMOUNTS = (
+    f"SELECT service, {_SUMS} FROM cost_entries WHERE budget_day = %(day)s{_OWNED} GROUP BY service"
+)
+_STAGES = f"""
 SELECT service || ':' || stage, count(*), sum(estimate_usd), sum(amount_usd)
-FROM cost_entries WHERE budget_day = %(day)s AND state = 'charged' GROUP BY 1 ORDER BY 1
+FROM cost_entries WHERE budget_day = %(day)s AND state = 'charged'{_OWNED} GROUP BY 1 ORDER BY 1
 """
 
 
-def day_report(conn: psycopg.Connection, day: date, *, tz: str, at: datetime) -> DayReport:
-    rows = {service: (spent, reserved, simulated) for service, spent, reserved, simulated in conn.execute(
-        _AMOUNTS, {"day": day, "at": at}
-    )}
-    limits = ledger.limits(conn)
+def day_report(
+    conn: psycopg.Connection, day: date, *, tz: str, at: datetime, owner_id: int | None = None
+) -> DayReport:
+    """The day's report; with `owner_id`, only that user's own documents' costs, and none of the
+    deployment's figures (limits, savings), which would tell a user what others spend."""
+    params = {"day": day, "at": at, "owner": owner_id}
+    rows = {
+        service: (spent, reserved, simulated)
+        for service, spent, reserved, simulated in conn.execute(_AMOUNTS, params)
+    }
+    limits = ledger.limits(conn) if owner_id is None else {}
     services: dict[str, Amounts] = {}
     for s in SERVICES:
         spent, reserved, simulated = rows.get(s, (ZERO, ZERO, ZERO))
@@ -79,8 +92,9 @@ def day_report(conn: psycopg.Connection, day: date, *, tz: str, at: datetime) ->
         simulated=total([a.simulated for a in services.values()]),
         limit=limits.get(ALL),
     )
-    stages = {name: StageDrift(n, est, act) for name, n, est, act in conn.execute(_STAGES, {"day": day})}
-    return DayReport(day, tz, services, overall, stages, savings.day_total(conn, day))
+    stages = {name: StageDrift(n, est, act) for name, n, est, act in conn.execute(_STAGES, params)}
+    saved = savings.day_total(conn, day) if owner_id is None else savings.Saved()
+    return DayReport(day, tz, services, overall, stages, saved)
 
 
 def _by(conn: psycopg.Connection, column: str, ids: Iterable[UUID], at: datetime) -> dict[UUID, Amounts]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # OpenAI's cap on the tokens of one embeddings request (router.openai_real.MAX_TOKENS_PER_REQUEST; that
 # module imports this one, so the figure is repeated here and a test keeps the two equal).
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
         default=60, ge=1, description="Redis: a worker silent this long is presumed dead; its messages return."
     )
     db_pool_max: int = Field(default=10, description="Connections per process in the pool.")
+    db_wait_s: float = Field(
+        default=30,
+        gt=0,
+        description="How long a request or a stage waits for a database connection; past it the API answers"
+        " 503 with Retry-After.",
+    )
     blob_backend: Literal["local", "supabase"] = Field(default="local", description="Where raw files go.")
 
     # --- vendor keys and endpoints (the SDKs' own variable names) ---------------------------------
@@ -179,6 +186,17 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(default=100, ge=1, description="Uploads larger than this answer 413.")
     uploads_per_minute: int = Field(default=10, ge=1, description="Uploads per user and minute (then 429).")
     searches_per_minute: int = Field(default=60, ge=1, description="Searches per user and minute (then 429).")
+    max_json_body_kb: int = Field(
+        default=256,
+        ge=1,
+        le=64 * 1024,
+        description="Bodies of every route but uploads larger than this answer 413, before the key is"
+        " checked and before anything is parsed.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve GET /metrics without an admin key (for a Prometheus on a private network).",
+    )
     public_url: str | None = Field(default=None, description="Where vendors can reach our webhooks.")
     llamaparse_webhook_secret: SecretStr | None = Field(
         default=None, description="Signing secret of LlamaParse webhook events (LC-Signature)."
@@ -208,6 +226,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Base wait between tries of a failed callback: retry n waits 1-2 × this × 2^(n-1)"
         " (random jitter), at most 6 hours.",
+    )
+    callback_worker_threads: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Threads that deliver callbacks apart from the ingestion threads, so a slow receiver delays"
+        " no document: in ingest serve and ingest add, and in the callbacks process of ingest worker (0: the"
+        " process delivers none; ingest worker sets it for its ingestion processes).",
+    )
+    outbound_allow_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="Address ranges that callbacks and budget alerts may reach although they are not public"
+        " (loopback, private, link-local…), comma-separated CIDRs, e.g. 10.20.0.0/16,fd00::/8. Unset: public"
+        " addresses only.",
     )
     supabase_url: str | None = Field(
         default=None,
@@ -300,6 +332,16 @@ class Settings(BaseSettings):
         description="`ingest worker` serves Prometheus metrics of all its processes on this port"
         " (every interface). Unset: not served.",
     )
+
+    @field_validator("outbound_allow_networks", mode="before")
+    @classmethod
+    def _comma_separated_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return [ip_network(part.strip()) for part in value.split(",") if part.strip()]
+            except ValueError as exc:
+                raise ValueError(f"not a list of CIDR ranges: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _requeue_after_the_time_limit(self) -> Settings:

@@ -18,6 +18,7 @@ from dramatiq.middleware import (
 
 from ingest.config import Settings
 from ingest.errors import ServiceUnavailable, UnreadableDocument, UnsupportedType, VendorError
+from workers.middleware.callback_workers import CallbackWorkers
 from workers.middleware.context import RuntimeMiddleware
 from workers.middleware.failures import JobFailures
 from workers.middleware.heartbeat import Heartbeat
@@ -48,6 +49,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         # Before RuntimeMiddleware: at shutdown these threads stop before it closes the Runtime they use.
         Heartbeat(interval_s=settings.lease_heartbeat_s),
         Sweeper(interval_s=settings.sweep_interval_s, idle_s=settings.requeue_after_s),
+        # Before RuntimeMiddleware: the callbacks worker stops before the runtime it uses is closed.
+        CallbackWorkers(threads=settings.callback_worker_threads),
         RuntimeMiddleware(),
         Preload(settings),
     ]

@@ -8,6 +8,8 @@ completion that rolled back (to be retried by its stage) announces nothing.
 Every attempt is recorded in `callback_attempts`. A 2xx answer delivers; 410 Gone stops (the receiver
 wants no more); anything else (another status, a timeout, a refused connection) is retried after
 `callback_backoff_s` × 2^(attempt-1) × a jitter of 1-2, at most 6 hours, until `callback_max_attempts`.
+Every POST goes through `ingest.outbound`: a URL that resolves inside the network (unless trusted by
+INGEST_OUTBOUND_ALLOW_NETWORKS) is never contacted, and the attempt says so without saying more.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from pydantic import BaseModel, ConfigDict
 import ingest
 from costs.money import fmt_usd
 from costs.report import by_documents
+from ingest import outbound
+from ingest.config import Settings
+from ingest.destinations import Unresolvable
+from ingest.netguard import DestinationRefused
+from ingest.outbound import OutboundFailed
 from ingest.store import chunks, documents, webhooks
 from workers import messages
 from workers.callback_signing import (
@@ -34,13 +41,15 @@ from workers.callback_signing import (
     new_message_id,
     secret_key,
 )
+from workers.middleware.callback_workers import CALLBACK_QUEUE
 from workers.middleware.context import current_runtime
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-# A queue of their own: a backlog of slow receivers never delays documents waiting in the ingest queue.
-QUEUE = "callbacks"
+# A queue and threads of their own (workers.middleware.callback_workers): no slow receiver delays a
+# document.
+QUEUE = CALLBACK_QUEUE
 MAX_BACKOFF_S = 6 * 3600
 # Dramatiq's own retries are only a backstop for failures before an attempt is recorded (the database
 # down); recorded attempts are bounded by callback_max_attempts, which is at most 30.
@@ -111,9 +120,9 @@ def _deliver_once(rt: Runtime, pending: PendingCallback) -> float | None:
         return None
     secret = settings.callback_signing_secret.get_secret_value() if settings.callback_signing_secret else ""
     unsigned = _unsigned(secret)
-    status_code, error = None, unsigned
+    status_code, error, refused = None, unsigned, False
     if unsigned is None:
-        status_code, error = _post(url, event, pending.webhook_id, secret, settings.callback_timeout_s)
+        status_code, error, refused = _post(url, event, pending.webhook_id, secret, settings)
     with rt.pool.connection() as conn:
         number = webhooks.record_attempt(
             conn,
@@ -127,7 +136,7 @@ def _deliver_once(rt: Runtime, pending: PendingCallback) -> float | None:
         log.info("callback_delivered", attempt=number, status=status_code)
         return None
     # No retry fixes the secret: the workers read settings once, at start.
-    final = unsigned is not None or status_code == 410 or number >= settings.callback_max_attempts
+    final = unsigned is not None or refused or status_code == 410 or number >= settings.callback_max_attempts
     log.warning("callback_failed", attempt=number, status=status_code, error=error, given_up=final)
     if final:
         return None
@@ -182,20 +191,27 @@ def _post(
     event: CallbackEvent,
     webhook_id: str,
     secret: str,
-    timeout_s: float,
-) -> tuple[int | None, str | None]:
-    """POST the event once: (status code, None) when delivered, else (status code or None, why not)."""
-    import httpx  # here: only a delivering worker needs the HTTP client (it costs 16 MB of memory)
-
+    settings: Settings,
+) -> tuple[int | None, str | None, bool]:
+    """POST the event once: (status code or None, why not or None when delivered, whether retrying is
+    pointless). A destination refused now (DNS moved it inside since the upload) is never contacted."""
     body = event.body()
     headers = {**delivery_headers(secret, webhook_id, body), "user-agent": USER_AGENT}
     try:
         # No redirects: the spec counts a 3xx as a failure (the receiver should update its URL).
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-            response = client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        detail = " ".join(str(exc).split())
-        return None, (f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)[:500]
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    return response.status_code, f"the receiver answered {response.status_code}"
+        answer = outbound.post(
+            url,
+            content=body,
+            headers=headers,
+            timeout_s=settings.callback_timeout_s,
+            trusted=settings.outbound_allow_networks,
+        )
+    except Unresolvable as exc:
+        return None, f"not sent: {exc}", False
+    except DestinationRefused as exc:
+        return None, f"not sent: {exc}", True
+    except OutboundFailed as exc:
+        return None, str(exc), False
+    if 200 <= answer.status_code < 300:
+        return answer.status_code, None, False
+    return answer.status_code, f"the receiver answered {answer.status_code}", False

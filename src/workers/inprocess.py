@@ -12,6 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 from ingest import tokens
 from workers import leasing
 from workers.indexing import build_drained
+from workers.middleware.callback_workers import INGEST_QUEUE
 from workers.middleware.context import runtime_middleware
 from workers.process import start_broker
 from workers.runtime import Runtime
@@ -32,7 +33,8 @@ def serving(runtime: Runtime, *, threads: int) -> Iterator[bool]:
     # The worker's boot starts the lease heartbeat and the sweeper (workers.middleware): the
     # first sweep re-sends at once what an earlier process on this database left (its leases name a
     # process that is gone), and later sweeps what a process dying meanwhile leaves.
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    # The ingestion queue only: callbacks get their own threads (workers.middleware.callback_workers).
+    worker = dramatiq.Worker(broker, queues={INGEST_QUEUE}, worker_threads=threads, worker_timeout=100)
     worker.start()
     try:
         yield True

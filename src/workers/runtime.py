@@ -47,7 +47,7 @@ class Runtime:
             conninfo = settings.database_url or held.enter_context(embedded.hold(settings.pgdata_dir))
             if migrate_schema:
                 migrate.apply(conninfo)
-            pool = open_pool(conninfo, max_size=settings.db_pool_max)
+            pool = open_pool(conninfo, max_size=settings.db_pool_max, timeout=settings.db_wait_s)
             router = ServiceRouter(settings, pool)
         except BaseException:
             held.close()

@@ -27,6 +27,8 @@ from types import FrameType
 
 import structlog
 
+from workers.middleware.callback_workers import CALLBACK_QUEUE, INGEST_QUEUE
+
 log = structlog.get_logger(__name__)
 
 POLL_S = 0.2
@@ -137,14 +139,20 @@ class Supervisor:
 
 
 def worker_commands(
-    processes: int, threads: int, env: dict[str, str], *, serve_metrics: bool
+    processes: int, threads: int, env: dict[str, str], *, serve_metrics: bool, callback_threads: int
 ) -> list[tuple[list[str], dict[str, str]]]:
-    """One Dramatiq command of one worker process per process wanted (see `workers.__main__`). Only the
-    first runs the process serving the summed metrics (`INGEST_WORKER_METRICS_PORT`)."""
-    argv = [sys.executable, "-m", "workers", "workers.process:start_worker_process"]
-    argv += ["--processes", "1", "--threads", str(threads)]
+    """One Dramatiq command of one worker process per process wanted (see `workers.__main__`), each taking
+    the ingestion queue only, and one more process that only delivers callbacks (a slow receiver then
+    holds none of the ingestion threads). Only the first runs the process serving the summed metrics
+    (`INGEST_WORKER_METRICS_PORT`)."""
+    base = [sys.executable, "-m", "workers", "workers.process:start_worker_process", "--processes", "1"]
+    ingestion = [*base, "--threads", str(threads), "--queues", INGEST_QUEUE]
     metrics = ["--fork-function", "workers.process:serve_metrics"] if serve_metrics else []
-    return [([*argv, *metrics] if i == 0 else argv, env) for i in range(processes)]
+    # The ingestion processes start no callback threads of their own (workers.middleware.callback_workers).
+    ingestion_env = env | {"INGEST_CALLBACK_WORKER_THREADS": "0"}
+    commands = [([*ingestion, *metrics] if i == 0 else ingestion, ingestion_env) for i in range(processes)]
+    callbacks = [*base, "--threads", str(max(callback_threads, 1)), "--queues", CALLBACK_QUEUE]
+    return [*commands, (callbacks, env)]
 
 
 def supervise(commands: Sequence[tuple[Sequence[str], dict[str, str]]]) -> int:

@@ -128,9 +128,11 @@ def test_costs_per_document_job_and_day_match_the_cli(client: TestClient, ada: d
     assert Decimal(doc["cost_usd"]) == Decimal(job["cost_usd"]) == 0
     assert Decimal(doc["simulated_cost_usd"]) == Decimal(job["simulated_cost_usd"]) > 0
 
-    day = client.get("/v1/costs", headers=ada)
+    day = client.get("/v1/costs", headers=new_key(client, "root", admin=True))
     assert day.status_code == 200
     cli_json = CliRunner().invoke(cli, ["costs", "--json"], catch_exceptions=False).stdout
-    assert day.json() == json.loads(cli_json)
+    assert day.json() == {**json.loads(cli_json), "scope": "deployment"}
+    # Ada's own costs are all there is, and no limit is set: her view differs only in its scope.
+    assert client.get("/v1/costs", headers=ada).json() == {**json.loads(cli_json), "scope": "user"}
     other_day = client.get("/v1/costs", headers=ada, params={"date": "2020-01-01"}).json()
     assert other_day["date"] == "2020-01-01" and Decimal(other_day["total"]["simulated_usd"]) == 0

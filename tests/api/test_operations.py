@@ -11,7 +11,7 @@ def test_readiness_is_503_with_the_reason_when_a_service_cannot_serve(client: Te
     assert client.get("/health/ready").json()["ok"] is True
     admin = new_key(client, "root", admin=True)
     client.put("/v1/router", headers=admin, json={"mode": "real", "service": "openai"})  # and no key is set
-    ready = client.get("/health/ready")
+    ready = client.get("/health/ready", headers=admin)
     assert ready.status_code == 503
     failing = [c for c in ready.json()["checks"] if not c["ok"]]
     assert [c["name"] for c in failing] == ["openai"] and "key not set" in failing[0]["detail"]
@@ -25,7 +25,7 @@ def test_metrics_count_requests_by_route_template_and_jobs_by_status(client: Tes
     client.get("/no/such/path/12345")
     client.get("/openapi.json")
 
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=new_key(client, "root", admin=True)).text
     assert 'ingest_http_requests_total{method="POST",route="/v1/documents",status="202"} 1.0' in text
     assert (
         'ingest_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v1/jobs/{job_id}"}'

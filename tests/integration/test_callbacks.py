@@ -80,7 +80,10 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def client(start_client: Callable[..., TestClient]) -> TestClient:
-    return start_client(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_BACKOFF_S="0.05")
+    # The receivers listen on loopback, which only an operator's allow-list lets callbacks reach.
+    return start_client(
+        CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_BACKOFF_S="0.05", OUTBOUND_ALLOW_NETWORKS="127.0.0.0/8"
+    )
 
 
 def attempts(client: TestClient, document_id: str) -> list[tuple[int, int | None, bool]]:
@@ -137,7 +140,10 @@ def test_attempts_stop_at_the_configured_maximum(
     start_client: Callable[..., TestClient], receiver: Receiver
 ) -> None:
     client = start_client(
-        CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_BACKOFF_S="0.05", CALLBACK_MAX_ATTEMPTS="2"
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_BACKOFF_S="0.05",
+        CALLBACK_MAX_ATTEMPTS="2",
+        OUTBOUND_ALLOW_NETWORKS="127.0.0.0/8",
     )
     receiver.statuses = [500] * 10
     ada = new_key(client, "ada")
@@ -182,7 +188,7 @@ def test_no_callback_url_no_callback(client: TestClient, receiver: Receiver) -> 
 def test_without_a_signing_secret_nothing_unsigned_is_sent(
     start_client: Callable[..., TestClient], receiver: Receiver
 ) -> None:
-    client = start_client(CALLBACK_BACKOFF_S="0.05")
+    client = start_client(CALLBACK_BACKOFF_S="0.05", OUTBOUND_ALLOW_NETWORKS="127.0.0.0/8")
     ada = new_key(client, "ada")
     sent = upload(client, ada, text_document("dunes"), callback_url=receiver.url).json()
     wait_for_job(client, ada, sent["job_id"])

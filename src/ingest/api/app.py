@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 import ingest
 from ingest.api import errors, openapi
+from ingest.api.bodylimit import BodyLimit
 from ingest.api.metrics import Metrics, MetricsMiddleware
 from ingest.api.request_limits import build_limiter
 from ingest.api.routes import (
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     routes = (documents, chunks, jobs, search, costs, cost_history, router_modes, status, webhooks, health)
     for module in routes:

@@ -41,6 +41,16 @@ async def current_user(
     return user
 
 
+async def optional_user(
+    state: Annotated[ApiState, Depends(api_state)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User | None:
+    """The key's user on routes open without a key (which show more to an admin); a bad key is still 401."""
+    if credentials is None or not credentials.credentials:
+        return None
+    return await current_user(state, credentials)
+
+
 def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
     if not user.is_admin:
         raise Forbidden("this needs an admin key (ingest keys create --user NAME --admin)")
@@ -49,3 +59,4 @@ def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
 
 CurrentUser = Annotated[User, Depends(current_user)]
 AdminUser = Annotated[User, Depends(admin_user)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.api.models import ErrorOut
 from ingest.errors import IngestError, RateLimited, Unauthorized
@@ -29,6 +32,11 @@ _HTTP_CODES = {
     422: "unprocessable",
     429: "rate_limited",
 }
+# What a client should wait before trying again while the database is away (a restart takes seconds).
+DATABASE_RETRY_AFTER_S = 5
+# SQLSTATE classes of a database that cannot serve now: connection exceptions, insufficient resources
+# (too many connections), operator intervention (shutdown, restart, cannot connect now).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
 class Forbidden(IngestError):
@@ -93,9 +101,65 @@ async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "client_disconnected", "the client disconnected before the request ended")
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled_error", path=request.url.path, exc_info=exc)
+def database_unavailable(exc: psycopg.Error) -> bool:
+    """Whether `exc` says the database cannot serve now (rather than that a statement is wrong)."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # No SQLSTATE: the client lost or never got its connection.
+    return exc.sqlstate is None or exc.sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+
+
+def _internal_error() -> JSONResponse:
     return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, psycopg.Error)
+    if not database_unavailable(exc):
+        log.error("unhandled_error", path=request.url.path, exc_info=exc)
+        return _internal_error()
+    log.warning("database_unavailable", path=request.url.path, error=_one_line(str(exc), 200))
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is not reachable now; try again shortly",
+        {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+class UnexpectedErrors:
+    """Answers an unexpected exception with the JSON 500 and swallows it.
+
+    Starlette's outermost ServerErrorMiddleware answers too, but then re-raises, and the server closes the
+    connection on an exception that reaches it: every 500 reset the client's keep-alive connection. This
+    sits inside it, so the exception stops here and the connection serves the client's next request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:
+            if started:
+                # Half an answer is out (an event stream): only closing tells the client it is cut short.
+                raise
+            log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+            await _internal_error()(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -104,10 +168,11 @@ def install(app: FastAPI) -> None:
         RequestValidationError: _validation_error,
         StarletteHTTPException: _http_error,
         ClientDisconnect: _client_disconnect,
-        Exception: _unexpected,
+        psycopg.Error: _database_error,
     }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
+    app.add_middleware(UnexpectedErrors)
 
 
 # Documented on every route (OpenAPI `responses=`); the body is the same model everywhere.
@@ -122,6 +187,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "A type the file's bytes do not show as supported",
         422: "A file that cannot be read",
         429: "Over the rate limit; see Retry-After",
-        503: "Not ready",
+        503: "Not ready, or the database is not reachable now; see Retry-After",
     }
     return {status: {"model": ErrorOut, "description": descriptions[status]} for status in statuses}

@@ -265,8 +265,12 @@ class StageCostOut(_Out):
 
 
 class CostReportOut(_Out):
-    """The same document as `ingest costs --json`."""
+    """The same document as `ingest costs --json`: the deployment's for an admin key, else the user's."""
 
+    scope: Literal["deployment", "user"] = Field(
+        description="`deployment`: every user's costs and the limits (admin key); `user`: the costs of"
+        " this key's user's documents, limits null."
+    )
     date: str = Field(description="The budget day, YYYY-MM-DD.")
     timezone: str
     services: dict[str, AmountsOut]
@@ -303,4 +307,6 @@ class CheckOut(_Out):
 
 class ReadyOut(_Out):
     ok: bool
-    checks: list[CheckOut]
+    checks: list[CheckOut] | None = Field(
+        default=None, description="Each dependency and service; only for an admin key (operator data)."
+    )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from ingest.config import Settings
+from ingest.destinations import Unresolvable, resolve
 from ingest.errors import IngestError, TooLarge
+from ingest.netguard import DestinationRefused, IPNetwork
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -96,6 +99,9 @@ def _check_json(value: Any, depth: int = 0) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise Malformed("metadata contains text that is not valid Unicode") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        # 1e400 parses as infinity; jsonb has no such number, and neither has JSON.
+        raise Malformed("metadata numbers must be finite (no NaN, Infinity or overflowing values)")
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_json(key, depth + 1)
@@ -105,11 +111,16 @@ def _check_json(value: Any, depth: int = 0) -> None:
             _check_json(item, depth + 1)
 
 
+def _non_finite(name: str) -> Any:
+    # Python's json accepts NaN, Infinity and -Infinity, which are not JSON.
+    raise Malformed(f"metadata numbers must be finite: {name} is not JSON")
+
+
 def parse_metadata(raw: bytes | None) -> dict[str, Any]:
     if raw is None or not raw.strip():
         return {}
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), parse_constant=_non_finite)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Malformed("metadata must be a JSON object") from None
     if not isinstance(value, dict):
@@ -126,6 +137,19 @@ def parse_callback_url(raw: bytes | None) -> str | None:
         return str(_URL.validate_python(text))
     except (UnicodeDecodeError, ValidationError):
         raise Malformed("callback_url must be an http(s) URL") from None
+
+
+def check_callback_destination(url: str | None, trusted: Sequence[IPNetwork]) -> None:
+    """Refuse a callback_url that resolves inside the network now (delivery checks again: DNS may change).
+    A host that does not resolve yet is accepted; its deliveries fail until it does."""
+    if url is None:
+        return
+    try:
+        resolve(url, trusted)
+    except Unresolvable:
+        return
+    except DestinationRefused as exc:
+        raise Malformed(f"callback_url: {exc}") from None
 
 
 def multipart_boundary(request: Request) -> bytes:
@@ -251,13 +275,17 @@ async def receive_upload(request: Request, settings: Settings) -> AsyncIterator[
     try:
         with os.fdopen(fd, "wb") as out:
             reader = await _stream_form(request, boundary, out, max_bytes)
+        metadata = parse_metadata(_field(reader, "metadata"))
+        callback_url = parse_callback_url(_field(reader, "callback_url"))
+        # A name look-up may wait on DNS: off the event loop.
+        await to_thread.run_sync(check_callback_destination, callback_url, settings.outbound_allow_networks)
         yield Upload(
             path=path,
             filename=safe_filename(reader.filename or ""),
             sha256=reader.digest.hexdigest(),
             size=reader.size,
-            metadata=parse_metadata(_field(reader, "metadata")),
-            callback_url=parse_callback_url(_field(reader, "callback_url")),
+            metadata=metadata,
+            callback_url=callback_url,
         )
     finally:
         with suppress(FileNotFoundError):

@@ -21,7 +21,12 @@ keys_app = typer.Typer(no_args_is_help=True, add_completion=False, help="API key
 def create(
     user: Annotated[str, typer.Option("--user", help="Whose key: the user is created if new.")],
     admin: Annotated[
-        bool, typer.Option("--admin", help="The user may switch modes (PUT /v1/router).")
+        bool,
+        typer.Option(
+            "--admin",
+            help="An operator: may switch modes, read /metrics and the readiness checks, and see every"
+            " user's costs.",
+        ),
     ] = False,
 ) -> None:
     """Print a new API key for USER. It is shown once: store it now."""

@@ -40,7 +40,13 @@ def worker(
     env.setdefault("dramatiq_queue_prefetch", str(threads))
     # One Dramatiq command per process (signals, graceful shutdown, our logging), each restarted if it dies.
     configure_logging(settings, interactive=sys.stderr.isatty())
-    commands = worker_commands(processes, threads, env, serve_metrics=settings.worker_metrics_port is not None)
+    commands = worker_commands(
+        processes,
+        threads,
+        env,
+        serve_metrics=settings.worker_metrics_port is not None,
+        callback_threads=settings.callback_worker_threads,
+    )
     raise typer.Exit(supervise(commands))
 
 

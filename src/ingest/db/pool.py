@@ -40,7 +40,9 @@ class _Checks:
         ConnectionPool.check_connection(conn)
 
 
-def open_pool(conninfo: str, *, max_size: int = 10, name: str = "ingest") -> ConnectionPool:
+def open_pool(
+    conninfo: str, *, max_size: int = 10, name: str = "ingest", timeout: float = 30.0
+) -> ConnectionPool:
     checks = _Checks()
     pool = ConnectionPool(
         conninfo,
@@ -52,6 +54,7 @@ def open_pool(conninfo: str, *, max_size: int = 10, name: str = "ingest") -> Con
         # connection back from its last use just now is taken at its word).
         check=checks.check,
         reset=checks.returned,
+        timeout=timeout,  # how long `connection()` waits; the API answers 503 past it
         open=False,
     )
     pool.open(wait=True, timeout=30)

@@ -29,6 +29,7 @@ from ingest.db.pool import autocommit
 from ingest.db.rows import one
 from ingest.logs import configure_logging
 from workers.admission import admit
+from workers.middleware.callback_workers import is_callback_worker
 from workers.middleware.context import runtime_middleware
 from workers.runtime import Runtime
 from workers.states import fail_job
@@ -82,6 +83,8 @@ class JobLifecycle(Middleware):
         configure_logging(self.settings, interactive=False, stdlib=True)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if is_callback_worker(worker):
+            return  # the process's second worker, started by the first (it logs callback_workers_started)
         log.info("worker_ready", broker=type(broker).__name__, url=self.settings.broker_url)
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:

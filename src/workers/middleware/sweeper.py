@@ -39,6 +39,7 @@ from ingest.leases import LeaseState, dead_owners, pid_alive, to_resend
 from ingest.store import leases
 from workers import messages
 from workers.admission import admit_everyone, send
+from workers.middleware.callback_workers import is_callback_worker
 from workers.middleware.context import runtime_middleware
 from workers.runtime import Runtime
 
@@ -110,6 +111,8 @@ class Sweeper(Middleware):
         self._thread: threading.Thread | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if is_callback_worker(worker):
+            return  # one sweeper a process: the ingestion worker's
         self._stop.clear()
         rt = runtime_middleware(broker).runtime()
         self._thread = threading.Thread(

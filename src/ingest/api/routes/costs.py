@@ -26,6 +26,10 @@ router = APIRouter(prefix="/v1", tags=["costs"])
     "/costs",
     response_model=CostReportOut,
     summary="Spent, reserved and limit per service for a budget day",
+    description=(
+        "An admin key sees the whole deployment (limits included), as `ingest costs --json`; any other key"
+        " sees the costs of its own user's documents only, without limits (`scope` says which)."
+    ),
     responses=error_responses(400, 401),
 )
 def get_costs(
@@ -33,7 +37,12 @@ def get_costs(
     rt: Annotated[Runtime, Depends(runtime)],
     date: Annotated[dt.date | None, Query(description="Budget day, YYYY-MM-DD (default: today).")] = None,
 ) -> CostReportOut:
-    return CostReportOut.model_validate(report.to_json(rt.router.meter.report(date)))
+    # Another user's spend, or the deployment's, is operator data: a user sees their own documents' costs.
+    owner_id = None if user.is_admin else user.id
+    day = rt.router.meter.report(date, owner_id=owner_id)
+    return CostReportOut.model_validate(
+        {**report.to_json(day), "scope": "deployment" if owner_id is None else "user"}
+    )
 
 
 def document_costs(
