@@ -60,10 +60,13 @@ def ingest(rt: Runtime, paths: list[Path], *, replace: bool = False) -> float:
         while True:
             with rt.pool.connection() as conn:
                 open_ = conn.execute(
-                    "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')", (jobs,)
+                    "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')",
+                    (jobs,),
                 ).fetchone()[0]
                 # A bulk load is done when its index is built again (that time is part of the rate).
-                deferred = conn.execute("SELECT count(*) FROM embedding_spaces WHERE index_deferred_at IS NOT NULL").fetchone()[0]
+                deferred = conn.execute(
+                    "SELECT count(*) FROM embedding_spaces WHERE index_deferred_at IS NOT NULL"
+                ).fetchone()[0]
             if not open_ and not deferred:
                 break
             time.sleep(0.05)
@@ -72,10 +75,12 @@ def ingest(rt: Runtime, paths: list[Path], *, replace: bool = False) -> float:
 
 def embed_tokens_sent(rt: Runtime) -> int:
     with rt.pool.connection() as conn:
-        return int(conn.execute(
-            "SELECT coalesce(sum((usage->>'tokens')::bigint), 0) FROM cost_entries"
-            " WHERE stage = 'embed' AND state = 'charged'"
-        ).fetchone()[0])
+        return int(
+            conn.execute(
+                "SELECT coalesce(sum((usage->>'tokens')::bigint), 0) FROM cost_entries"
+                " WHERE stage = 'embed' AND state = 'charged'"
+            ).fetchone()[0]
+        )
 
 
 def edit_one_percent(paths: list[Path], seed: int = 3) -> int:
@@ -85,7 +90,9 @@ def edit_one_percent(paths: list[Path], seed: int = 3) -> int:
     cells = [(d, i) for d, paras in enumerate(docs) for i in range(1, len(paras))]
     chosen = rng.sample(cells, max(1, len(cells) // 100))
     for d, i in chosen:
-        docs[d][i] = f"Edited paragraph {i}: " + " ".join(rng.choices(["alpha", "beta", "gamma", "delta"], k=80))
+        docs[d][i] = f"Edited paragraph {i}: " + " ".join(
+            rng.choices(["alpha", "beta", "gamma", "delta"], k=80)
+        )
     for d in {d for d, _ in chosen}:
         paths[d].write_text("\n\n".join(docs[d]))
     return len(chosen)
@@ -94,9 +101,11 @@ def edit_one_percent(paths: list[Path], seed: int = 3) -> int:
 def unavoidable_tokens(rt: Runtime) -> int:
     """Tokens of the new chunks that hold edited text: what any chunker of this chunk size must re-embed."""
     with rt.pool.connection() as conn:
-        return int(conn.execute(
-            "SELECT coalesce(sum(token_count), 0) FROM chunks WHERE text LIKE '%%Edited paragraph%%'"
-        ).fetchone()[0])
+        return int(
+            conn.execute(
+                "SELECT coalesce(sum(token_count), 0) FROM chunks WHERE text LIKE '%%Edited paragraph%%'"
+            ).fetchone()[0]
+        )
 
 
 def corpus_recall(rt: Runtime, queries: int = 100) -> dict:
@@ -113,8 +122,12 @@ def corpus_recall(rt: Runtime, queries: int = 100) -> dict:
     with rt.pool.connection() as conn:
         user = ensure_user(conn, "bench")
         space = vectors.find_space(conn, embedder.model, embedder.dimensions)
-        indexed = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s",
-                               (f"{space.table_name}_hnsw",)).fetchone()[0] == 1
+        indexed = (
+            conn.execute(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = %s", (f"{space.table_name}_hnsw",)
+            ).fetchone()[0]
+            == 1
+        )
     recall, ms = [], []
     for text in texts:
         t0 = time.perf_counter()
@@ -123,12 +136,22 @@ def corpus_recall(rt: Runtime, queries: int = 100) -> dict:
         q = HalfVector(embedder.embed([text]).vectors[0].astype(np.float16))
         with rt.pool.connection() as conn, conn.transaction():
             conn.execute("SET LOCAL enable_indexscan = off")  # exact: a scan of every vector
-            truth = {r[0] for r in conn.execute(
-                f"SELECT chunk_id FROM {space.table_name} ORDER BY embedding <=> %s LIMIT 10", (q,))}
+            truth = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT chunk_id FROM {space.table_name} ORDER BY embedding <=> %s LIMIT 10", (q,)
+                )
+            }
         recall.append(len(truth & {h.chunk_id for h in hits}) / 10)
-    return {"recall_at_10": float(np.mean(recall)), "p50_ms": float(np.percentile(ms, 50)),
-            "ef_search": rt.settings.search_ef, "hnsw_index": indexed, "queries": queries,
-            "index_kind": space.index_kind, "candidates": rt.settings.search_candidates}
+    return {
+        "recall_at_10": float(np.mean(recall)),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "ef_search": rt.settings.search_ef,
+        "hnsw_index": indexed,
+        "queries": queries,
+        "index_kind": space.index_kind,
+        "candidates": rt.settings.search_candidates,
+    }
 
 
 def floor(db: str, corpus: Path, dims: int, *, bulk: bool) -> dict:
@@ -150,7 +173,10 @@ def floor(db: str, corpus: Path, dims: int, *, bulk: bool) -> dict:
         for i in range(0, len(chunks), 256):
             batch = chunks[i : i + 256]
             vectors = fake_embedder.embed(batch, dims).astype(np.float16)
-            with conn.transaction(), conn.cursor().copy("COPY lean (text, embedding) FROM STDIN (FORMAT BINARY)") as cp:
+            with (
+                conn.transaction(),
+                conn.cursor().copy("COPY lean (text, embedding) FROM STDIN (FORMAT BINARY)") as cp,
+            ):
                 cp.set_types(["text", "halfvec"])
                 for text, vector in zip(batch, vectors, strict=True):
                     cp.write_row((text, HalfVector(vector)))
@@ -173,10 +199,14 @@ def store_vs_raw(db: str, corpus: Path, dims: int) -> dict:
             user = ensure_user(conn, "bench")
             doc = conn.execute(
                 "INSERT INTO documents (owner_id, sha256, filename, media_type, bytes) VALUES (%s, 'x', 'x', 'text/plain', 0)"
-                " RETURNING id", (user.id,)).fetchone()[0]
+                " RETURNING id",
+                (user.id,),
+            ).fetchone()[0]
             conn.execute(
                 "INSERT INTO chunks (id, document_id, ordinal, text, token_count, text_hash)"
-                " SELECT g, %s, g, '', 0, ''::bytea FROM generate_series(1, %s) g", (doc, n))
+                " SELECT g, %s, g, '', 0, ''::bytea FROM generate_series(1, %s) g",
+                (doc, n),
+            )
         store_s = bench_pipeline.bench_store_stage(rt, ids, vecs, 256)
         raw_s = bench_pipeline.bench_raw_copy(rt, ids, vecs, 256)
     return {"rows": n, "store_s": store_s, "raw_s": raw_s}
@@ -200,7 +230,9 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
             user = ensure_user(conn, "bench")
             doc = conn.execute(
                 "INSERT INTO documents (owner_id, sha256, filename, media_type, bytes, status)"
-                " VALUES (%s, 'x', 'x', 'text/plain', 0, 'completed') RETURNING id", (user.id,)).fetchone()[0]
+                " VALUES (%s, 'x', 'x', 'text/plain', 0, 'completed') RETURNING id",
+                (user.id,),
+            ).fetchone()[0]
             space = vectors.ensure_space(conn, "mock-lexical-v1", dims, simulated=True)
             with conn.transaction():  # the product's bulk path: load bare, then build (and ANALYZE)
                 space = vectors.defer_index(conn, space)
@@ -209,8 +241,10 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
             block = embed_texts(texts[i : i + 2000], dims)
             matrix[i : i + 2000] = block
             with rt.pool.connection() as conn, conn.transaction():
-                with conn.cursor().copy("COPY chunks (id, document_id, ordinal, text, token_count, text_hash, space_id)"
-                                        " FROM STDIN (FORMAT BINARY)") as cp:
+                with conn.cursor().copy(
+                    "COPY chunks (id, document_id, ordinal, text, token_count, text_hash, space_id)"
+                    " FROM STDIN (FORMAT BINARY)"
+                ) as cp:
                     cp.set_types(["int8", "uuid", "int4", "text", "int4", "bytea", "int4"])
                     for j, text in enumerate(texts[i : i + 2000], start=i + 1):
                         cp.write_row((j, doc, j, text, 0, b"", space.id))
@@ -228,9 +262,13 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
             """The bare pgvector query, timed like the API: pool checkout to commit. `exact`: index off."""
             t0 = time.perf_counter()
             with rt.pool.connection() as conn, conn.transaction():
-                conn.execute("SET LOCAL enable_indexscan = off" if exact else f"SET LOCAL hnsw.ef_search = {ef}")
-                rows = conn.execute(f"SELECT chunk_id FROM {table} ORDER BY embedding <=> %s LIMIT 10",
-                                    (HalfVector(q.astype(np.float16)),)).fetchall()
+                conn.execute(
+                    "SET LOCAL enable_indexscan = off" if exact else f"SET LOCAL hnsw.ef_search = {ef}"
+                )
+                rows = conn.execute(
+                    f"SELECT chunk_id FROM {table} ORDER BY embedding <=> %s LIMIT 10",
+                    (HalfVector(q.astype(np.float16)),),
+                ).fetchall()
             return (time.perf_counter() - t0) * 1000, {r[0] for r in rows}
 
         ef = rt.settings.search_ef
@@ -250,22 +288,40 @@ def search_bench(db: str, home: Path, n: int, queries: int = 200) -> dict:
         sweep = {}
         for sweep_ef in (40, 100, 400, 1000):
             runs = [bare(q, sweep_ef) for q in qvecs[:50]]
-            sweep[sweep_ef] = {"recall_at_10": float(np.mean([len(w & g) / 10 for w, (_, g) in zip(truth, runs, strict=False)])),
-                               "p50_ms": float(np.percentile([t for t, _ in runs], 50))}
+            sweep[sweep_ef] = {
+                "recall_at_10": float(
+                    np.mean([len(w & g) / 10 for w, (_, g) in zip(truth, runs, strict=False)])
+                ),
+                "p50_ms": float(np.percentile([t for t, _ in runs], 50)),
+            }
         with rt.pool.connection() as conn:
-            plan = "\n".join(r[0] for r in conn.execute(
-                f"EXPLAIN SELECT chunk_id FROM {table} ORDER BY embedding <=> %s LIMIT 10",
-                (HalfVector(qvecs[0].astype(np.float16)),)))
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    f"EXPLAIN SELECT chunk_id FROM {table} ORDER BY embedding <=> %s LIMIT 10",
+                    (HalfVector(qvecs[0].astype(np.float16)),),
+                )
+            )
+
     def pct(xs: list[float], p: float) -> float:
         return float(np.percentile(xs, p))
 
     return {
-        "vectors": n, "build_s": build_s, "ef_search": ef, "recall_at_10": float(np.mean(recall)),
-        "bare_recall_at_10": float(np.mean(bare_recall)), "hnsw_used": f"{table}_hnsw" in plan,
-        "api_p50_ms": pct(api_ms, 50), "api_p95_ms": pct(api_ms, 95),
-        "bare_p50_ms": pct(bare_ms, 50), "bare_p95_ms": pct(bare_ms, 95),
-        "exact_p50_ms": pct(exact_ms, 50), "exact_p95_ms": pct(exact_ms, 95), "ef_sweep": sweep,
-        "api_plan": api_plan, "exact_max_vectors": rt.settings.search_exact_max_vectors,
+        "vectors": n,
+        "build_s": build_s,
+        "ef_search": ef,
+        "recall_at_10": float(np.mean(recall)),
+        "bare_recall_at_10": float(np.mean(bare_recall)),
+        "hnsw_used": f"{table}_hnsw" in plan,
+        "api_p50_ms": pct(api_ms, 50),
+        "api_p95_ms": pct(api_ms, 95),
+        "bare_p50_ms": pct(bare_ms, 50),
+        "bare_p95_ms": pct(bare_ms, 95),
+        "exact_p50_ms": pct(exact_ms, 50),
+        "exact_p95_ms": pct(exact_ms, 95),
+        "ef_sweep": sweep,
+        "api_plan": api_plan,
+        "exact_max_vectors": rt.settings.search_exact_max_vectors,
     }
 
 
@@ -280,11 +336,19 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--dims", type=int, default=1536)
     parser.add_argument("--reingest", type=int, default=0)
-    parser.add_argument("--live", type=int, default=0, help="1: never defer the index (INGEST_BULK_MIN_CHUNKS=0)")
-    parser.add_argument("--recall", type=int, default=0, help="1: recall@10 of search over the ingested vectors")
-    parser.add_argument("--index", choices=["halfvec", "binary"], default="halfvec", help="INGEST_VECTOR_INDEX")
+    parser.add_argument(
+        "--live", type=int, default=0, help="1: never defer the index (INGEST_BULK_MIN_CHUNKS=0)"
+    )
+    parser.add_argument(
+        "--recall", type=int, default=0, help="1: recall@10 of search over the ingested vectors"
+    )
+    parser.add_argument(
+        "--index", choices=["halfvec", "binary"], default="halfvec", help="INGEST_VECTOR_INDEX"
+    )
     args = parser.parse_args()
-    settings = Settings(_env_file=None, database_url=args.db, home=args.home, mock_embedding_dimensions=args.dims)
+    settings = Settings(
+        _env_file=None, database_url=args.db, home=args.home, mock_embedding_dimensions=args.dims
+    )
     if args.live:
         settings.bulk_min_chunks = 0
     settings.vector_index = args.index

@@ -18,7 +18,9 @@ MODEL = "bench-fake-v1"
 def embed(texts: Sequence[str], dimensions: int) -> np.ndarray:
     out = np.empty((len(texts), dimensions), dtype=np.float32)
     for i, text in enumerate(texts):
-        seed = int.from_bytes(hashlib.blake2b(" ".join(text.split()).encode(), digest_size=8).digest(), "little")
+        seed = int.from_bytes(
+            hashlib.blake2b(" ".join(text.split()).encode(), digest_size=8).digest(), "little"
+        )
         v = np.random.default_rng(seed).standard_normal(dimensions, dtype=np.float32)
         out[i] = v / np.linalg.norm(v)
     return out

@@ -60,7 +60,14 @@ def run_json(argv: list[str], env: dict[str, str] | None = None) -> dict:
 
 
 def ours(server: str, name: str, corpus: Path, home: Path, dims: int, **flags: object) -> dict:
-    argv = [sys.executable, str(BENCH / "bench_ours.py"), "--db", fresh_db(server, name), "--corpus", str(corpus)]
+    argv = [
+        sys.executable,
+        str(BENCH / "bench_ours.py"),
+        "--db",
+        fresh_db(server, name),
+        "--corpus",
+        str(corpus),
+    ]
     argv += ["--home", str(home / name), "--dims", str(dims)]
     for flag, value in flags.items():
         argv += [f"--{flag.replace('_', '-')}", str(value)]
@@ -75,16 +82,30 @@ def peer(server: str, framework: str, mode: str, corpus: Path, dims: int) -> dic
 
 def versions() -> dict[str, str]:
     out = subprocess.run(
-        [str(PEERS_PY), "-c", ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in"
-         " ['llama-index-core', 'llama-index-vector-stores-postgres', 'langchain-core', 'langchain-postgres']}))")],
-        capture_output=True, text=True, check=True,
+        [
+            str(PEERS_PY),
+            "-c",
+            (
+                "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in"
+                " ['llama-index-core', 'llama-index-vector-stores-postgres', 'langchain-core', 'langchain-postgres']}))"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB RAM, {platform.system()} {platform.release()}"
 
@@ -111,7 +132,9 @@ def main() -> None:
         d = args.dims
         results["ours_live"] = ours(server, "ours_live", corpus, root, d, live=1)
         # Binary-quantized HNSW (INGEST_VECTOR_INDEX=binary) with exact re-ranking, live and bulk.
-        results["ours_bq_live"] = ours(server, "ours_bq_live", corpus, root, d, live=1, index="binary", recall=1)
+        results["ours_bq_live"] = ours(
+            server, "ours_bq_live", corpus, root, d, live=1, index="binary", recall=1
+        )
         results["ours_bq_bulk"] = ours(server, "ours_bq_bulk", corpus, root, d, index="binary", recall=1)
         # The product as configured by default (bulk loads on), then its search over what it stored, then
         # the 1% edit; the edit rewrites the corpus files, so every other pipeline runs before it.
@@ -127,7 +150,9 @@ def main() -> None:
             big.mkdir()
             corpus_gen.generate_corpus(big, args.docs * 10, args.paragraphs, seed=11)
             results["ours_10x"] = ours(server, "ours_10x", big, root, d)
-        results["search"] = bench_ours.search_bench(fresh_db(server, "search"), root / "search-home", args.search_vectors)
+        results["search"] = bench_ours.search_bench(
+            fresh_db(server, "search"), root / "search-home", args.search_vectors
+        )
     results["machine"] = machine()
     results["versions"] = {**versions(), **bench_ours.own_versions()}
     results["command"] = " ".join(["bench/run.sh", *sys.argv[1:]])

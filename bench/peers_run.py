@@ -38,7 +38,9 @@ def sqlalchemy_url(conninfo: str, driver: str) -> str:
     from urllib.parse import quote
 
     c = psycopg.conninfo.conninfo_to_dict(conninfo)
-    auth = quote(str(c.get("user", "postgres"))) + (f":{quote(str(c['password']))}" if c.get("password") else "")
+    auth = quote(str(c.get("user", "postgres"))) + (
+        f":{quote(str(c['password']))}" if c.get("password") else ""
+    )
     query = f"?host={quote(str(c['host']))}" + (f"&port={c['port']}" if c.get("port") else "")
     return f"postgresql+{driver}://{auth}@/{c['dbname']}{query}"
 
@@ -63,7 +65,12 @@ def llamaindex(conninfo: str, texts: list[str], dims: int, mode: str) -> int:
         async def _aget_query_embedding(self, query: str) -> list[float]:
             return self._get_text_embedding(query)
 
-    hnsw = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 40, "hnsw_dist_method": "vector_cosine_ops"}
+    hnsw = {
+        "hnsw_m": 16,
+        "hnsw_ef_construction": 64,
+        "hnsw_ef_search": 40,
+        "hnsw_dist_method": "vector_cosine_ops",
+    }
     store = PGVectorStore.from_params(
         connection_string=sqlalchemy_url(conninfo, "psycopg2"),
         async_connection_string=sqlalchemy_url(conninfo, "asyncpg"),
@@ -72,7 +79,11 @@ def llamaindex(conninfo: str, texts: list[str], dims: int, mode: str) -> int:
         hnsw_kwargs=hnsw if mode == "live" else None,
     )
     pipeline = IngestionPipeline(
-        transformations=[SentenceSplitter(chunk_size=512, chunk_overlap=64, tokenizer=cl100k().encode), Fake()], vector_store=store
+        transformations=[
+            SentenceSplitter(chunk_size=512, chunk_overlap=64, tokenizer=cl100k().encode),
+            Fake(),
+        ],
+        vector_store=store,
     )
     nodes = pipeline.run(documents=[Document(text=t) for t in texts])
     if mode == "bulk":

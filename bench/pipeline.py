@@ -53,7 +53,8 @@ def wait_for(rt: Runtime, job_ids: list) -> None:
     while True:
         with rt.pool.connection() as conn:
             open_jobs = conn.execute(
-                "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')", (job_ids,)
+                "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')",
+                (job_ids,),
             ).fetchone()[0]
         if open_jobs == 0:
             return
@@ -80,7 +81,9 @@ def stored_rows(rt: Runtime) -> tuple[list[int], np.ndarray]:
     """The chunk ids and vectors the pipeline stored, to replay through both store paths."""
     with rt.pool.connection() as conn:
         space = conn.execute("SELECT table_name FROM embedding_spaces LIMIT 1").fetchone()[0]
-        rows = conn.execute(sql.SQL("SELECT chunk_id, embedding FROM {} ORDER BY chunk_id").format(sql.Identifier(space)))
+        rows = conn.execute(
+            sql.SQL("SELECT chunk_id, embedding FROM {} ORDER BY chunk_id").format(sql.Identifier(space))
+        )
         ids, vecs = [], []
         for chunk_id, embedding in rows:
             ids.append(chunk_id)
@@ -101,7 +104,9 @@ def bench_store_stage(rt: Runtime, ids: list[int], vecs: np.ndarray, batch: int)
 def bench_raw_copy(rt: Runtime, ids: list[int], vecs: np.ndarray, batch: int) -> float:
     dims = vecs.shape[1]
     with rt.pool.connection() as conn:
-        conn.execute(f"CREATE TABLE raw_copy (chunk_id bigint PRIMARY KEY, embedding halfvec({dims}) NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE raw_copy (chunk_id bigint PRIMARY KEY, embedding halfvec({dims}) NOT NULL)"
+        )
         conn.execute(
             f"CREATE INDEX ON raw_copy USING hnsw (embedding halfvec_cosine_ops)"
             f" WITH (m = {vectors.HNSW_M}, ef_construction = {vectors.HNSW_EF_CONSTRUCTION})"
@@ -140,7 +145,9 @@ def main() -> None:
             store_s = bench_store_stage(rt, ids, vecs, settings.embed_batch_chunks)
             raw_s = bench_raw_copy(rt, ids, vecs, settings.embed_batch_chunks)
 
-    print(f"corpus: {args.docs} documents, {chunks} chunks of up to {settings.chunk_tokens} tokens, {args.dims}-d")
+    print(
+        f"corpus: {args.docs} documents, {chunks} chunks of up to {settings.chunk_tokens} tokens, {args.dims}-d"
+    )
     print(f"whole pipeline   : {chunks / pipeline_s:9.1f} chunks/s  ({pipeline_s:.2f} s)")
     print(f"store stage      : {len(ids) / store_s:9.1f} rows/s    ({store_s:.2f} s, HNSW live)")
     print(f"raw binary COPY  : {len(ids) / raw_s:9.1f} rows/s    ({raw_s:.2f} s, HNSW live)")

@@ -49,14 +49,19 @@ def held_out(question_id: str) -> bool:
 
 
 def ingest_corpus(rt: Runtime, user: User, corpus: Path) -> None:
-    files = [p for p in sorted(corpus.rglob("*")) if p.is_file() and "hostile" not in p.parts and p.suffix != ".json"]
+    files = [
+        p
+        for p in sorted(corpus.rglob("*"))
+        if p.is_file() and "hostile" not in p.parts and p.suffix != ".json"
+    ]
     files = [p for p in files if p.name != "README.md" or p.parent != corpus]
     with serving(rt, threads=rt.settings.worker_threads):
         jobs = [submit_file(rt, p, user=user).job_id for p in files]
         while True:
             with rt.pool.connection() as conn:
                 (left,) = conn.execute(
-                    "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')", (jobs,)
+                    "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed')",
+                    (jobs,),
                 ).fetchall()[0]
             if not left:
                 return
@@ -74,10 +79,13 @@ def quality(rt: Runtime, user: User, corpus: Path) -> dict[str, Any]:
     sha = {e["file"]: e["sha256"] for e in manifest}
     questions = json.loads((corpus / "QUESTIONS.json").read_text())["questions"]
     with rt.pool.connection() as conn:
-        doc_sha = {d: s for d, s in conn.execute("SELECT id, sha256 FROM documents WHERE owner_id = %s", (user.id,))}
+        doc_sha = {
+            d: s for d, s in conn.execute("SELECT id, sha256 FROM documents WHERE owner_id = %s", (user.id,))
+        }
     facts = [(fact, e["sha256"]) for e in manifest for fact in e["facts"]]
     out: dict[str, Any] = {"questions": len(questions), "facts": len(facts)}
     for mode in SearchMode:
+
         def ranked(text: str, mode: SearchMode = mode) -> list[str]:
             return [doc_sha[h.document_id] for h in search(rt, user, text, top_k=5, mode=mode)]
 
@@ -112,7 +120,9 @@ def latency(rt: Runtime, corpus: Path, sizes: list[int], queries: int = 100) -> 
     """p50/p95 of `search` per mode for a user holding each number of chunks."""
     questions = [q["question"] for q in json.loads((corpus / "QUESTIONS.json").read_text())["questions"]]
     with rt.pool.connection() as conn:
-        sentences = [s for (t,) in conn.execute("SELECT text FROM chunks") for s in t.split(". ") if len(s) > 20]
+        sentences = [
+            s for (t,) in conn.execute("SELECT text FROM chunks") for s in t.split(". ") if len(s) > 20
+        ]
     rng = random.Random(7)
     out: dict[str, Any] = {}
     embedder = rt.router.search_embedder()
@@ -136,7 +146,10 @@ def latency(rt: Runtime, corpus: Path, sizes: list[int], queries: int = 100) -> 
                 started = time.perf_counter()
                 search(rt, user, questions[i % len(questions)], top_k=5, mode=mode)
                 times.append((time.perf_counter() - started) * 1000)
-            row[mode.value] = {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+            row[mode.value] = {
+                "p50_ms": float(np.percentile(times, 50)),
+                "p95_ms": float(np.percentile(times, 95)),
+            }
         out[str(size)] = row
     return out
 
@@ -157,7 +170,10 @@ def load_user(conn: Any, user: User, space: Any, size: int, sentences: list[str]
                 "INSERT INTO jobs (document_id, status, stage, chunks_total) VALUES (%s, 'completed', 'done', %s)",
                 (doc, len(texts)),
             )
-            ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE document_id = %s ORDER BY ordinal", (doc,))]
+            ids = [
+                r[0]
+                for r in conn.execute("SELECT id FROM chunks WHERE document_id = %s ORDER BY ordinal", (doc,))
+            ]
             vectors_ = embed_texts(texts, space.dimensions)
             vectors.write(conn, space, ids, vectors_)
             conn.execute("UPDATE chunks SET space_id = %s WHERE document_id = %s", (space.id, doc))
@@ -179,7 +195,9 @@ def main() -> None:
     with Runtime.open(settings) as rt:
         with rt.pool.connection() as conn:
             user = ensure_user(conn, "quality")
-            (have,) = conn.execute("SELECT count(*) FROM documents WHERE owner_id = %s", (user.id,)).fetchall()[0]
+            (have,) = conn.execute(
+                "SELECT count(*) FROM documents WHERE owner_id = %s", (user.id,)
+            ).fetchall()[0]
         if not have:
             ingest_corpus(rt, user, args.corpus)
         if not args.skip_quality:

@@ -82,7 +82,9 @@ class FaultPlan:
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
         # Annotations are strings under `from __future__ import annotations`.
-        parsed: dict[str, Any] = {name: int(v) if types[name] == "int" else float(v) for name, v in values.items()}
+        parsed: dict[str, Any] = {
+            name: int(v) if types[name] == "int" else float(v) for name, v in values.items()
+        }
         return replace(base, **parsed)
 
 

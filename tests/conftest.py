@@ -83,7 +83,12 @@ def database_url(pg_server: str, template_db: str) -> Iterator[str]:
 def ingest_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment of a user running the product against the test database, with a clean home."""
     for name in list(os.environ):
-        if name.startswith("INGEST_") or name in ("REDIS_URL", "RABBITMQ_URL", "OPENAI_API_KEY", "LLAMA_CLOUD_API_KEY"):
+        if name.startswith("INGEST_") or name in (
+            "REDIS_URL",
+            "RABBITMQ_URL",
+            "OPENAI_API_KEY",
+            "LLAMA_CLOUD_API_KEY",
+        ):
             monkeypatch.delenv(name, raising=False)
     env = {"INGEST_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
     for key, value in env.items():

@@ -62,9 +62,7 @@ _OWNED = (
     " AND (%(owner)s::bigint IS NULL"
     " OR document_id IN (SELECT id FROM documents WHERE owner_id = %(owner)s::bigint))"
 )
-_AMOUNTS = (
-    f"SELECT service, {_SUMS} FROM cost_entries WHERE budget_day = %(day)s{_OWNED} GROUP BY service"
-)
+_AMOUNTS = f"SELECT service, {_SUMS} FROM cost_entries WHERE budget_day = %(day)s{_OWNED} GROUP BY service"
 _STAGES = f"""
 SELECT service || ':' || stage, count(*), sum(estimate_usd), sum(amount_usd)
 FROM cost_entries WHERE budget_day = %(day)s AND state = 'charged'{_OWNED} GROUP BY 1 ORDER BY 1

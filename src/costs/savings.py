@@ -63,11 +63,13 @@ def record(conn: psycopg.Connection, saving: Saving) -> None:
 
 
 def day_total(conn: psycopg.Connection, day: date) -> Saved:
-    row = one(conn.execute(
-        "SELECT coalesce(sum(chunks), 0), coalesce(sum(tokens), 0),"
-        " coalesce(sum(saved_usd) FILTER (WHERE NOT simulated), 0),"
-        " coalesce(sum(saved_usd) FILTER (WHERE simulated), 0)"
-        " FROM cost_savings WHERE budget_day = %s",
-        (day,),
-    ))
+    row = one(
+        conn.execute(
+            "SELECT coalesce(sum(chunks), 0), coalesce(sum(tokens), 0),"
+            " coalesce(sum(saved_usd) FILTER (WHERE NOT simulated), 0),"
+            " coalesce(sum(saved_usd) FILTER (WHERE simulated), 0)"
+            " FROM cost_savings WHERE budget_day = %s",
+            (day,),
+        )
+    )
     return Saved(int(row[0]), int(row[1]), row[2], row[3])

@@ -29,7 +29,11 @@ def _alias(name: str) -> AliasChoices:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="INGEST_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_prefix="INGEST_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     # --- where things live -------------------------------------------------------------------------
@@ -56,7 +60,9 @@ class Settings(BaseSettings):
         " unless a key is made for this user: `ingest keys create --user NAME`).",
     )
     broker_heartbeat_timeout_s: int = Field(
-        default=60, ge=1, description="Redis: a worker silent this long is presumed dead; its messages return."
+        default=60,
+        ge=1,
+        description="Redis: a worker silent this long is presumed dead; its messages return.",
     )
     db_pool_max: int = Field(default=10, description="Connections per process in the pool.")
     db_wait_s: float = Field(
@@ -69,7 +75,9 @@ class Settings(BaseSettings):
 
     # --- vendor keys and endpoints (the SDKs' own variable names) ---------------------------------
     openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_alias("OPENAI_API_KEY"), description="OpenAI key (real and hybrid modes)."
+        default=None,
+        validation_alias=_alias("OPENAI_API_KEY"),
+        description="OpenAI key (real and hybrid modes).",
     )
     openai_base_url: str | None = Field(
         default=None,
@@ -77,7 +85,9 @@ class Settings(BaseSettings):
         description="OpenAI endpoint; point it at `ingest mocks serve` (…/v1) to use the stand-in.",
     )
     llama_cloud_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_alias("LLAMA_CLOUD_API_KEY"), description="LlamaCloud key for LlamaParse."
+        default=None,
+        validation_alias=_alias("LLAMA_CLOUD_API_KEY"),
+        description="LlamaCloud key for LlamaParse.",
     )
     llama_cloud_base_url: str | None = Field(
         default=None,
@@ -129,7 +139,10 @@ class Settings(BaseSettings):
     # --- embeddings --------------------------------------------------------------------------------
     openai_embedding_model: str = Field(default="text-embedding-3-small", description="Real embedding model.")
     openai_embedding_dimensions: int = Field(
-        default=1536, ge=1, le=4000, description="Dimensions asked of the -3 models (a smaller space is cheaper)."
+        default=1536,
+        ge=1,
+        le=4000,
+        description="Dimensions asked of the -3 models (a smaller space is cheaper).",
     )
     mock_embedding_dimensions: int = Field(
         default=1536, ge=16, le=4000, description="Dimensions of the deterministic lexical mock embedder."
@@ -157,7 +170,9 @@ class Settings(BaseSettings):
         " holds, so a large space keeps its index (a search would scan it all meanwhile).",
     )
     bulk_max_defer_s: float = Field(
-        default=900, gt=0, description="A deferred index is built after this long even while work keeps arriving."
+        default=900,
+        gt=0,
+        description="A deferred index is built after this long even while work keeps arriving.",
     )
     vector_index: Literal["halfvec", "binary"] = Field(
         default="halfvec",
@@ -167,7 +182,9 @@ class Settings(BaseSettings):
         " the kind it was made with.",
     )
     index_build_memory_mb: int = Field(
-        default=256, ge=16, description="maintenance_work_mem of an index build (a graph in memory builds faster)."
+        default=256,
+        ge=16,
+        description="maintenance_work_mem of an index build (a graph in memory builds faster).",
     )
 
     # --- parsing and chunking ----------------------------------------------------------------------
@@ -208,7 +225,9 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=10, description="How often GET /v1/jobs/{id}/events looks at the job."
     )
     api_events_keepalive_s: float = Field(
-        default=15, gt=0, description="A comment line this often keeps idle event streams open through proxies."
+        default=15,
+        gt=0,
+        description="A comment line this often keeps idle event streams open through proxies.",
     )
 
     # --- webhooks and storage -----------------------------------------------------------------------
@@ -219,7 +238,10 @@ class Settings(BaseSettings):
         description="Tries of one outbound callback (the first included) before it is given up.",
     )
     callback_timeout_s: float = Field(
-        default=15, gt=0, le=120, description="Timeout of one outbound callback POST (the spec suggests 15-30 s)."
+        default=15,
+        gt=0,
+        le=120,
+        description="Timeout of one outbound callback POST (the spec suggests 15-30 s).",
     )
     callback_backoff_s: float = Field(
         default=30,
@@ -252,7 +274,9 @@ class Settings(BaseSettings):
         description="Supabase key that may read and write the bucket (the service-role key on a server).",
     )
     supabase_bucket: str = Field(
-        default="ingest", min_length=1, description="Supabase Storage bucket of the raw files (create it first)."
+        default="ingest",
+        min_length=1,
+        description="Supabase Storage bucket of the raw files (create it first).",
     )
 
     # --- search -------------------------------------------------------------------------------------
@@ -420,7 +444,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -441,7 +467,9 @@ class Settings(BaseSettings):
         return self
 
     # --- logging ------------------------------------------------------------------------------------
-    log_level: str = Field(default="INFO", description="Log level (the CLI shows warnings unless this is set).")
+    log_level: str = Field(
+        default="INFO", description="Log level (the CLI shows warnings unless this is set)."
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: readable on a terminal, JSON otherwise."
     )

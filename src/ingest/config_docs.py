@@ -1,6 +1,6 @@
 """Renders docs/configuration.md from the Settings model, so the documentation cannot drift from the code.
 
-    python -m ingest.config_docs > docs/configuration.md
+python -m ingest.config_docs > docs/configuration.md
 """
 
 from __future__ import annotations

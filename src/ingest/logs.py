@@ -131,14 +131,18 @@ def configure_logging(
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, redact_secrets, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level if isinstance(level, int) else logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            level if isinstance(level, int) else logging.INFO
+        ),
         # WriteLogger writes a line and its newline at once (PrintLogger's print() makes two writes).
         logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(_CurrentStderr())
     if not stdlib:
-        logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING, handlers=[handler], format="%(levelname)s %(name)s: %(message)s"
+        )
         return
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

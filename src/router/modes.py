@@ -15,7 +15,9 @@ SERVICES = ("llamaparse", "openai")
 class ModeStore:
     """Reads modes with a short-lived cache: a switch is seen within `ttl_s` by every process."""
 
-    def __init__(self, pool: ConnectionPool, *, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, pool: ConnectionPool, *, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ):
         self._pool = pool
         self._ttl_s = ttl_s
         self._clock = clock

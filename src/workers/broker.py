@@ -72,4 +72,3 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 
         return RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
     return StubBroker(middleware=middleware)
-

@@ -62,7 +62,9 @@ def before_write(rt: Runtime, space: Space) -> Space:
         with conn.transaction():
             deferred = vectors.defer_index(conn, current)
     log.info("index_deferred", space=space.table_name, backlog_chunks=backlog, table_rows=rows)
-    messages.actor(messages.BUILD_VECTOR_INDEX).send_with_options(kwargs={"space_id": space.id}, delay=RECHECK_S * 1000)
+    messages.actor(messages.BUILD_VECTOR_INDEX).send_with_options(
+        kwargs={"space_id": space.id}, delay=RECHECK_S * 1000
+    )
     return deferred
 
 
@@ -105,4 +107,6 @@ def build_vector_index(space_id: int) -> None:
     # Sent with keyword arguments only: job middleware reads a first positional argument as a job id.
     rt = current_runtime()
     if build_if_drained(rt, space_id) == "waiting":
-        messages.actor(messages.BUILD_VECTOR_INDEX).send_with_options(kwargs={"space_id": space_id}, delay=RECHECK_S * 1000)
+        messages.actor(messages.BUILD_VECTOR_INDEX).send_with_options(
+            kwargs={"space_id": space_id}, delay=RECHECK_S * 1000
+        )

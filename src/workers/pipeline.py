@@ -57,7 +57,9 @@ class Batch:
 
 def batches(ordinals: list[int], size: int) -> list[Batch]:
     """Group sorted chunk ordinals into batches of at most `size` (ranges may skip embedded ordinals)."""
-    return [Batch(ordinals[i], ordinals[min(i + size, len(ordinals)) - 1]) for i in range(0, len(ordinals), size)]
+    return [
+        Batch(ordinals[i], ordinals[min(i + size, len(ordinals)) - 1]) for i in range(0, len(ordinals), size)
+    ]
 
 
 def _served(routed: Routed[Client]) -> Client:
@@ -125,7 +127,12 @@ def _billed(meter: Meter, held: Reservation, call: Callable[[], Result]) -> Resu
 
 
 def _parsed_by_stand_in(
-    rt: Runtime, stand_in: Routed[Parser], estimate: Charge, doc: documents.Document, job_id: UUID, data: bytes
+    rt: Runtime,
+    stand_in: Routed[Parser],
+    estimate: Charge,
+    doc: documents.Document,
+    job_id: UUID,
+    data: bytes,
 ) -> tuple[ParseResult, Reservation]:
     """The real parse failed in hybrid: the mock parses the document instead, at a shadow cost."""
     parser, held = _metered(
@@ -155,7 +162,12 @@ def _remember_submission(rt: Runtime, job_id: UUID, submission: Submission) -> N
 
 
 def _parse_call(
-    rt: Runtime, parser: Parser, doc: documents.Document, job_id: UUID, data: bytes, recorded: Submission | None
+    rt: Runtime,
+    parser: Parser,
+    doc: documents.Document,
+    job_id: UUID,
+    data: bytes,
+    recorded: Submission | None,
 ) -> Callable[[], ParseResult]:
     """The parse, told of the vendor job an earlier delivery made (resumed, not paid twice) and recording
     each new one, when the parser bills per vendor job; a plain call otherwise (the mock)."""
@@ -233,7 +245,10 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
         jobs.set_stage(conn, job_id, "chunk")
         anchors = chunks.anchors_of_replaced(conn, doc.id)  # a new version keeps the old boundaries
     pieces = chunk_document(
-        result.document, max_tokens=rt.settings.chunk_tokens, overlap=rt.settings.chunk_overlap, anchors=anchors
+        result.document,
+        max_tokens=rt.settings.chunk_tokens,
+        overlap=rt.settings.chunk_overlap,
+        anchors=anchors,
     )
     if not pieces:
         raise UnreadableDocument("no text could be extracted from the document")

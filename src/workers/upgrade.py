@@ -100,7 +100,11 @@ def _run(rt: Runtime) -> tuple[int, str]:
         meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
         with rt.pool.connection() as conn, conn.transaction():
             target = vectors.ensure_space(
-                conn, embedder.model, embedder.dimensions, simulated=False, index_kind=rt.settings.vector_index
+                conn,
+                embedder.model,
+                embedder.dimensions,
+                simulated=False,
+                index_kind=rt.settings.vector_index,
             )
             moved = upgrades.move(conn, target, ids, result.vectors)
         CHUNKS_UPGRADED.inc(len(moved))
@@ -117,7 +121,9 @@ def schedule(rt: Runtime, token: datetime | None = None) -> bool:
         due = upgrades.claim_schedule(conn, delay_s, token)
     if due is None:
         return False
-    messages.actor(messages.UPGRADE_EMBEDDINGS).send_with_options(kwargs={"token": due.isoformat()}, delay=round(delay_s * 1000))
+    messages.actor(messages.UPGRADE_EMBEDDINGS).send_with_options(
+        kwargs={"token": due.isoformat()}, delay=round(delay_s * 1000)
+    )
     return True
 
 

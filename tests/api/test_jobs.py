@@ -118,7 +118,9 @@ def test_another_users_job_and_events_are_404(client: TestClient, ada: dict[str,
     assert client.get(f"/v1/jobs/{sent['job_id']}/events", headers=bob).status_code == 404
 
 
-def test_a_failed_job_is_retried_by_its_owner_only(client: TestClient, ada: dict[str, str], bob: dict[str, str]) -> None:
+def test_a_failed_job_is_retried_by_its_owner_only(
+    client: TestClient, ada: dict[str, str], bob: dict[str, str]
+) -> None:
     sent = upload(client, ada, text_document("fjords")).json()
     job_id = sent["job_id"]
     assert wait_for_job(client, ada, job_id)["status"] == "completed"

@@ -49,7 +49,9 @@ def test_openapi_describes_the_upload_form_and_the_error_shape(client: TestClien
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_openapi_documents_malformed_input_as_the_400_it_answers(client: TestClient, ada: dict[str, str]) -> None:
+def test_openapi_documents_malformed_input_as_the_400_it_answers(
+    client: TestClient, ada: dict[str, str]
+) -> None:
     spec = client.get("/openapi.json").json()
     search_op = spec["paths"]["/v1/search"]["post"]
     assert "422" not in search_op["responses"] and "400" in search_op["responses"]

@@ -69,12 +69,16 @@ def test_bad_searches_are_400(client: TestClient, ada: dict[str, str]) -> None:
         assert error_of(answer)["code"] == "bad_request"
 
 
-def test_a_hit_carries_the_uploads_metadata_under_the_chunks_own(client: TestClient, ada: dict[str, str]) -> None:
+def test_a_hit_carries_the_uploads_metadata_under_the_chunks_own(
+    client: TestClient, ada: dict[str, str]
+) -> None:
     metadata = '{"source": "field-notes", "page_start": "not the chunk\'s", "tags": ["birds"]}'
     sent = upload(client, ada, PENGUINS, "penguins.txt", metadata=metadata).json()
     assert wait_for_job(client, ada, sent["job_id"])["status"] == "completed"
     ingest(client, ada, ORCHIDS, "orchids.txt")
-    results = client.post("/v1/search", headers=ada, json={"query": "penguins huddle", "top_k": 2}).json()["results"]
+    results = client.post("/v1/search", headers=ada, json={"query": "penguins huddle", "top_k": 2}).json()[
+        "results"
+    ]
     by_doc = {r["document_id"]: r["metadata"] for r in results}
     penguin = by_doc[sent["document_id"]]
     assert (penguin["source"], penguin["tags"]) == ("field-notes", ["birds"])
@@ -103,7 +107,9 @@ def test_each_mode_answers_and_a_bad_mode_is_400(client: TestClient, ada: dict[s
         assert found.status_code == 200, found.text
         assert found.json()["results"][0]["document_id"] == manual["document_id"], mode
     # Keyword search ranks only chunks holding one of the words: the penguins share none.
-    keyword = client.post("/v1/search", headers=ada, json={"query": "flux capacitor", "mode": "keyword"}).json()
+    keyword = client.post(
+        "/v1/search", headers=ada, json={"query": "flux capacitor", "mode": "keyword"}
+    ).json()
     assert {r["document_id"] for r in keyword["results"]} == {manual["document_id"]}
     answer = client.post("/v1/search", headers=ada, json={"query": "x", "mode": "fuzzy"})
     assert answer.status_code == 400 and error_of(answer)["code"] == "bad_request"
@@ -116,7 +122,9 @@ def test_a_hit_carries_its_heading_path_and_pages(client: TestClient, ada: dict[
     assert (hit["page_start"], hit["page_end"]) == (None, None)  # markdown has no pages
 
 
-def test_metadata_filter_keeps_documents_whose_metadata_contains_it(client: TestClient, ada: dict[str, str]) -> None:
+def test_metadata_filter_keeps_documents_whose_metadata_contains_it(
+    client: TestClient, ada: dict[str, str]
+) -> None:
     first = upload(client, ada, PENGUINS, "a.txt", metadata='{"team": "birds", "year": 2024}').json()
     second = upload(client, ada, PENGUINS + b"\n\nAgain.", "b.txt", metadata='{"team": "plants"}').json()
     for sent in (first, second):
@@ -152,7 +160,9 @@ def test_min_score_drops_weaker_hits(client: TestClient, ada: dict[str, str]) ->
     ingest(client, ada, MANUAL, "manual.md")
     ingest(client, ada, PENGUINS, "penguins.txt")
     ingest(client, ada, ORCHIDS, "orchids.txt")
-    all_hits = client.post("/v1/search", headers=ada, json={"query": "penguins huddle", "top_k": 10}).json()["results"]
+    all_hits = client.post("/v1/search", headers=ada, json={"query": "penguins huddle", "top_k": 10}).json()[
+        "results"
+    ]
     assert len(all_hits) >= 2
     cut = all_hits[0]["score"]
     kept = client.post(

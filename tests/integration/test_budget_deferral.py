@@ -64,7 +64,9 @@ def test_real_mode_defers_to_the_next_budget_day_and_completes_after_rollover(
 
         # The actor's handling of the deferral: job deferred, message re-sent for the next budget day.
         sent: list[dict] = []
-        monkeypatch.setattr(messages.actor(messages.PARSE_DOCUMENT), "send_with_options", lambda **kw: sent.append(kw))
+        monkeypatch.setattr(
+            messages.actor(messages.PARSE_DOCUMENT), "send_with_options", lambda **kw: sent.append(kw)
+        )
         with leasing.holding(rt, sub.job_id, embed_unit(pending[1].first, pending[1].last)) as lease:
             assert lease is not None
             actors._defer(rt, lease, deferred.value)

@@ -21,7 +21,8 @@ QUERY = "ledger quorum replica"
 def version(path: Path, label: str, *, paragraphs: int = 16) -> Path:
     """Every paragraph matches QUERY; the label makes each version's bytes (and a few chunks) differ."""
     lines = [
-        f"Paragraph {p}: ledger quorum replica " + " ".join(f"t{(p * 13 + i) % 89}" for i in range(30))
+        f"Paragraph {p}: ledger quorum replica "
+        + " ".join(f"t{(p * 13 + i) % 89}" for i in range(30))
         + (f" version-{label}." if p % 4 == 0 else ".")
         for p in range(paragraphs)
     ]
@@ -49,7 +50,9 @@ def versions_seen(rt: Runtime, user: User, names: dict[UUID, str]) -> set[str]:
     return {names.get(h.document_id, "?") for h in search(rt, user, QUERY, top_k=20)}
 
 
-def test_a_concurrent_search_sees_the_old_or_the_new_version_never_a_mix(runtime: Runtime, tmp_path: Path) -> None:
+def test_a_concurrent_search_sees_the_old_or_the_new_version_never_a_mix(
+    runtime: Runtime, tmp_path: Path
+) -> None:
     with runtime.pool.connection() as conn:
         user = ensure_user(conn, "ada")
     old = submit_file(runtime, version(tmp_path / "notes.txt", "old"), user=user)
@@ -86,14 +89,18 @@ def test_a_concurrent_search_sees_the_old_or_the_new_version_never_a_mix(runtime
         searcher.join()
 
     assert not errors
-    assert seen and all(s in ({"old"}, {"new"}) for s in seen), [s for s in seen if s not in ({"old"}, {"new"})]
+    assert seen and all(s in ({"old"}, {"new"}) for s in seen), [
+        s for s in seen if s not in ({"old"}, {"new"})
+    ]
     assert {"old"} in seen and seen[-1] == {"new"}
     with runtime.pool.connection() as conn:
         rows = conn.execute("SELECT id, status FROM documents WHERE owner_id = %s", (user.id,)).fetchall()
     assert rows == [(new.document_id, "completed")]
 
 
-def test_versions_matched_by_external_id_and_only_changed_chunks_paid(runtime: Runtime, tmp_path: Path) -> None:
+def test_versions_matched_by_external_id_and_only_changed_chunks_paid(
+    runtime: Runtime, tmp_path: Path
+) -> None:
     with runtime.pool.connection() as conn:
         user = ensure_user(conn, "ada")
         other = ensure_user(conn, "grace")

@@ -37,7 +37,9 @@ def corpus(folder: Path, docs: int, *, edited: int | None = None) -> list[Path]:
     paths = []
     for d in range(docs):
         paragraphs = [
-            f"Paragraph {p} of file {d}: " + " ".join(f"w{(d * 31 + p * 7 + i) % 97}" for i in range(40)) + "."
+            f"Paragraph {p} of file {d}: "
+            + " ".join(f"w{(d * 31 + p * 7 + i) % 97}" for i in range(40))
+            + "."
             for p in range(12)
         ]
         if d == edited:
@@ -67,7 +69,9 @@ def ingest(rt: Runtime, paths: list[Path], owner: str) -> None:
         for batch in parse_stage(rt, job_id):
             embed_stage(rt, job_id, batch.first, batch.last)
         with rt.pool.connection() as conn:
-            assert conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()[0] == "completed"
+            assert (
+                conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()[0] == "completed"
+            )
 
 
 def test_a_corpus_ingested_again_by_its_user_makes_no_embedding_call(runtime, tmp_path: Path) -> None:

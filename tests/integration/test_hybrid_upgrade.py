@@ -52,7 +52,9 @@ class FakeClock:
 
 @pytest.fixture
 def hybrid(
-    ingest_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, serving: Callable[[ASGIApp], AbstractContextManager[str]]
+    ingest_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
 ) -> Iterator[tuple[Runtime, object, FakeClock]]:
     app = openai_api.create_app(FaultPlan(rate_500=1.0))
     with serving(app) as base:

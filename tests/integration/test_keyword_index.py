@@ -28,7 +28,9 @@ def _completed_document(conn: psycopg.Connection, user: User, text: str) -> UUID
         " VALUES (%s, md5(%s), 'ledger.txt', 'text/plain', 1, 'completed') RETURNING id",
         (user.id, text),
     ).fetchone()[0]
-    chunks.replace(conn, doc, [Chunk(0, text, 14, {"page_start": None, "page_end": None, "heading_path": []})])
+    chunks.replace(
+        conn, doc, [Chunk(0, text, 14, {"page_start": None, "page_end": None, "heading_path": []})]
+    )
     return doc
 
 
@@ -44,7 +46,8 @@ def test_a_chunk_is_keyword_searchable_only_with_its_vector(rt: Runtime) -> None
         with conn.transaction():
             doc = _completed_document(conn, user, TEXT)
         assert conn.execute(
-            "SELECT search_terms @@ to_tsquery('english', 'zeppelin') FROM chunks WHERE document_id = %s", (doc,)
+            "SELECT search_terms @@ to_tsquery('english', 'zeppelin') FROM chunks WHERE document_id = %s",
+            (doc,),
         ).fetchone()[0]  # its keyword index exists from the parse stage on
     assert _found(rt, user) == dict.fromkeys(SearchMode, False)
 

@@ -111,7 +111,9 @@ def run_to_completion(rt: Runtime, job_id: UUID) -> None:
 
 
 @pytest.fixture
-def assert_completed_once(assert_ledger_is_what_the_standins_billed: Callable[..., None]) -> Callable[..., None]:
+def assert_completed_once(
+    assert_ledger_is_what_the_standins_billed: Callable[..., None],
+) -> Callable[..., None]:
     """`assert_completed_once(rt, app, document_id, job_id)`: parsed once, charged once, as billed."""
 
     def check(rt: Runtime, app: object, document_id: UUID, job_id: UUID) -> None:

@@ -220,9 +220,7 @@ def test_a_lost_webhook_only_delays() -> None:
 def test_a_job_that_never_finishes_is_cancelled_and_resubmitted_once() -> None:
     app = create_app(faults=LlamaParseFaults(job_delay_s=0.01, stuck_first=1))
     with serving(app) as base:
-        result = parse_file(
-            parser(base, job_deadline_s=0.3), FOUR_PAGES, "application/pdf"
-        )
+        result = parse_file(parser(base, job_deadline_s=0.3), FOUR_PAGES, "application/pdf")
     state: StandinState = app.state.llamaparse
     assert [job.status for job in state.jobs.values()] == ["CANCELLED", "COMPLETED"]
     assert (
@@ -256,9 +254,7 @@ def test_thirty_percent_429_and_500_still_completes_once() -> None:
 
 def test_through_the_combined_mock_server() -> None:
     with serving(server.create_app(FaultPlan())) as base:
-        result = parse_file(
-            parser(base, llamaparse_tier="fast"), FOUR_PAGES, "application/pdf"
-        )
+        result = parse_file(parser(base, llamaparse_tier="fast"), FOUR_PAGES, "application/pdf")
     assert result.parser == "llamaparse:fast" and result.usage.credits == 4  # fast: 1 credit a page
     assert_facts_on_their_pages(result, FOUR_PAGES)
 

@@ -76,7 +76,9 @@ def test_keyword_migration_back_fills_existing_chunks(pg_server: str) -> None:
             (doc,),
         )
         conn.execute(keyword.sql)
-        terms, weights = conn.execute("SELECT search_terms::text, search_weights::text FROM chunks").fetchone()
+        terms, weights = conn.execute(
+            "SELECT search_terms::text, search_weights::text FROM chunks"
+        ).fetchone()
     # Read as English: stemmed, stop words gone, one weight per term.
     assert terms == "'harbour' 'moor' 'run' 'zeppelin'"
     assert weights.count(":") == 4

@@ -82,7 +82,12 @@ def test_every_stage_run_twice_leaves_one_copy(runtime: Runtime, tmp_path: Path)
     with runtime.pool.connection() as conn:
         job = jobs.get(conn, sub.job_id)
         doc = documents.get(conn, sub.document_id)
-    assert (job.status, job.stage, job.chunks_done, job.chunks_total) == ("completed", "done", n_chunks, n_chunks)
+    assert (job.status, job.stage, job.chunks_done, job.chunks_total) == (
+        "completed",
+        "done",
+        n_chunks,
+        n_chunks,
+    )
     assert doc.status == "completed"
     # After completion, a late redelivery of any stage changes nothing.
     assert parse_stage(runtime, sub.job_id) == []
@@ -156,7 +161,9 @@ def test_a_refused_file_leaves_nothing_behind(runtime: Runtime, tmp_path: Path) 
         submit_file(runtime, png, user=user)
     with runtime.pool.connection() as conn:
         assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
-    assert not runtime.settings.blob_dir.exists() or not any(p.is_file() for p in runtime.settings.blob_dir.rglob("*"))
+    assert not runtime.settings.blob_dir.exists() or not any(
+        p.is_file() for p in runtime.settings.blob_dir.rglob("*")
+    )
 
 
 def test_a_batch_whose_job_fails_while_it_embeds_stores_nothing(

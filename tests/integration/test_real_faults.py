@@ -33,7 +33,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def real_mode(ingest_env: dict[str, str], no_fault_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def real_mode(
+    ingest_env: dict[str, str], no_fault_env: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     for name, value in {
         "INGEST_VENDOR_MAX_ATTEMPTS": "12",
         "INGEST_VENDOR_INITIAL_BACKOFF_S": "0.005",

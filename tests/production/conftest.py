@@ -30,6 +30,7 @@ def worker_env(ingest_env: dict[str, str], redis_namespace: str) -> Callable[...
     """Makes the environment of `ingest` processes of this test: its database, the shared Redis under a
     namespace of its own (deleted after), fast recovery, and `extra` INGEST_* settings. It copies
     os.environ when called, so the stand-ins' variables are in it."""
+
     def make(**extra: str) -> dict[str, str]:
         settings = {f"INGEST_{name}": value for name, value in extra.items()}
         return {

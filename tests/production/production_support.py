@@ -59,7 +59,9 @@ def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
-def write_documents(folder: Path, count: int, *, seed: int, words: int = 60, prefix: str = "doc") -> list[Path]:
+def write_documents(
+    folder: Path, count: int, *, seed: int, words: int = 60, prefix: str = "doc"
+) -> list[Path]:
     """`count` small text files of random words (distinct from one another and from other seeds)."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +170,17 @@ class PrivateRedis:
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        args = [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         args += ["--dir", str(self.folder)] + (["--requirepass", self.password] if self.password else [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
@@ -288,7 +300,9 @@ def poison_document(conninfo: str, document_id: str, message: str, *, ordinal: i
             f" IF NEW.document_id = {doc}::uuid AND NEW.ordinal = {int(ordinal)} AND NEW.space_id IS NOT NULL"
             f" THEN RAISE EXCEPTION USING MESSAGE = {literal}; END IF; RETURN NEW; END $poison$"
         )
-        conn.execute(f"CREATE TRIGGER {POISON} BEFORE UPDATE OF space_id ON chunks FOR EACH ROW EXECUTE FUNCTION {POISON}()")
+        conn.execute(
+            f"CREATE TRIGGER {POISON} BEFORE UPDATE OF space_id ON chunks FOR EACH ROW EXECUTE FUNCTION {POISON}()"
+        )
 
 
 def heal(conninfo: str) -> None:
@@ -313,7 +327,9 @@ def job_of(conninfo: str, document_id: str) -> dict[str, object]:
             ).fetchone()[0]
             for table in spaces
         )
-        stored = conn.execute("SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)).fetchone()[0]
+        stored = conn.execute(
+            "SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)
+        ).fetchone()[0]
     job_id, status, error, total, done = row
     return {
         "id": job_id,

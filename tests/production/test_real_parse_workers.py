@@ -115,7 +115,9 @@ def assert_each_parsed_once(
         assert_completed_once(conninfo)
         jobs = list(llamaparse_records(standins).jobs.values())
         # A stage run again would have made a new job: one each means no parse failed and was retried.
-        assert sorted(job.file.name for job in jobs) == sorted(DOCUMENTS), [(j.file.name, j.status) for j in jobs]
+        assert sorted(job.file.name for job in jobs) == sorted(DOCUMENTS), [
+            (j.file.name, j.status) for j in jobs
+        ]
         assert {job.status for job in jobs} == {"COMPLETED"}
         with psycopg.connect(conninfo) as conn:
             docs = [row[0] for row in conn.execute("SELECT id FROM documents")]
@@ -123,7 +125,9 @@ def assert_each_parsed_once(
             conninfo, standins, docs, price_table(settings), settings.openai_embedding_model
         )
         lines = json_lines(log)
-        failed = [line for line in lines if str(line.get("event", "")).startswith("Failed to process message")]
+        failed = [
+            line for line in lines if str(line.get("event", "")).startswith("Failed to process message")
+        ]
         assert not failed, failed[0]
         assert not [line for line in lines if line.get("event") == "llamaparse_signal_unavailable"]
         created = [line for line in lines if line.get("event") == "llamaparse_job_created"]

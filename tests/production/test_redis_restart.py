@@ -38,7 +38,9 @@ def test_no_accepted_document_is_lost_when_redis_restarts_empty(
 
     with worker_group(env, tmp_path / "worker.log") as worker:
         assert "queued" in run_cli(env, "add", "--no-wait", str(folder)).stdout
-        wait_until(lambda: job_states(conninfo).get("completed", 0) >= 3, timeout=90, what="a first few documents")
+        wait_until(
+            lambda: job_states(conninfo).get("completed", 0) >= 3, timeout=90, what="a first few documents"
+        )
         private_redis.restart()
         states = job_states(conninfo)
         # What the restart took away: messages of jobs still queued or running (the database keeps them).

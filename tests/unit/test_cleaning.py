@@ -15,7 +15,10 @@ def test_a_table_of_contents_made_of_dot_leaders_is_dropped() -> None:
     doc = _pdf(
         [
             Block("Table of Contents", page=1),
-            Block("1 Introduction . . . . . . . . . . . . . . . . 1\n1.1 Legalese . . . . . . . . . . . . 2", page=1),
+            Block(
+                "1 Introduction . . . . . . . . . . . . . . . . 1\n1.1 Legalese . . . . . . . . . . . . 2",
+                page=1,
+            ),
             Block("2 R Basics........................................ 3", page=1),
             Block("R is a system for statistical computation and graphics.", page=2),
         ],
@@ -30,7 +33,10 @@ def test_a_table_of_contents_made_of_dot_leaders_is_dropped() -> None:
 def test_a_leader_run_inside_prose_is_removed_and_the_prose_kept() -> None:
     text = "The long answer, which we give in section 7 of the FAQ, is that it depends on the platform . . . . 12"
     (block,) = clean(_pdf([Block(text, page=3)], pages=3)).blocks
-    assert block.text == "The long answer, which we give in section 7 of the FAQ, is that it depends on the platform"
+    assert (
+        block.text
+        == "The long answer, which we give in section 7 of the FAQ, is that it depends on the platform"
+    )
 
 
 def test_page_numbers_go_in_paged_documents_only() -> None:
@@ -58,7 +64,10 @@ def test_a_line_repeated_on_few_pages_is_kept() -> None:
 
 def test_chunks_never_hold_the_noise() -> None:
     doc = _pdf(
-        [Block("Contents . . . . . . . . . . . . . . 1", page=1), Block("Real words about packaging.", page=1)]
+        [
+            Block("Contents . . . . . . . . . . . . . . 1", page=1),
+            Block("Real words about packaging.", page=1),
+        ]
         + [Block("7", page=1)],
         pages=1,
     )

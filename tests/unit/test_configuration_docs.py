@@ -6,7 +6,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
-    assert DOC.read_text() == render(), "docs/configuration.md is stale: python -m ingest.config_docs > docs/configuration.md"
+    assert DOC.read_text() == render(), (
+        "docs/configuration.md is stale: python -m ingest.config_docs > docs/configuration.md"
+    )
 
 
 def test_every_setting_is_described() -> None:

@@ -10,7 +10,10 @@ from ingest import language
 @pytest.mark.parametrize(
     ("text", "config"),
     [
-        ("The licence is granted to you for the life of the copyright, and it is not transferable.", "english"),
+        (
+            "The licence is granted to you for the life of the copyright, and it is not transferable.",
+            "english",
+        ),
         ("Le chat est sur la table et les enfants sont dans le jardin avec leur mère.", "french"),
         ("Der Hund ist nicht in dem Haus, und die Katze sitzt auf dem Dach mit einer Maus.", "german"),
         ("El perro está en la casa y los niños juegan con su madre en el jardín.", "spanish"),

@@ -6,7 +6,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from workers.supervisor import HEALTHY_AFTER_S, MAX_RESTART_DELAY_S, Supervisor, restart_delay, worker_commands
+from workers.supervisor import (
+    HEALTHY_AFTER_S,
+    MAX_RESTART_DELAY_S,
+    Supervisor,
+    restart_delay,
+    worker_commands,
+)
 
 # First run: note it and die. Second run: note it, then ask the supervisor (our parent) to stop, and
 # stop with it when it passes the SIGTERM on.
@@ -56,7 +62,10 @@ def test_ingest_worker_runs_callbacks_in_a_process_of_their_own() -> None:
     assert len(commands) == 3
     for argv, env in ingestion:
         assert argv[argv.index("--queues") + 1] == "ingest" and argv[argv.index("--threads") + 1] == "4"
-        assert env == {"A": "1", "INGEST_CALLBACK_WORKER_THREADS": "0"}  # no callback threads beside ingestion
+        assert env == {
+            "A": "1",
+            "INGEST_CALLBACK_WORKER_THREADS": "0",
+        }  # no callback threads beside ingestion
     assert "--fork-function" in ingestion[0][0] and "--fork-function" not in ingestion[1][0]
     argv, env = callbacks
     assert argv[argv.index("--queues") + 1] == "callbacks" and argv[argv.index("--threads") + 1] == "3"

@@ -39,7 +39,9 @@ def submit_all(
     task = progress.add_task("files", total=len(files))
     for path in files:
         try:
-            outcomes.append(Outcome(path, "queued", submitted=submit_file(rt, path, user=user, replace=replace)))
+            outcomes.append(
+                Outcome(path, "queued", submitted=submit_file(rt, path, user=user, replace=replace))
+            )
         except IngestError as exc:
             outcomes.append(Outcome(path, "refused", str(exc)))
         except OSError as exc:
@@ -63,7 +65,9 @@ def follow(rt: Runtime, outcomes: list[Outcome], user: User, progress: Progress,
     while pending:
         with rt.pool.connection() as conn:
             states = {job_id: jobs.get(conn, job_id) for job_id in pending}
-        chunks.update({i: (j.chunks_done, j.chunks_total or 0) for i, j in states.items() if j and i in counted})
+        chunks.update(
+            {i: (j.chunks_done, j.chunks_total or 0) for i, j in states.items() if j and i in counted}
+        )
         done, total = sum(d for d, _ in chunks.values()), sum(t for _, t in chunks.values())
         progress.update(chunk_task, completed=done, total=total or None)
         for job_id, job in states.items():
@@ -83,7 +87,9 @@ def settle(rt: Runtime, outcome: Outcome, job: jobs.Job | None, user: User) -> N
     if job.status == "failed":
         outcome.detail = job.error or ""
     elif job.status == "deferred":
-        outcome.detail = f"{job.error} (until {job.deferred_until:%Y-%m-%d %H:%M %Z})" if job.deferred_until else ""
+        outcome.detail = (
+            f"{job.error} (until {job.deferred_until:%Y-%m-%d %H:%M %Z})" if job.deferred_until else ""
+        )
     if outcome.submitted.duplicate and job.status == "completed":
         outcome.status = "duplicate"
         with rt.pool.connection() as conn:
@@ -95,7 +101,9 @@ def summary(outcomes: list[Outcome]) -> Table:
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    table = Table(title=", ".join(f"{n} {status}" for status, n in sorted(counts.items())), title_justify="left")
+    table = Table(
+        title=", ".join(f"{n} {status}" for status, n in sorted(counts.items())), title_justify="left"
+    )
     for column in ("file", "status", "detail"):
         table.add_column(column, overflow="fold")
     for o in outcomes:
@@ -104,7 +112,9 @@ def summary(outcomes: list[Outcome]) -> Table:
     return table
 
 
-def run_add(rt: Runtime, paths: list[Path], user: User, *, wait: bool, replace: bool = False) -> list[Outcome]:
+def run_add(
+    rt: Runtime, paths: list[Path], user: User, *, wait: bool, replace: bool = False
+) -> list[Outcome]:
     files = list(expand(paths))
     columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False) as progress:

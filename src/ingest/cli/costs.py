@@ -102,7 +102,9 @@ def budget_set(
 
 @budget_app.command("show")
 @handle_errors
-def budget_show(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def budget_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """The daily limits: per service and for all services together (none: spending is unlimited)."""
     with runtime() as rt, rt.pool.connection() as conn:
         limits = ledger.limits(conn)

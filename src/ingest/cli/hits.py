@@ -15,7 +15,7 @@ WHERE_WIDTH = 24
 
 
 def pages(hit: Hit) -> str:
-    """"p. 3", "pp. 3-4", or "" for a document without pages."""
+    """ "p. 3", "pp. 3-4", or "" for a document without pages."""
     first, last = hit.page_start, hit.page_end
     if first is None:
         return ""

@@ -97,11 +97,14 @@ def status(
     failed: Annotated[
         bool,
         typer.Option(
-            "--failed", help="Every failed job (its message given up: the dead letters), to replay with `ingest retry`."
+            "--failed",
+            help="Every failed job (its message given up: the dead letters), to replay with `ingest retry`.",
         ),
     ] = False,
     user: UserOption = None,
-    all_users: Annotated[bool, typer.Option("--all", help="Every user's jobs, not only the CLI user's.")] = False,
+    all_users: Annotated[
+        bool, typer.Option("--all", help="Every user's jobs, not only the CLI user's.")
+    ] = False,
 ) -> None:
     """Your jobs and their stage (the CLI user's: --user, else INGEST_USER, else `local`); without an id,
     the latest. Also the chunks waiting for upgrade (embedded by the mock standing in for OpenAI in hybrid
@@ -203,12 +206,16 @@ def verify() -> None:
     problems: list[str] = []
     with runtime() as rt, rt.pool.connection() as conn:
         spaces = conn.execute("SELECT id, table_name FROM embedding_spaces").fetchall()
-        vector_rows = sql.SQL(" UNION ALL ").join(
-            sql.SQL("SELECT chunk_id, {sid}::int AS space_id FROM {t}").format(
-                sid=sql.Literal(sid), t=sql.Identifier(table)
+        vector_rows = (
+            sql.SQL(" UNION ALL ").join(
+                sql.SQL("SELECT chunk_id, {sid}::int AS space_id FROM {t}").format(
+                    sid=sql.Literal(sid), t=sql.Identifier(table)
+                )
+                for sid, table in spaces
             )
-            for sid, table in spaces
-        ) if spaces else sql.SQL("SELECT NULL::bigint AS chunk_id, NULL::int AS space_id WHERE false")
+            if spaces
+            else sql.SQL("SELECT NULL::bigint AS chunk_id, NULL::int AS space_id WHERE false")
+        )
         rows = conn.execute(
             sql.SQL(
                 "SELECT d.id, d.filename, j.chunks_total, count(c.id),"

@@ -50,12 +50,16 @@ def worker(
     raise typer.Exit(supervise(commands))
 
 
-mocks_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Local stand-ins for the vendor APIs.")
+mocks_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Local stand-ins for the vendor APIs."
+)
 
 
 @mocks_app.command("serve")
 def mocks_serve(
-    host: Annotated[str, typer.Option(help="Loopback by default: the stand-ins are for this machine.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Loopback by default: the stand-ins are for this machine.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="One port serves both APIs.")] = 8900,
 ) -> None:
     """Serve the LlamaParse and OpenAI stand-ins on one port (point the *_BASE_URL variables at it)."""

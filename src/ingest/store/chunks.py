@@ -99,7 +99,8 @@ def pending_in_range(conn: psycopg.Connection, document_id: UUID, first: int, la
 
 def missing_ordinals(conn: psycopg.Connection, document_id: UUID) -> list[int]:
     rows = conn.execute(
-        "SELECT ordinal FROM chunks WHERE document_id = %s AND space_id IS NULL ORDER BY ordinal", (document_id,)
+        "SELECT ordinal FROM chunks WHERE document_id = %s AND space_id IS NULL ORDER BY ordinal",
+        (document_id,),
     ).fetchall()
     return [r[0] for r in rows]
 

@@ -61,8 +61,17 @@ def insert(
         f"INSERT INTO documents (owner_id, sha256, filename, media_type, bytes, metadata, callback_url,"
         f" external_id, replaces) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         f" ON CONFLICT (owner_id, sha256) DO NOTHING RETURNING {COLUMNS}",
-        (owner_id, sha256, filename, media_type, size, Jsonb(metadata or {}), callback_url, external_id,
-         replaces),
+        (
+            owner_id,
+            sha256,
+            filename,
+            media_type,
+            size,
+            Jsonb(metadata or {}),
+            callback_url,
+            external_id,
+            replaces,
+        ),
     ).fetchone()
     if created is not None:
         return created, True
@@ -82,7 +91,9 @@ def get(conn: psycopg.Connection, document_id: UUID, *, owner_id: int | None = N
     ).fetchone()
 
 
-def list_for_owner(conn: psycopg.Connection, owner_id: int, *, limit: int = 100, offset: int = 0) -> list[Document]:
+def list_for_owner(
+    conn: psycopg.Connection, owner_id: int, *, limit: int = 100, offset: int = 0
+) -> list[Document]:
     cur = conn.cursor(row_factory=class_row(Document))
     return cur.execute(
         f"SELECT {COLUMNS} FROM documents WHERE owner_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
@@ -106,7 +117,9 @@ def set_status(conn: psycopg.Connection, document_id: UUID, status: str, *, erro
     )
 
 
-def set_parsed(conn: psycopg.Connection, document_id: UUID, *, parser: str, pages: int | None, partial: bool) -> None:
+def set_parsed(
+    conn: psycopg.Connection, document_id: UUID, *, parser: str, pages: int | None, partial: bool
+) -> None:
     conn.execute(
         "UPDATE documents SET parser = %s, pages = %s, partial = %s, updated_at = now() WHERE id = %s",
         (parser, pages, partial, document_id),

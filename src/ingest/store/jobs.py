@@ -57,7 +57,9 @@ def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Job]:
 
 
 def create(conn: psycopg.Connection, document_id: UUID) -> Job:
-    return one(_cur(conn).execute(f"INSERT INTO jobs (document_id) VALUES (%s) RETURNING {COLUMNS}", (document_id,)))
+    return one(
+        _cur(conn).execute(f"INSERT INTO jobs (document_id) VALUES (%s) RETURNING {COLUMNS}", (document_id,))
+    )
 
 
 def get(conn: psycopg.Connection, job_id: UUID, *, owner_id: int | None = None) -> Job | None:
@@ -78,7 +80,8 @@ def latest_for_document(conn: psycopg.Connection, document_id: UUID) -> Job | No
     return (
         _cur(conn)
         .execute(
-            f"SELECT {COLUMNS} FROM jobs WHERE document_id = %s ORDER BY created_at DESC LIMIT 1", (document_id,)
+            f"SELECT {COLUMNS} FROM jobs WHERE document_id = %s ORDER BY created_at DESC LIMIT 1",
+            (document_id,),
         )
         .fetchone()
     )
@@ -195,11 +198,13 @@ def lock(conn: psycopg.Connection, job_id: UUID) -> Job | None:
 
 def record_progress(conn: psycopg.Connection, job_id: UUID, document_id: UUID) -> tuple[int, int]:
     """Recount embedded chunks from the chunks themselves (idempotent); return (done, total)."""
-    row = one(conn.execute(
-        "UPDATE jobs SET chunks_done = (SELECT count(*) FROM chunks WHERE document_id = %s AND space_id IS NOT NULL),"
-        " updated_at = now() WHERE id = %s RETURNING chunks_done, coalesce(chunks_total, 0)",
-        (document_id, job_id),
-    ))
+    row = one(
+        conn.execute(
+            "UPDATE jobs SET chunks_done = (SELECT count(*) FROM chunks WHERE document_id = %s AND space_id IS NOT NULL),"
+            " updated_at = now() WHERE id = %s RETURNING chunks_done, coalesce(chunks_total, 0)",
+            (document_id, job_id),
+        )
+    )
     return row[0], row[1]
 
 
@@ -255,11 +260,13 @@ def count_by_status(conn: psycopg.Connection) -> dict[str, int]:
 def backlog(conn: psycopg.Connection) -> tuple[int, int, int]:
     """Work not yet embedded, over every queued or running job: (chunks still without a vector in the
     jobs already chunked, how many jobs those are, how many jobs are not chunked yet)."""
-    row = one(conn.execute(
-        "SELECT coalesce(sum(chunks_total - chunks_done) FILTER (WHERE chunks_total IS NOT NULL), 0),"
-        " count(*) FILTER (WHERE chunks_total IS NOT NULL), count(*) FILTER (WHERE chunks_total IS NULL)"
-        " FROM jobs WHERE status IN ('queued', 'running')"
-    ))
+    row = one(
+        conn.execute(
+            "SELECT coalesce(sum(chunks_total - chunks_done) FILTER (WHERE chunks_total IS NOT NULL), 0),"
+            " count(*) FILTER (WHERE chunks_total IS NOT NULL), count(*) FILTER (WHERE chunks_total IS NULL)"
+            " FROM jobs WHERE status IN ('queued', 'running')"
+        )
+    )
     return int(row[0]), int(row[1]), int(row[2])
 
 

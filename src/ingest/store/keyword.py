@@ -97,8 +97,10 @@ def plan(terms: Sequence[Term], chunks: int) -> Plan | None:
     if not present:
         return None
     rare = [t for t in present if t.df < DF_CAP]
-    match = " | ".join(tsquery_literal(t.lexeme) for t in rare) if rare else " & ".join(
-        tsquery_literal(t.lexeme) for t in present
+    match = (
+        " | ".join(tsquery_literal(t.lexeme) for t in rare)
+        if rare
+        else " & ".join(tsquery_literal(t.lexeme) for t in present)
     )
     weights: dict[int, float] = {}
     for t in present:  # two lexemes may share a dimension: their weights add, as the chunks' do
@@ -113,7 +115,8 @@ CANDIDATE_CAP = 2000
 _RANKED = (
     "SELECT " + ROW + ", -(c.search_weights <#> %(weights)s::sparsevec) AS score FROM ("
     " SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id"
-    " WHERE c.search_terms @@ %(match)s::tsquery AND c.space_id = %(space)s AND " + VISIBLE
+    " WHERE c.search_terms @@ %(match)s::tsquery AND c.space_id = %(space)s AND "
+    + VISIBLE
     + " LIMIT %(cap)s) m JOIN chunks c ON c.id = m.id JOIN documents d ON d.id = c.document_id"
     " ORDER BY score DESC, c.id LIMIT %(k)s"
 )

@@ -38,7 +38,9 @@ class Hit:
     filename: str
     text: str
     score: float
-    metadata: dict[str, Any]  # the upload's, with the chunk's own (page_start, page_end, heading_path) over it
+    metadata: dict[
+        str, Any
+    ]  # the upload's, with the chunk's own (page_start, page_end, heading_path) over it
 
     @property
     def page_start(self) -> int | None:
@@ -76,8 +78,13 @@ _DIRECT = (
     " " + _JOIN + " WHERE " + VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
 )
 _FILTERED = (
-    "SELECT * FROM (SELECT " + ROW + ", v.embedding <=> %(q)s AS distance FROM {t} v " + _JOIN
-    + " WHERE " + VISIBLE + " ORDER BY v.embedding <=> %(q)s LIMIT %(k)s) hits ORDER BY distance"
+    "SELECT * FROM (SELECT "
+    + ROW
+    + ", v.embedding <=> %(q)s AS distance FROM {t} v "
+    + _JOIN
+    + " WHERE "
+    + VISIBLE
+    + " ORDER BY v.embedding <=> %(q)s LIMIT %(k)s) hits ORDER BY distance"
 )
 # binary spaces: the index orders by Hamming distance between quantizations; the `m` nearest so are
 # re-ranked by the exact distance.
@@ -89,9 +96,13 @@ _DIRECT_BINARY = (
 )
 _FILTERED_BINARY = (
     "SELECT " + ROW + ", v.distance FROM ("
-    " SELECT v.chunk_id, v.embedding <=> %(q)s AS distance FROM {t} v " + _JOIN
-    + " WHERE " + VISIBLE + " ORDER BY {bits} <~> {qbits} LIMIT %(m)s) v "
-    + _JOIN + " ORDER BY v.distance LIMIT %(k)s"
+    " SELECT v.chunk_id, v.embedding <=> %(q)s AS distance FROM {t} v "
+    + _JOIN
+    + " WHERE "
+    + VISIBLE
+    + " ORDER BY {bits} <~> {qbits} LIMIT %(m)s) v "
+    + _JOIN
+    + " ORDER BY v.distance LIMIT %(k)s"
 )
 
 
@@ -101,11 +112,19 @@ _FILTERED_BINARY = (
 _DIRECT_EXACT = (
     "SELECT " + ROW + ", v.distance FROM ("
     " SELECT chunk_id, (embedding <=> %(q)s) + 0 AS distance FROM {t} ORDER BY 2 LIMIT %(n)s) v "
-    + _JOIN + " WHERE " + VISIBLE + " ORDER BY v.distance LIMIT %(k)s"
+    + _JOIN
+    + " WHERE "
+    + VISIBLE
+    + " ORDER BY v.distance LIMIT %(k)s"
 )
 _FILTERED_EXACT = (
-    "SELECT " + ROW + ", (v.embedding <=> %(q)s) + 0 AS distance FROM {t} v " + _JOIN
-    + " WHERE " + VISIBLE + " ORDER BY distance LIMIT %(k)s"
+    "SELECT "
+    + ROW
+    + ", (v.embedding <=> %(q)s) + 0 AS distance FROM {t} v "
+    + _JOIN
+    + " WHERE "
+    + VISIBLE
+    + " ORDER BY distance LIMIT %(k)s"
 )
 
 
@@ -205,7 +224,9 @@ def scope_params(
     return {"owner": owner_id, "ids": list(document_ids or []), "meta": Jsonb(metadata or {})}
 
 
-def scope_filter(document_ids: Sequence[UUID] | None, metadata: dict[str, Any] | None = None) -> sql.Composable:
+def scope_filter(
+    document_ids: Sequence[UUID] | None, metadata: dict[str, Any] | None = None
+) -> sql.Composable:
     """The caller's filters, for VISIBLE's `{ids}`: chosen documents, and upload metadata containing an object."""
     parts = []
     if document_ids:

@@ -43,18 +43,22 @@ def count(conn: psycopg.Connection) -> int:
 
 
 def count_for(conn: psycopg.Connection, document_id: UUID) -> int:
-    return scalar(conn.execute(
-        "SELECT count(*) FROM chunks WHERE document_id = %s AND awaiting_upgrade", (document_id,)
-    ))
+    return scalar(
+        conn.execute(
+            "SELECT count(*) FROM chunks WHERE document_id = %s AND awaiting_upgrade", (document_id,)
+        )
+    )
 
 
 def count_for_job(conn: psycopg.Connection, job_id: UUID) -> int:
     """`count_for` the job's document, in one statement (0 when there is no such job)."""
-    return scalar(conn.execute(
-        "SELECT count(*) FROM jobs j JOIN chunks c ON c.document_id = j.document_id"
-        " WHERE j.id = %s AND c.awaiting_upgrade",
-        (job_id,),
-    ))
+    return scalar(
+        conn.execute(
+            "SELECT count(*) FROM jobs j JOIN chunks c ON c.document_id = j.document_id"
+            " WHERE j.id = %s AND c.awaiting_upgrade",
+            (job_id,),
+        )
+    )
 
 
 def next_batch(conn: psycopg.Connection, limit: int) -> Batch | None:

@@ -25,12 +25,14 @@ def ensure_user(conn: psycopg.Connection, name: str, *, is_admin: bool = False) 
     name = name.strip()
     if not name:
         raise ValueError("user name must not be empty")
-    row = one(conn.execute(
-        "INSERT INTO users (name, is_admin) VALUES (%s, %s)"
-        " ON CONFLICT (name) DO UPDATE SET is_admin = users.is_admin OR EXCLUDED.is_admin"
-        " RETURNING id, name, is_admin",
-        (name, is_admin),
-    ))
+    row = one(
+        conn.execute(
+            "INSERT INTO users (name, is_admin) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET is_admin = users.is_admin OR EXCLUDED.is_admin"
+            " RETURNING id, name, is_admin",
+            (name, is_admin),
+        )
+    )
     return User(*row)
 
 

@@ -69,11 +69,13 @@ def ensure_space(
         space = find_space(conn, model, dimensions)
         if space is not None:
             return space
-        space_id = scalar(conn.execute(
-            "INSERT INTO embedding_spaces (model, dimensions, simulated, table_name, index_kind)"
-            " VALUES (%s, %s, %s, '', %s) RETURNING id",
-            (model, dimensions, simulated, index_kind),
-        ))
+        space_id = scalar(
+            conn.execute(
+                "INSERT INTO embedding_spaces (model, dimensions, simulated, table_name, index_kind)"
+                " VALUES (%s, %s, %s, '', %s) RETURNING id",
+                (model, dimensions, simulated, index_kind),
+            )
+        )
         name = f"vectors_{space_id}"
         conn.execute("UPDATE embedding_spaces SET table_name = %s WHERE id = %s", (name, space_id))
         # Vectors stay in the row while it fits a page: at the default target (2 kB) a 1536-d halfvec went
@@ -121,7 +123,9 @@ def get_space(conn: psycopg.Connection, space_id: int) -> Space | None:
 
 def estimated_rows(conn: psycopg.Connection, space: Space) -> int | None:
     """The space's vector count by its statistics (ANALYZE, autovacuum, an index build); None before any."""
-    row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (space.table_name,)).fetchone()
+    row = conn.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (space.table_name,)
+    ).fetchone()
     return None if row is None or row[0] < 0 else int(row[0])
 
 
@@ -132,16 +136,19 @@ def deferred_space_ids(conn: psycopg.Connection) -> list[int]:
 def deferred_seconds(conn: psycopg.Connection, space_id: int) -> float | None:
     """How long the space's index has been deferred, by the database's clock; None: it is live."""
     row = conn.execute(
-        "SELECT extract(epoch FROM now() - index_deferred_at) FROM embedding_spaces WHERE id = %s", (space_id,)
+        "SELECT extract(epoch FROM now() - index_deferred_at) FROM embedding_spaces WHERE id = %s",
+        (space_id,),
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
 
 def rows_up_to(conn: psycopg.Connection, space: Space, limit: int) -> int:
     """The space's vector count, counted no further than `limit` (a bound, not a full count)."""
-    return scalar(conn.execute(
-        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {t} LIMIT %s) s").format(t=space.table), (limit,)
-    ))
+    return scalar(
+        conn.execute(
+            sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {t} LIMIT %s) s").format(t=space.table), (limit,)
+        )
+    )
 
 
 def lock_index(conn: psycopg.Connection, space: Space) -> Space:
@@ -157,10 +164,12 @@ def defer_index(conn: psycopg.Connection, space: Space) -> Space:
     read the table exactly; the drop waits for the searches and writes already running."""
     space = lock_index(conn, space)
     if not space.index_deferred:
-        since = scalar(conn.execute(
-            "UPDATE embedding_spaces SET index_deferred_at = now() WHERE id = %s RETURNING index_deferred_at",
-            (space.id,),
-        ))
+        since = scalar(
+            conn.execute(
+                "UPDATE embedding_spaces SET index_deferred_at = now() WHERE id = %s RETURNING index_deferred_at",
+                (space.id,),
+            )
+        )
         conn.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=sql.Identifier(f"{space.table_name}_hnsw")))
         space = replace(space, index_deferred_at=since)
     return space

@@ -14,7 +14,12 @@ log = structlog.get_logger(__name__)
 
 class JobFailures(Middleware):
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, *, result: object = None, exception=None
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: object = None,
+        exception=None,
     ) -> None:
         if exception is None or not message.failed:
             return

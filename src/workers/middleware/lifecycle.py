@@ -55,18 +55,20 @@ def record_delivery(rt: Runtime, message_id: str, job_id: str) -> Delivery:
     """Count one delivery of the message and read who its job belongs to (one round trip: a single
     statement, committed on its own, so no BEGIN and COMMIT around it)."""
     with autocommit(rt.pool, timeout=LOOKUP_TIMEOUT_S) as conn:
-        row = one(conn.execute(
-            "WITH counted AS ("
-            " INSERT INTO message_deliveries (message_id, deliveries) VALUES (%(message)s, 1)"
-            " ON CONFLICT (message_id) DO UPDATE"
-            "  SET deliveries = message_deliveries.deliveries + 1, last_at = now()"
-            " RETURNING deliveries)"
-            " SELECT counted.deliveries, d.id::text, u.name, d.owner_id FROM counted"
-            " LEFT JOIN jobs j ON j.id = %(job)s::uuid"
-            " LEFT JOIN documents d ON d.id = j.document_id"
-            " LEFT JOIN users u ON u.id = d.owner_id",
-            {"message": message_id, "job": job_id},
-        ))
+        row = one(
+            conn.execute(
+                "WITH counted AS ("
+                " INSERT INTO message_deliveries (message_id, deliveries) VALUES (%(message)s, 1)"
+                " ON CONFLICT (message_id) DO UPDATE"
+                "  SET deliveries = message_deliveries.deliveries + 1, last_at = now()"
+                " RETURNING deliveries)"
+                " SELECT counted.deliveries, d.id::text, u.name, d.owner_id FROM counted"
+                " LEFT JOIN jobs j ON j.id = %(job)s::uuid"
+                " LEFT JOIN documents d ON d.id = j.document_id"
+                " LEFT JOIN users u ON u.id = d.owner_id",
+                {"message": message_id, "job": job_id},
+            )
+        )
     return Delivery(*row)
 
 

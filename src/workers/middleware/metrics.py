@@ -110,7 +110,9 @@ def queue_depths(broker: dramatiq.Broker) -> dict[str, QueueDepth]:
     if isinstance(broker, StubBroker):
         stub = broker
         return {
-            q: QueueDepth(stub.queues[q].qsize(), stub.queues[dq_name(q)].qsize(), len(stub.dead_letters_by_queue[q]))
+            q: QueueDepth(
+                stub.queues[q].qsize(), stub.queues[dq_name(q)].qsize(), len(stub.dead_letters_by_queue[q])
+            )
             for q in queues
         }
     from dramatiq.brokers.redis import RedisBroker
@@ -142,7 +144,11 @@ class QueueCollector(Collector):
             return
         families = (
             ("ingest_queue_messages", "Messages waiting in the broker's queue.", "ready"),
-            ("ingest_queue_delayed_messages", "Messages waiting for their time (retries, deferrals).", "delayed"),
+            (
+                "ingest_queue_delayed_messages",
+                "Messages waiting for their time (retries, deferrals).",
+                "delayed",
+            ),
             ("ingest_dead_letter_messages", "Given-up messages kept in the dead-letter queue.", "dead"),
         )
         for name, doc, field in families:
