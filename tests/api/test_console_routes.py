@@ -79,7 +79,7 @@ def test_cost_per_day_is_the_users_own_and_the_whole_deployment_for_an_admin(
     assert all(a == "0.000000" for d in theirs["days"] for a in d["simulated_usd"].values())
 
     everything = client.get("/v1/costs/days", headers=admin).json()
-    assert everything["scope"] == "all" and len(everything["days"]) == 30
+    assert everything["scope"] == "deployment" and len(everything["days"]) == 30
     assert everything["days"][-1]["simulated_usd"] == today["simulated_usd"]
     assert client.get("/v1/costs/days?days=0", headers=ada).status_code == 400
     assert client.get("/v1/costs/days?days=367", headers=ada).status_code == 400
@@ -109,7 +109,9 @@ def test_only_an_admin_sets_a_limit_and_a_bad_amount_changes_nothing(client: Tes
     assert (
         report["total"]["limit_usd"] == "2.000000" and report["services"]["openai"]["limit_usd"] == "0.250000"
     )
-    assert client.get("/v1/costs", headers=ada).json()["services"]["openai"]["limit_usd"] == "0.250000"
+    assert client.get("/v1/costs", headers=admin).json()["services"]["openai"]["limit_usd"] == "0.250000"
+    # Limits are the deployment's: a normal key's report is its own documents' costs, without them.
+    assert client.get("/v1/costs", headers=ada).json()["services"]["openai"]["limit_usd"] is None
 
 
 def test_status_shows_modes_circuits_readiness_and_queues_to_an_admin_only(

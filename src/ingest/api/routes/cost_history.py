@@ -38,7 +38,7 @@ class DayCostOut(BaseModel):
 class DaysOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    scope: str = Field(description="`user`: the key's user's documents; `all`: the deployment (admin key).")
+    scope: str = Field(description="`user`: the key's user's documents; `deployment`: the whole deployment (admin key).")
     days: list[DayCostOut] = Field(description="Oldest first, ending with today's budget day.")
 
 
@@ -68,7 +68,7 @@ def cost_days(
     with rt.pool.connection() as conn:
         found = history.daily(conn, rt.router.meter.today(), days, owner_id=owner)
     return DaysOut(
-        scope="user" if owner is not None else "all",
+        scope="user" if owner is not None else "deployment",
         days=[
             DayCostOut(
                 date=d.day.isoformat(),
@@ -97,4 +97,4 @@ def set_limit(body: LimitIn, user: AdminUser, rt: RuntimeDep) -> CostReportOut:
     with rt.pool.connection() as conn:
         ledger.set_limit(conn, service, amount)
     log.info("budget_set", service=service, limit_usd=fmt_usd(amount))
-    return CostReportOut.model_validate(to_json(rt.router.meter.report()))
+    return CostReportOut.model_validate({**to_json(rt.router.meter.report()), "scope": "deployment"})

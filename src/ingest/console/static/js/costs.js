@@ -49,7 +49,7 @@ function budgetForm(onSet) {
 export async function costsPage(root) {
   const [report, history] = await Promise.all([call("GET", "/v1/costs"), call("GET", "/v1/costs/days?days=30")]);
   const today = h("div.scroll", {}, table(report));
-  const scope = history.scope === "all" ? "the whole deployment" : "your documents";
+  const scope = history.scope === "deployment" ? "the whole deployment" : "your documents";
   root.append(
     h("section.card", {}, h("h2", { text: "Costs today" }), today),
     h("section.card", {}, h("h2", { text: "Last 30 days" }),
