@@ -38,7 +38,9 @@ class DayCostOut(BaseModel):
 class DaysOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    scope: str = Field(description="`user`: the key's user's documents; `deployment`: the whole deployment (admin key).")
+    scope: str = Field(
+        description="`user`: the key's user's documents; `deployment`: the whole deployment (admin key)."
+    )
     days: list[DayCostOut] = Field(description="Oldest first, ending with today's budget day.")
 
 
