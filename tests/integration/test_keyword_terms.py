@@ -1,4 +1,4 @@
-"""Keyword search's document frequencies (`keyword_terms`, migration 0014) stay exact and per owner.
+"""Keyword search's document frequencies (`keyword_terms`, migration 0013) stay exact and per owner.
 
 Each check compares the kept counts with a recount from the chunks themselves, after documents are
 ingested through the pipeline, re-ingested as a new version, and deleted, for two owners sharing words."""
