@@ -4,16 +4,12 @@ to the pico-dollar, the price table applied to the usage the stand-ins say they 
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from starlette.types import ASGIApp
 
@@ -35,26 +31,6 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FILES = ("carroll-wonderland.pdf", "carroll-lookingglass.docx", "docker-plugins-volume.md", "Apache-2.0.txt")
 
 
-@contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the stand-ins did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 @pytest.fixture(autouse=True)
 def _no_fault_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
@@ -62,7 +38,9 @@ def _no_fault_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_the_ledger_is_the_price_of_what_the_standins_billed(settings: Settings) -> None:
+def test_the_ledger_is_the_price_of_what_the_standins_billed(
+    settings: Settings, serving: Callable[[ASGIApp], AbstractContextManager[str]]
+) -> None:
     app = server.create_app(FaultPlan())
     with serving(app) as base:
         real = settings.model_copy(

@@ -7,18 +7,16 @@ patched between the SDK and them. Waits are short constructor settings; nothing 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from llama_cloud import LlamaCloud
 from starlette.types import ASGIApp
@@ -47,27 +45,6 @@ GENERATED = {
 }
 SECRET = "whsec-standin-test"
 FAST = LlamaParseFaults(job_delay_s=0.02)
-
-
-@contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +138,9 @@ def assert_facts_on_their_pages(result: LlamaParseResult, name: str) -> None:
         assert norm(fact) in text, f"{fact!r} not on page {page}"
 
 
-def test_pdf_pages_and_facts_match_the_manifest() -> None:
+def test_pdf_pages_and_facts_match_the_manifest(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+) -> None:
     app = create_app(faults=FAST)
     with serving(app) as base:
         result = parse_file(parser(base), "pdf/R-FAQ.pdf", "application/pdf")
@@ -173,7 +152,9 @@ def test_pdf_pages_and_facts_match_the_manifest() -> None:
     assert state.pages_charged == 52
 
 
-def test_other_formats_come_back_in_pages_of_about_3000_chars() -> None:
+def test_other_formats_come_back_in_pages_of_about_3000_chars(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+) -> None:
     name = "md/commander-README.md"
     with serving(create_app(faults=FAST)) as base:
         result = parse_file(parser(base, llamaparse_tier="agentic"), name, "text/markdown")
@@ -184,7 +165,9 @@ def test_other_formats_come_back_in_pages_of_about_3000_chars() -> None:
     assert any(len(block.heading_path) > 1 for block in result.document.blocks)  # headings survive
 
 
-def test_webhook_wakes_the_worker_and_a_duplicate_changes_nothing() -> None:
+def test_webhook_wakes_the_worker_and_a_duplicate_changes_nothing(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+) -> None:
     waiter = EventWaiter()
     hooks = receiver(waiter)
     # A slower job, so the worker is truly waiting when the event comes; each event is sent twice.
@@ -200,7 +183,7 @@ def test_webhook_wakes_the_worker_and_a_duplicate_changes_nothing() -> None:
     assert [e.data.job_id for e in hooks.state.events] == [result.usage.vendor_job_id] * 2
 
 
-def test_a_lost_webhook_only_delays() -> None:
+def test_a_lost_webhook_only_delays(serving: Callable[[ASGIApp], AbstractContextManager[str]]) -> None:
     waiter = EventWaiter()
     hooks = receiver(waiter)
     app = create_app(faults=LlamaParseFaults(job_delay_s=0.02, webhook_lost=1))
@@ -217,7 +200,9 @@ def test_a_lost_webhook_only_delays() -> None:
     assert hooks.state.events == [] and app.state.llamaparse.deliveries == []
 
 
-def test_a_job_that_never_finishes_is_cancelled_and_resubmitted_once() -> None:
+def test_a_job_that_never_finishes_is_cancelled_and_resubmitted_once(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+) -> None:
     app = create_app(faults=LlamaParseFaults(job_delay_s=0.01, stuck_first=1))
     with serving(app) as base:
         result = parse_file(parser(base, job_deadline_s=0.3), FOUR_PAGES, "application/pdf")
@@ -231,14 +216,18 @@ def test_a_job_that_never_finishes_is_cancelled_and_resubmitted_once() -> None:
     assert_facts_on_their_pages(result, FOUR_PAGES)
 
 
-def test_a_file_that_always_fails_is_tried_twice_then_refused() -> None:
+def test_a_file_that_always_fails_is_tried_twice_then_refused(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+) -> None:
     app = create_app(faults=LlamaParseFaults(job_delay_s=0.01, fail_always=1))
     with serving(app) as base, pytest.raises(VendorError, match="failed to parse twice"):
         parse_file(parser(base), FOUR_PAGES, "application/pdf")
     assert [job.status for job in app.state.llamaparse.jobs.values()] == ["FAILED", "FAILED"]
 
 
-def test_thirty_percent_429_and_500_still_completes_once() -> None:
+def test_thirty_percent_429_and_500_still_completes_once(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+) -> None:
     # Seed 15 answers the first upload 429 and the first job creation 500 (the per-route draws of
     # mocks.faults are fixed for a seed), so both the cooldown and the lost-create lookup are exercised.
     plan = FaultPlan(rate_429=0.15, rate_500=0.15, retry_after_s=0.01, seed=15)
@@ -252,14 +241,16 @@ def test_thirty_percent_429_and_500_still_completes_once() -> None:
     assert_facts_on_their_pages(result, FOUR_PAGES)
 
 
-def test_through_the_combined_mock_server() -> None:
+def test_through_the_combined_mock_server(serving: Callable[[ASGIApp], AbstractContextManager[str]]) -> None:
     with serving(server.create_app(FaultPlan())) as base:
         result = parse_file(parser(base, llamaparse_tier="fast"), FOUR_PAGES, "application/pdf")
     assert result.parser == "llamaparse:fast" and result.usage.credits == 4  # fast: 1 credit a page
     assert_facts_on_their_pages(result, FOUR_PAGES)
 
 
-def test_sdk_one_step_upload_and_the_key_check() -> None:
+def test_sdk_one_step_upload_and_the_key_check(
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+) -> None:
     app = create_app(faults=FAST, api_key="llx-right")
     with serving(app) as base:
         client = LlamaCloud(api_key="llx-right", base_url=base, max_retries=0)
