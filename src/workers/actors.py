@@ -27,10 +27,10 @@ QUEUE = "ingest"
 
 def _defer(rt: Runtime, lease: Lease, deferred: JobDeferred) -> None:
     with rt.pool.connection() as conn, conn.transaction():
-        leasing.fence(conn, lease)
-        job = jobs.lock(conn, lease.job_id)
+        job = jobs.lock(conn, lease.job_id)  # document, then job, then (fence) lease: a delete's order
         if job is None or job.final:
             return
+        leasing.fence(conn, lease)
         jobs.defer(conn, job.id, str(deferred), deferred.delay_s)
         documents.set_status(conn, job.document_id, "deferred")
     messages.actor(messages.PARSE_DOCUMENT).send_with_options(

@@ -192,8 +192,10 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
     # committed on its own (no BEGIN and COMMIT round trips around them).
     with autocommit(rt.pool) as conn:
         with conn.transaction():
-            leasing.fence(conn, lease)
             job = jobs.claim(conn, job_id, "parse", by=lease.owner)
+            leasing.fence(
+                conn, lease
+            )  # after the claim: a transaction locks the document, job, lease in that order
         if job is None:
             return []
         doc = documents.get(conn, job.document_id)
@@ -205,8 +207,8 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
             jobs.set_stage(conn, job.id, "embed")
             if not missing:
                 with conn.transaction():
-                    leasing.fence(conn, lease)
                     finish_if_done(conn, job.id)
+                    leasing.fence(conn, lease)
             return batches(missing, rt.settings.embed_batch_chunks)
         recorded = jobs.vendor_submission(conn, job.id)  # a vendor job an earlier delivery made
 
@@ -253,8 +255,9 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
     if not pieces:
         raise UnreadableDocument("no text could be extracted from the document")
     with rt.pool.connection() as conn, conn.transaction():
-        leasing.fence(conn, lease)
-        if not jobs.is_running(conn, job_id):  # holds the document: a delete waits, or went first
+        running = jobs.is_running(conn, job_id)  # holds the document: a delete waits, or went first
+        leasing.fence(conn, lease)  # after the document: the order a delete's cascade locks them in
+        if not running:
             return []
         chunks.replace(conn, doc.id, pieces)
         documents.set_parsed(
@@ -309,8 +312,9 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
         pending = chunks.pending_in_range(conn, job.document_id, first, last)
     if not pending:
         with rt.pool.connection() as conn, conn.transaction():
+            done = finish_if_done(conn, job_id)
             leasing.fence(conn, lease)
-            return finish_if_done(conn, job_id)
+            return done
     meter: Meter = rt.router.meter
     key = f"{job.document_id}:embed:{first}-{last}"
     embedder = rt.router.embedder().client
@@ -360,8 +364,11 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
             )
     space = indexing.before_write(rt, space)  # a large backlog loads without index maintenance
     with rt.pool.connection() as conn, conn.transaction():
-        leasing.fence(conn, lease)  # another worker took the batch over: this one stores nothing
-        if not jobs.is_running(conn, job_id):
+        running = jobs.is_running(conn, job_id)
+        # After the document is held (a delete's cascade locks document, job, lease in that order): another
+        # worker took the batch over, so this one stores nothing.
+        leasing.fence(conn, lease)
+        if not running:
             # The job failed (its chunks deleted) or went while this batch embedded: nothing to store.
             return False
         saved = _store(conn, space, pending, hits, misses, result)
