@@ -79,17 +79,26 @@ def database_url(pg_server: str, template_db: str) -> Iterator[str]:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-def ingest_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Environment of a user running the product against the test database, with a clean home."""
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's settings or touches their data: the product's variables are cleared
+    and INGEST_HOME is a folder of the test's own (a test that forgot `ingest_env` once migrated the
+    home database of whoever ran the suite)."""
     for name in list(os.environ):
         if name.startswith("INGEST_") or name in (
+            "DATABASE_URL",
             "REDIS_URL",
             "RABBITMQ_URL",
             "OPENAI_API_KEY",
             "LLAMA_CLOUD_API_KEY",
         ):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INGEST_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def ingest_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment of a user running the product against the test database, with a clean home."""
     env = {"INGEST_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)

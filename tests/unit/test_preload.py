@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 # Builds the worker as `ingest worker` and the in-process workers do, and records, in a middleware hook
 # that runs after the preload and before Dramatiq starts any worker thread, which modules are loaded.
@@ -33,12 +34,12 @@ print(json.dumps(seen))
 """
 
 
-def probe(**env: str) -> dict[str, list[str]]:
+def probe(home: Path, **env: str) -> dict[str, list[str]]:
     clean = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "LLAMA_CLOUD_API_KEY")}
     clean = {k: v for k, v in clean.items() if not k.startswith(("INGEST_", "REDIS_", "RABBITMQ_"))}
     out = subprocess.run(
         [sys.executable, "-c", PROBE],
-        env={**clean, **env},
+        env={**clean, "INGEST_HOME": str(home), **env},
         capture_output=True,
         text=True,
         check=True,
@@ -47,8 +48,8 @@ def probe(**env: str) -> dict[str, list[str]]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_the_vendor_clients_and_their_http_stacks_load_before_the_threads() -> None:
-    seen = probe(OPENAI_API_KEY="sk-preload-test-0001", LLAMA_CLOUD_API_KEY="llx-preload-test-0001")
+def test_the_vendor_clients_and_their_http_stacks_load_before_the_threads(tmp_path: Path) -> None:
+    seen = probe(tmp_path, OPENAI_API_KEY="sk-preload-test-0001", LLAMA_CLOUD_API_KEY="llx-preload-test-0001")
     assert "openai" not in seen["before"] and "llama_cloud" not in seen["before"]
     assert set(seen["at_boot"]) == {
         "httpx",
@@ -60,7 +61,7 @@ def test_the_vendor_clients_and_their_http_stacks_load_before_the_threads() -> N
     assert seen["worker_threads"] == []
 
 
-def test_a_client_without_its_key_is_not_loaded() -> None:
-    seen = probe()
+def test_a_client_without_its_key_is_not_loaded(tmp_path: Path) -> None:
+    seen = probe(tmp_path)
     assert "httpx" in seen["at_boot"]
     assert "openai" not in seen["at_boot"] and "llama_cloud" not in seen["at_boot"]

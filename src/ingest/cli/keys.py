@@ -30,6 +30,8 @@ def create(
     ] = False,
 ) -> None:
     """Print a new API key for USER. It is shown once: store it now."""
+    if not user.strip():
+        raise ValueError("user name must not be empty")
     with runtime() as rt, rt.pool.connection() as conn, conn.transaction():
         owner = ensure_user(conn, user, is_admin=admin)
         key = create_key(conn, owner)
