@@ -274,7 +274,7 @@ def backlog(conn: psycopg.Connection) -> tuple[int, int, int]:
 def document_sizes(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> dict[UUID, int]:
     """The size in bytes of each job's document."""
     rows = conn.execute(
-        "SELECT j.id, d.size FROM jobs j JOIN documents d ON d.id = j.document_id WHERE j.id = ANY(%s)",
+        "SELECT j.id, d.bytes FROM jobs j JOIN documents d ON d.id = j.document_id WHERE j.id = ANY(%s)",
         (list(job_ids),),
     ).fetchall()
     return {job_id: size for job_id, size in rows}
