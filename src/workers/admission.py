@@ -78,7 +78,11 @@ def _grouped(rt: Runtime, job_ids: list[UUID]) -> list[list[UUID]]:
         return [[job_id] for job_id in job_ids]
     with autocommit(rt.pool) as conn:  # one read
         sizes = jobs.document_sizes(conn, job_ids)
-    return plan([Sized(job_id, sizes.get(job_id, 0)) for job_id in job_ids], limit)
+    sized = [Sized(job_id, sizes.get(job_id, 0)) for job_id in job_ids]
+    # A batch runs on one thread: the jobs admitted get the worker threads' share that their slots are of
+    # the user's (all of them at a fresh start; one message for the slots one finished batch frees).
+    share = round(rt.settings.worker_threads * len(job_ids) / rt.settings.user_active_jobs)
+    return plan(sized, limit, spread=max(1, share))
 
 
 def admit_everyone(rt: Runtime) -> int:

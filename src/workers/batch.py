@@ -85,15 +85,19 @@ class _Call:
 
 def run_batch(rt: Runtime, job_ids: Sequence[UUID]) -> list[UUID]:
     """Take the jobs through parse, chunk and embed together; return the jobs this batch completed."""
-    held: dict[UUID, Lease] = {}
+    held = leasing.take_many(rt, job_ids, PARSE)
+    for job_id in set(job_ids) - set(held):
+        log.info(
+            "stage_skipped", job_id=str(job_id), unit=PARSE, reason="another live worker holds its lease"
+        )
     try:
         parsed = [lease for job_id in job_ids if (lease := _parsed(rt, job_id, held)) is not None]
         done = _embedded(rt, parsed, held) if parsed else []
     finally:
-        for lease in held.values():
-            leasing.release(rt, lease)
+        leasing.release(rt, *held.values())
+    if done:
+        leasing.drop_queued(rt, *done)
     for job_id in done:
-        leasing.drop_queued(rt, job_id)
         upgrade.after_job(rt, job_id)
     return done
 
@@ -110,13 +114,9 @@ def _hand_off(rt: Runtime, held: dict[UUID, Lease], job_id: UUID, failed: BaseEx
 
 def _parsed(rt: Runtime, job_id: UUID, held: dict[UUID, Lease]) -> Lease | None:
     """Parse and chunk one document of the batch under its lease; its lease when it has chunks to embed."""
-    lease = leasing.take(rt, job_id, PARSE)
+    lease = held.get(job_id)
     if lease is None:
-        log.info(
-            "stage_skipped", job_id=str(job_id), unit=PARSE, reason="another live worker holds its lease"
-        )
         return None
-    held[job_id] = lease
     try:
         with stops_if_deleted(rt, job_id):
             return lease if parse_stage(rt, job_id, lease) else None

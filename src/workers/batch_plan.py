@@ -20,9 +20,11 @@ class Sized:
     size: int  # the document's bytes
 
 
-def plan(documents: Sequence[Sized], max_tokens: int) -> list[list[UUID]]:
+def plan(documents: Sequence[Sized], max_tokens: int, *, spread: int = 1) -> list[list[UUID]]:
     """Group jobs into messages, in order: small documents together up to `max_tokens` (estimated from
-    their size); a document estimated above half of it goes alone, and every one does when it is 0."""
+    their size), and in at least `spread` messages when there are that many documents (so as many workers
+    share them); a document estimated above half of `max_tokens` goes alone, and every one does at 0."""
+    most = max(1, -(-len(documents) // max(1, spread)))  # documents per message, at most
     groups: list[list[UUID]] = []
     current: list[UUID] = []
     tokens = 0
@@ -31,7 +33,7 @@ def plan(documents: Sequence[Sized], max_tokens: int) -> list[list[UUID]]:
         if max_tokens == 0 or estimate > max_tokens // 2:
             groups.append([doc.job_id])
             continue
-        if current and tokens + estimate > max_tokens:
+        if current and (tokens + estimate > max_tokens or len(current) == most):
             groups.append(current)
             current, tokens = [], 0
         current.append(doc.job_id)

@@ -14,6 +14,12 @@ def test_small_documents_go_together_up_to_the_token_budget_in_order() -> None:
     assert groups == [[d.job_id for d in docs[i : i + 2]] for i in range(0, 10, 2)]
 
 
+def test_documents_spread_over_as_many_messages_as_asked_when_there_are_enough() -> None:
+    docs = [Sized(uuid4(), 10) for _ in range(10)]
+    assert [len(g) for g in plan(docs, max_tokens=1_000, spread=4)] == [3, 3, 3, 1]
+    assert [len(g) for g in plan(docs[:2], max_tokens=1_000, spread=4)] == [1, 1]
+
+
 def test_a_large_document_goes_alone_and_zero_sends_every_one_alone() -> None:
     small, large, after = (Sized(uuid4(), n * BYTES_PER_TOKEN) for n in (100, 600, 100))
     assert plan([small, large, after], max_tokens=1_000) == [[large.job_id], [small.job_id, after.job_id]]

@@ -4,6 +4,7 @@ the database's clock."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -103,17 +104,27 @@ def renew(conn: psycopg.Connection, owner: str, held: list[Lease], lease_s: floa
     return cur.rowcount
 
 
-def release(conn: psycopg.Connection, lease: Lease) -> None:
-    """The unit is done (or given up to Dramatiq's retries): the lease goes, if it is still this one."""
+def release(conn: psycopg.Connection, *leases: Lease) -> None:
+    """The units are done (or given up to Dramatiq's retries): each lease goes, if it is still this one."""
+    if not leases:
+        return
     conn.execute(
-        "DELETE FROM job_leases WHERE job_id = %s AND unit = %s AND owner = %s AND generation = %s",
-        (lease.job_id, lease.unit, lease.owner, lease.generation),
+        "DELETE FROM job_leases l USING unnest(%s::uuid[], %s::text[], %s::text[], %s::bigint[])"
+        " AS r(job_id, unit, owner, generation) WHERE (l.job_id, l.unit, l.owner, l.generation)"
+        " = (r.job_id, r.unit, r.owner, r.generation)",
+        (
+            [lease.job_id for lease in leases],
+            [lease.unit for lease in leases],
+            [lease.owner for lease in leases],
+            [lease.generation for lease in leases],
+        ),
     )
 
 
-def drop(conn: psycopg.Connection, job_id: UUID, unit: str) -> None:
-    """Forget the unit's lease whoever holds it (a message taken up: it no longer waits anywhere)."""
-    conn.execute("DELETE FROM job_leases WHERE job_id = %s AND unit = %s", (job_id, unit))
+def drop(conn: psycopg.Connection, job_id: UUID | Sequence[UUID], unit: str) -> None:
+    """Delete the jobs' lease on `unit`, whoever holds it."""
+    ids = [job_id] if isinstance(job_id, UUID) else list(job_id)
+    conn.execute("DELETE FROM job_leases WHERE job_id = ANY(%s) AND unit = %s", (ids, unit))
 
 
 def expire(conn: psycopg.Connection, owner: str) -> int:
