@@ -87,9 +87,10 @@ def test_a_folder_of_small_files_shares_messages_and_embedding_requests(
     embeds = [(doc, usage) for doc, service, _, _, _, usage in rows if service == "openai"]
     # One embedding charge per document (its share of the shared call), covering exactly its chunks' tokens.
     assert sorted(doc for doc, _ in embeds) == sorted(states)
-    # The user's 32 admitted jobs went as one message and one embedding request, the other 8 as another.
-    assert sum(usage["requests"] for _, usage in embeds) == 2
-    assert batch_messages == 2
+    # The user's 32 admitted jobs went as 4 messages (one per worker thread), the 8 left as a fifth; each
+    # message sent one embedding request for all its documents.
+    assert batch_messages == 5
+    assert sum(usage["requests"] for _, usage in embeds) == batch_messages
 
 
 def test_a_bad_file_inside_a_batch_fails_alone_with_its_reason(
