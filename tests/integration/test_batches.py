@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import pytest
 from typer.testing import CliRunner
 
@@ -23,6 +24,7 @@ from ingest.services.submit import Submitted, submit_files
 from ingest.store.users import ensure_user
 from router.decide import Mode
 from tests import hostile_inputs
+from workers import messages
 from workers.inprocess import serving
 from workers.runtime import Runtime
 
@@ -199,3 +201,33 @@ def test_a_search_during_a_bulk_load_never_sees_a_half_stored_document(
                 searcher.join()
     assert seen, "no search ran while loading"
     assert all(total > 0 and embedded == total for _, total, embedded in seen)
+
+
+def test_a_batch_delivered_a_third_time_goes_on_as_its_documents_own_messages(
+    settings: Settings, tmp_path: Path
+) -> None:
+    paths = write_small(tmp_path / "notes", 6)
+    with Runtime.open(settings) as rt:
+        with rt.pool.connection() as conn:
+            user = ensure_user(conn, "ada")
+        submitted = [s for s in submit_files(rt, paths, user=user) if isinstance(s, Submitted)]
+        job_ids = [str(s.job_id) for s in submitted]
+        message = dramatiq.Message(
+            queue_name="ingest", actor_name="ingest_batch", args=(job_ids,), kwargs={}, options={}
+        )
+        with rt.pool.connection() as conn:  # its worker died under it twice already
+            conn.execute(
+                "INSERT INTO message_deliveries (message_id, deliveries) VALUES (%s, 2)",
+                (message.message_id,),
+            )
+        with serving(rt, threads=2):  # a fresh in-process broker: only this message is on it
+            messages.started_broker().enqueue(message)
+            wait_for(rt, lambda s: s == "completed", len(paths))
+        with rt.pool.connection() as conn:
+            deliveries = dict(
+                conn.execute("SELECT message_id, deliveries FROM message_deliveries").fetchall()
+            )
+            attempts = {a for (a,) in conn.execute("SELECT attempts FROM jobs")}
+    assert deliveries.pop(message.message_id) == 3  # taken up once more, and split instead of run
+    assert len(deliveries) >= len(paths)  # each document's own parse_document (and its embed_chunks)
+    assert attempts == {1}  # each document claimed once: by its own message, not by the batch
