@@ -92,7 +92,12 @@ def run_batch(rt: Runtime, job_ids: Sequence[UUID]) -> list[UUID]:
         )
     try:
         parsed = [lease for job_id in job_ids if (lease := _parsed(rt, job_id, held)) is not None]
-        done = _embedded(rt, parsed, held) if parsed else []
+        try:
+            done = _embedded(rt, parsed, held) if parsed else []
+        except Exception as failed:  # noqa: BLE001  (a deadlock victim, the database away: each goes alone)
+            for lease in parsed:
+                _hand_off(rt, held, lease.job_id, failed)
+            done = []
     finally:
         leasing.release(rt, *held.values())
     if done:

@@ -158,5 +158,6 @@ def renew(rt: Runtime) -> int:
     with autocommit(rt.pool) as conn:
         renewed = store.renew(conn, rt.leases.owner, held, rt.settings.lease_s)
     if renewed < len(held):
-        log.warning("leases_lost", held=len(held), renewed=renewed)
+        # Lost (taken over), or locked by a transaction of this process this beat (renewed next beat).
+        log.info("leases_not_renewed", held=len(held), renewed=renewed)
     return renewed

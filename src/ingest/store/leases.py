@@ -85,14 +85,17 @@ def holds(conn: psycopg.Connection, lease: Lease) -> bool:
 
 def renew(conn: psycopg.Connection, owner: str, held: list[Lease], lease_s: float) -> int:
     """Push back the expiry of every lease in `held` that is still the owner's (one statement); return
-    how many were."""
+    how many were. A lease a transaction has locked right now (a batch fencing or taking several) is
+    skipped until the next beat: waiting for it while holding others could deadlock with that transaction."""
     if not held:
         return 0
     cur = conn.execute(
-        "UPDATE job_leases l SET expires_at = now() + make_interval(secs => %(lease)s), renewed_at = now()"
-        " FROM unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[]) AS h(job_id, unit, generation)"
-        " WHERE l.job_id = h.job_id AND l.unit = h.unit AND l.generation = h.generation"
-        " AND l.owner = %(owner)s",
+        "WITH h AS (SELECT l.job_id, l.unit FROM job_leases l"
+        " JOIN unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[]) AS h(job_id, unit, generation)"
+        " ON l.job_id = h.job_id AND l.unit = h.unit AND l.generation = h.generation"
+        " WHERE l.owner = %(owner)s ORDER BY l.job_id, l.unit FOR UPDATE OF l SKIP LOCKED)"
+        " UPDATE job_leases l SET expires_at = now() + make_interval(secs => %(lease)s), renewed_at = now()"
+        " FROM h WHERE l.job_id = h.job_id AND l.unit = h.unit",
         {
             "lease": lease_s,
             "owner": owner,
