@@ -21,7 +21,6 @@ from workers.middleware.context import current_runtime
 from workers.pipeline import JobDeferred, defer_job, embed_stage, parse_stage
 
 log = structlog.get_logger(__name__)
-QUEUE = "ingest"
 
 
 def _skipped(unit: str) -> None:
@@ -96,10 +95,16 @@ def ingest_batch(job_ids: list[str]) -> None:
 def declare_actors(broker: dramatiq.Broker) -> None:
     """Declare every actor on `broker`; a worker runs them, a sender finds them by name (workers.messages)."""
     dramatiq.actor(
-        actor_name=messages.PARSE_DOCUMENT, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+        actor_name=messages.PARSE_DOCUMENT,
+        queue_name=messages.INGEST_QUEUE,
+        throws=PERMANENT_ERRORS,
+        broker=broker,
     )(parse_document)
     dramatiq.actor(
-        actor_name=messages.EMBED_CHUNKS, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+        actor_name=messages.EMBED_CHUNKS,
+        queue_name=messages.INGEST_QUEUE,
+        throws=PERMANENT_ERRORS,
+        broker=broker,
     )(embed_chunks)
     # No retries of its own: what fails in a batch goes on as its documents' own messages.
     dramatiq.actor(actor_name=messages.INGEST_BATCH, queue_name=QUEUE, max_retries=0, broker=broker)(
@@ -107,19 +112,19 @@ def declare_actors(broker: dramatiq.Broker) -> None:
     )
     dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
-        queue_name=callbacks.QUEUE,
+        queue_name=messages.CALLBACK_QUEUE,
         max_retries=callbacks.BACKSTOP_RETRIES,
         broker=broker,
     )(callbacks.deliver_callback)
     dramatiq.actor(
         actor_name=messages.UPGRADE_EMBEDDINGS,
-        queue_name=upgrade.QUEUE,
+        queue_name=messages.INGEST_QUEUE,
         max_retries=upgrade.MAX_RETRIES,
         broker=broker,
     )(upgrade.upgrade_embeddings)
     dramatiq.actor(
         actor_name=messages.BUILD_VECTOR_INDEX,
-        queue_name=indexing.QUEUE,
+        queue_name=messages.INGEST_QUEUE,
         max_retries=indexing.MAX_RETRIES,
         time_limit=indexing.BUILD_TIME_LIMIT_MS,
         broker=broker,
