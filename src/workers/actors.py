@@ -107,9 +107,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         broker=broker,
     )(embed_chunks)
     # No retries of its own: what fails in a batch goes on as its documents' own messages.
-    dramatiq.actor(actor_name=messages.INGEST_BATCH, queue_name=QUEUE, max_retries=0, broker=broker)(
-        ingest_batch
-    )
+    dramatiq.actor(
+        actor_name=messages.INGEST_BATCH, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
+    )(ingest_batch)
     dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
         queue_name=messages.CALLBACK_QUEUE,

@@ -213,7 +213,11 @@ def test_a_batch_delivered_a_third_time_goes_on_as_its_documents_own_messages(
         submitted = [s for s in submit_files(rt, paths, user=user) if isinstance(s, Submitted)]
         job_ids = [str(s.job_id) for s in submitted]
         message = dramatiq.Message(
-            queue_name="ingest", actor_name="ingest_batch", args=(job_ids,), kwargs={}, options={}
+            queue_name=messages.INGEST_QUEUE,
+            actor_name=messages.INGEST_BATCH,
+            args=(job_ids,),
+            kwargs={},
+            options={},
         )
         with rt.pool.connection() as conn:  # its worker died under it twice already
             conn.execute(
