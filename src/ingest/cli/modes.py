@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli.common import handle_errors, out, runtime
+from ingest.cli.common import handle_errors, out
+from ingest.cli.runtime import runtime
 from router.decide import Mode
 from router.modes import SERVICES
 
