@@ -1,18 +1,23 @@
 """Start-up time of the everyday `ingest` commands, each run N times as separate processes (the way a user
 runs them); prints the median and the slowest, in seconds.
 
-    .venv/bin/python bench/startup.py [N]
+    .venv/bin/python bench/startup.py [N] [--baseline DIR]
 
 The commands run against a throwaway INGEST_HOME and its embedded PostgreSQL, made by a first, unmeasured
-run (initdb, migrations). Two rounds, interleaved so both see the same machine load:
+run (initdb, migrations). Each database command is measured two ways:
 
-- `up`: another process holds the embedded server (as a running worker or `ingest serve` does), so the
-  command only connects;
-- `cold`: nothing holds it, so each command starts PostgreSQL and stops it when it exits.
+- `server up`: another process holds the embedded server (as a running worker or `ingest serve` does),
+  so the command only connects;
+- `cold`: nothing holds it, so the command starts PostgreSQL and stops it when it exits.
+
+`--baseline DIR` also runs every command from another source tree (`git archive main src mocks | tar -x
+-C DIR`), interleaved with this one so both see the same load, and prints the ratio of the medians: on a
+shared machine only a ratio measured in one run means anything.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -21,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-INGEST = str(BIN / "ingest")
+PYTHON = sys.executable
+# What the `ingest` script runs.
+MAIN = "from ingest.cli.main import app; app(prog_name='ingest')"
 
 COMMANDS = (
     ["--help"],
@@ -32,6 +38,7 @@ COMMANDS = (
     ["keys", "list"],
     ["budget", "show"],
     ["costs"],
+    ["verify"],
     ["mode", "show"],
 )
 
@@ -48,39 +55,62 @@ with embedded.hold(Settings().pgdata_dir):
 
 def timed(args: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run([INGEST, *args], env=env, check=True, capture_output=True)
+    subprocess.run([PYTHON, "-c", MAIN, *args], env=env, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
+class Holder:
+    """A process holding the embedded server, so the commands measured only join it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [PYTHON, "-c", HOLDER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+
+    def __enter__(self) -> Holder:
+        assert self.process.stdout is not None
+        self.process.stdout.readline()  # the server is up
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()  # it was the last holder: the server stops
+
+
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    parser = argparse.ArgumentParser()
+    parser.add_argument("runs", type=int, nargs="?", default=10)
+    parser.add_argument("--baseline", type=Path, help="another source tree to compare with")
+    options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingest-startup-") as home:
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"INGEST_HOME": home}
-        subprocess.run([INGEST, "status"], env=env, check=True, capture_output=True)  # initdb, migrations
-        times: dict[tuple[str, str], list[float]] = {}
-        for _ in range(runs):
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTHONPATH")}
+        env["INGEST_HOME"] = home
+        trees = {"this": env}
+        if options.baseline:
+            base = options.baseline.resolve()
+            trees["baseline"] = env | {"PYTHONPATH": f"{base / 'src'}{os.pathsep}{base}"}
+        subprocess.run([PYTHON, "-c", MAIN, "status"], env=env, check=True, capture_output=True)  # initdb
+        times: dict[tuple[str, str, str], list[float]] = {}
+        for _ in range(options.runs):
             for args in COMMANDS:
                 name = " ".join(args)
                 if args[0].startswith("--"):  # no database
-                    times.setdefault((name, ""), []).append(timed(args, env))
+                    for tree, tree_env in trees.items():
+                        times.setdefault((name, "", tree), []).append(timed(args, tree_env))
                     continue
-                holder = subprocess.Popen(
-                    [str(BIN / "python"), "-c", HOLDER],
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                )
-                assert holder.stdout is not None and holder.stdin is not None
-                holder.stdout.readline()  # the server is up
-                times.setdefault((name, "server up"), []).append(timed(args, env))
-                holder.stdin.close()
-                holder.wait()  # it was the last holder: the server stops
-                times.setdefault((name, "cold"), []).append(timed(args, env))
-        for (command, where), found in times.items():
-            print(
-                f"ingest {command:<15} {where:<10} median {statistics.median(found):.3f} s"
-                f"  max {max(found):.3f} s"
-            )
+                with Holder(env):
+                    for tree, tree_env in trees.items():
+                        times.setdefault((name, "server up", tree), []).append(timed(args, tree_env))
+                for tree, tree_env in trees.items():
+                    times.setdefault((name, "cold", tree), []).append(timed(args, tree_env))
+        for (command, where, tree), found in times.items():
+            line = f"ingest {command:<15} {where:<10} {tree:<9} median {statistics.median(found):.3f} s"
+            line += f"  max {max(found):.3f} s"
+            if tree == "this" and options.baseline:
+                ratio = statistics.median(times[(command, where, "baseline")]) / statistics.median(found)
+                line += f"  ({ratio:.1f}x faster than baseline)"
+            print(line)
 
 
 if __name__ == "__main__":
