@@ -1,5 +1,6 @@
 """Start-up time of the everyday `ingest` commands, each run N times as separate processes (the way a user
-runs them); prints the median and the slowest, in seconds.
+runs them); prints the median and the slowest wall-clock time, and the median CPU time (user + system, the
+figure a loaded machine inflates least), in seconds.
 
     .venv/bin/python bench/startup.py [N] [--baseline DIR]
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,10 +55,14 @@ with embedded.hold(Settings().pgdata_dir):
 """
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock seconds, and CPU seconds (user + system) of the command's process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([PYTHON, "-c", MAIN, *args], env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 class Holder:
@@ -91,7 +97,7 @@ def main() -> None:
             base = options.baseline.resolve()
             trees["baseline"] = env | {"PYTHONPATH": f"{base / 'src'}{os.pathsep}{base}"}
         subprocess.run([PYTHON, "-c", MAIN, "status"], env=env, check=True, capture_output=True)  # initdb
-        times: dict[tuple[str, str, str], list[float]] = {}
+        times: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
         for _ in range(options.runs):
             for args in COMMANDS:
                 name = " ".join(args)
@@ -105,11 +111,12 @@ def main() -> None:
                 for tree, tree_env in trees.items():
                     times.setdefault((name, "cold", tree), []).append(timed(args, tree_env))
         for (command, where, tree), found in times.items():
-            line = f"ingest {command:<15} {where:<10} {tree:<9} median {statistics.median(found):.3f} s"
-            line += f"  max {max(found):.3f} s"
+            wall = [w for w, _ in found]
+            line = f"ingest {command:<15} {where:<10} {tree:<9} median {statistics.median(wall):.3f} s"
+            line += f"  max {max(wall):.3f} s  cpu {statistics.median(c for _, c in found):.3f} s"
             if tree == "this" and options.baseline:
-                ratio = statistics.median(times[(command, where, "baseline")]) / statistics.median(found)
-                line += f"  ({ratio:.1f}x faster than baseline)"
+                base = [w for w, _ in times[(command, where, "baseline")]]
+                line += f"  (baseline / this: {statistics.median(base) / statistics.median(wall):.2f})"
             print(line)
 
 

@@ -89,6 +89,8 @@ def test_the_read_only_commands_answer_without_the_pipeline(added: tuple[str, st
         (["budget", "show"], "all services: no limit"),
         (["costs", "--json"], '"total"'),
         (["verify"], "1 completed documents checked, 0 problems"),
+        (["mode", "set", "hybrid", "--service", "openai"], "openai: hybrid"),
+        (["mode", "show", "--json"], '"openai": "hybrid"'),
     ):
         code, loaded, out, err = run(tmp_path, *args)
         assert code == 0 and says in out and err == "", (args, out, err)

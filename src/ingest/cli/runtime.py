@@ -1,5 +1,5 @@
 """The whole Runtime (pool, blob store, service router), for the commands that run the pipeline, reach a
-vendor or the broker: `add`, `search`, `retry`, `health`, `mode`."""
+vendor or the broker: `add`, `search`, `retry`, `health`."""
 
 from __future__ import annotations
 
