@@ -158,7 +158,7 @@ class ServiceRouter:
             space = vectors.find_space(
                 conn, self.settings.openai_embedding_model, self.settings.openai_embedding_dimensions
             )
-            return space is not None and upgrades.space_in_use(conn, space.id)
+            return space is not None and upgrades.space_in_use(conn, space)
 
     def real_parser(self) -> Parser:
         with self._building:

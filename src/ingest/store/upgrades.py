@@ -7,11 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import psycopg
 
 from ingest.db.rows import scalar
+
+if TYPE_CHECKING:  # for annotations only: vectors loads numpy, which counting chunks never needs
+    from ingest.store.vectors import Space
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +83,8 @@ def next_batch(conn: psycopg.Connection, limit: int) -> Batch | None:
     return Batch(document_id, [Waiting(*row) for row in rows])
 
 
-def space_in_use(conn: psycopg.Connection, space_id: int) -> bool:
-    return scalar(conn.execute("SELECT EXISTS (SELECT 1 FROM chunks WHERE space_id = %s)", (space_id,)))
+def space_in_use(conn: psycopg.Connection, space: Space) -> bool:
+    return scalar(conn.execute("SELECT EXISTS (SELECT 1 FROM chunks WHERE space_id = %s)", (space.id,)))
 
 
 def claim_schedule(

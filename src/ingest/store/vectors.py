@@ -185,23 +185,6 @@ def build_index(conn: psycopg.Connection, space: Space, *, memory_mb: int) -> No
     conn.execute(sql.SQL("ANALYZE {t}").format(t=space.table))
 
 
-def write(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
-    """Store one vector per chunk, replacing any earlier one (a redelivered batch writes once)."""
-    if len(chunk_ids) != len(vectors):
-        raise ValueError("one vector per chunk")
-    if vectors.ndim != 2 or vectors.shape[1] != space.dimensions:
-        raise ValueError(f"vectors must have {space.dimensions} dimensions for {space.model}")
-    ids = list(chunk_ids)
-    conn.execute(sql.SQL("DELETE FROM {t} WHERE chunk_id = ANY(%s)").format(t=space.table), (ids,))
-    halves = vectors.astype(np.float16)
-    with conn.cursor().copy(
-        sql.SQL("COPY {t} (chunk_id, embedding) FROM STDIN (FORMAT BINARY)").format(t=space.table)
-    ) as copy:
-        copy.set_types(["int8", "halfvec"])
-        for chunk_id, vector in zip(ids, halves, strict=True):
-            copy.write_row((chunk_id, HalfVector(vector)))
-
-
 def move_upgraded(
     conn: psycopg.Connection, target: Space, chunk_ids: Sequence[int], vecs: np.ndarray
 ) -> list[int]:
@@ -228,3 +211,20 @@ def move_upgraded(
         "UPDATE chunks SET space_id = %s, awaiting_upgrade = false WHERE id = ANY(%s)", (target.id, moved)
     )
     return moved
+
+
+def write(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+    """Store one vector per chunk, replacing any earlier one (a redelivered batch writes once)."""
+    if len(chunk_ids) != len(vectors):
+        raise ValueError("one vector per chunk")
+    if vectors.ndim != 2 or vectors.shape[1] != space.dimensions:
+        raise ValueError(f"vectors must have {space.dimensions} dimensions for {space.model}")
+    ids = list(chunk_ids)
+    conn.execute(sql.SQL("DELETE FROM {t} WHERE chunk_id = ANY(%s)").format(t=space.table), (ids,))
+    halves = vectors.astype(np.float16)
+    with conn.cursor().copy(
+        sql.SQL("COPY {t} (chunk_id, embedding) FROM STDIN (FORMAT BINARY)").format(t=space.table)
+    ) as copy:
+        copy.set_types(["int8", "halfvec"])
+        for chunk_id, vector in zip(ids, halves, strict=True):
+            copy.write_row((chunk_id, HalfVector(vector)))
