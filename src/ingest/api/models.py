@@ -60,6 +60,17 @@ UPLOAD_FORM_SCHEMA: dict[str, Any] = {
             "format": "uri",
             "description": "Notified when the document finishes.",
         },
+        "when_cheapest": {
+            "type": "boolean",
+            "description": "Embed through OpenAI's Batch API: half the price, done within 24 hours."
+            " Unset: the deployment's default (INGEST_WHEN_CHEAPEST).",
+        },
+        "batch_fallback": {
+            "type": "string",
+            "enum": ["batch", "sync"],
+            "description": "What the batch route does with inputs a batch did not embed: send them in a later"
+            " batch, or embed them synchronously at the full price. Unset: INGEST_BATCH_FALLBACK.",
+        },
     },
 }
 
@@ -264,6 +275,13 @@ class StageCostOut(_Out):
     drift_usd: Usd
 
 
+class BatchSavedOut(_Out):
+    chunks: int
+    tokens: int
+    saved_usd: Usd = Field(description="Real money saved: the endpoint's price less the Batch API's.")
+    simulated_usd: Usd = Field(description="The same for mock batches (shadow costs).")
+
+
 class CostReportOut(_Out):
     """The same document as `ingest costs --json`: the deployment's for an admin key, else the user's."""
 
@@ -276,6 +294,9 @@ class CostReportOut(_Out):
     services: dict[str, AmountsOut]
     total: AmountsOut
     stages: dict[str, StageCostOut] = Field(description="Settled calls of the day by `service:stage`.")
+    batch_saved: BatchSavedOut = Field(
+        description="Chunks embedded through the Batch API today, and what that saved against the endpoint."
+    )
 
 
 # --- router ---------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def costs(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Spent, reserved and limit per service for the budget day, shadow costs, and what reuse saved."""
+    """Spent, reserved and limit per service for the budget day, shadow costs, and what reuse and the batch route saved."""
     wanted = _day(day)
     with runtime() as rt:
         report = rt.router.meter.report(wanted)
@@ -66,6 +66,14 @@ def costs(
         out.print(
             f"reused {saved.chunks} embedded chunks ({saved.tokens} tokens not sent):"
             f" saved ${fmt_usd(saved.usd)}, simulated ${fmt_usd(saved.simulated_usd)}",
+            markup=False,
+            highlight=False,
+        )
+    batch = report.batch_saved
+    if batch.chunks:
+        out.print(
+            f"batch route: {batch.chunks} chunks ({batch.tokens} tokens) at the Batch API's price:"
+            f" saved ${fmt_usd(batch.usd)}, simulated ${fmt_usd(batch.simulated_usd)}",
             markup=False,
             highlight=False,
         )
