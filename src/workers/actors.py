@@ -112,9 +112,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         throws=PERMANENT_ERRORS,
         broker=broker,
     )(embed_chunks)
-    dramatiq.actor(actor_name=messages.TEND_BATCHES, queue_name=QUEUE, max_retries=0, broker=broker)(
-        batch_route.tend_batches
-    )
+    dramatiq.actor(
+        actor_name=messages.TEND_BATCHES, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
+    )(batch_route.tend_batches)
     dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
         queue_name=messages.CALLBACK_QUEUE,
