@@ -14,6 +14,7 @@ from costs.report import Amounts
 from ingest.leases import LeaseState
 from ingest.search_mode import SearchMode
 from ingest.store.documents import Document
+from ingest.store.embedding_batches import Waiting
 from ingest.store.jobs import Job
 from ingest.store.search import Hit
 from router.decide import Mode
@@ -155,11 +156,20 @@ class LeaseOut(_Out):
         )
 
 
+class BatchWaitOut(_Out):
+    """The OpenAI batch a job waits for (stage `batch`: "waiting for batch")."""
+
+    batch_id: str | None = Field(description="The vendor's batch id; null while the inputs gather.")
+    deadline: datetime | None = Field(description="When the batch's 24 hour window ends.")
+
+
 class JobOut(_Out):
     id: UUID
     document_id: UUID
     status: JobStatus
-    stage: Literal["queued", "parse", "chunk", "embed", "done"]
+    stage: Literal["queued", "parse", "chunk", "embed", "batch", "done"] = Field(
+        description="`batch`: its embeddings wait for an OpenAI batch (see `batch`)."
+    )
     progress: float = Field(ge=0, le=1)
     attempts: int
     error: str | None
@@ -173,9 +183,21 @@ class JobOut(_Out):
         default_factory=list,
         description="Who works on the job now, while it runs: one lease per unit at work.",
     )
+    embed_route: Literal["sync", "batch"] = Field(
+        default="sync", description="`batch`: embedded through the Batch API (`when_cheapest`)."
+    )
+    batch: BatchWaitOut | None = Field(default=None, description="The batch the job waits for, if it does.")
 
     @classmethod
-    def of(cls, job: Job, *, cost: Amounts, leases: list[LeaseState] | None = None) -> JobOut:
+    def of(
+        cls,
+        job: Job,
+        *,
+        cost: Amounts,
+        leases: list[LeaseState] | None = None,
+        route: str = "sync",
+        waiting: Waiting | None = None,
+    ) -> JobOut:
         return cls(
             id=job.id,
             document_id=job.document_id,
@@ -191,6 +213,10 @@ class JobOut(_Out):
             updated_at=job.updated_at,
             finished_at=job.finished_at,
             leases=[LeaseOut.of(lease) for lease in leases or []],
+            embed_route=route,  # type: ignore[arg-type]
+            batch=None
+            if waiting is None
+            else BatchWaitOut(batch_id=waiting.vendor_batch_id, deadline=waiting.expires_at),
         )
 
 
