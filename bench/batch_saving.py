@@ -50,7 +50,9 @@ def main(paths: list[str]) -> None:
     for route in ("sync", "batch"):
         with tempfile.TemporaryDirectory(prefix=f"batch-saving-{route}-") as home:
             env = {
-                k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "MOCKS_")) and k != "DATABASE_URL"
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("INGEST_", "MOCKS_")) and k != "DATABASE_URL"
             }
             env |= {
                 "INGEST_HOME": home,
@@ -63,16 +65,24 @@ def main(paths: list[str]) -> None:
             extra = ["--when-cheapest"] if route == "batch" else []
             summary = run(env, "add", *paths, *extra)
             report = json.loads(run(env, "costs", "--json"))
-            results[route] = (summary.splitlines()[0], Decimal(report["services"]["openai"]["spent_usd"]), report)
+            results[route] = (
+                summary.splitlines()[0],
+                Decimal(report["services"]["openai"]["spent_usd"]),
+                report,
+            )
     openai_app = app.state.openai
     sync_tokens = openai_app.state.ledger.prompt_tokens
     batch_tokens = openai_app.state.batches.billed_tokens
     sync_usd, batch_usd = results["sync"][1], results["batch"][1]
     print(f"files: {results['sync'][0]} (sync) / {results['batch'][0]} (batch)")
     print(f"sync:  {sync_tokens} tokens billed by the endpoint, ledger ${sync_usd}")
-    print(f"batch: {batch_tokens} tokens billed by {len(openai_app.state.batches.batches)} batch(es), ledger ${batch_usd}")
+    print(
+        f"batch: {batch_tokens} tokens billed by {len(openai_app.state.batches.batches)} batch(es), ledger ${batch_usd}"
+    )
     saved = results["batch"][2]["batch_saved"]
-    print(f"saved: ${saved['saved_usd']} on {saved['chunks']} chunks; batch/sync = {batch_usd / sync_usd:.4f}")
+    print(
+        f"saved: ${saved['saved_usd']} on {saved['chunks']} chunks; batch/sync = {batch_usd / sync_usd:.4f}"
+    )
 
 
 if __name__ == "__main__":

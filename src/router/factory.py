@@ -20,6 +20,7 @@ from ingest.config import Settings
 from ingest.errors import ServiceUnavailable
 from ingest.store import upgrades, vectors
 from router.backends import circuit_store
+from router.batches import BatchClient, MockBatchClient
 from router.circuit import CircuitBreaker, Outcome, Policy
 from router.decide import Choice, Decision, Mode, decide
 from router.embedder_mock import MockEmbedder
@@ -27,7 +28,6 @@ from router.guarded import GuardedEmbedder, GuardedParser, StandInEmbedder, outc
 from router.llamaparse.signal import JobSignal, job_signal
 from router.metrics import ROUTE_DECISIONS
 from router.modes import ModeStore
-from router.openai_batch import BatchClient, MockBatchClient
 from router.parser_mock import MockParser
 from router.protocols import Embedder, Parser
 

@@ -43,8 +43,8 @@ from ingest.leases import Lease
 from ingest.store import chunks, jobs, reuse, upgrades, vectors
 from ingest.store import embedding_batches as store
 from router.batch_packing import Answer, Input, input_line, pack
+from router.batches import BatchClient, BatchState
 from router.decide import Choice
-from router.openai_batch import BatchClient, BatchState
 from workers import admission, indexing, leasing, messages, upgrade
 from workers.middleware.context import current_runtime
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
