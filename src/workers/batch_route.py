@@ -301,6 +301,16 @@ def _collect(
     missed = [i for i in share if not (a := answers.get(str(i.chunk_id))) or not a.embedding]
     simulated = batch.client != "real"
     tokens = sum(a.tokens for _, a in answered)
+    # The vendor billed the lines it answered, whatever became of the job meanwhile. Charged before the
+    # vectors are stored: a process that dies in between finds the inputs still here, settles again
+    # (once per key: nothing more) and stores them; the other order could store and never charge.
+    with rt.pool.connection() as conn:
+        held = find_entry(conn, _reservation_key(document_id, batch.id), simulated=simulated)
+    if held is not None:
+        if answered:
+            meter.settle(held, meter.batch_embed_charge(tokens, requests=len(answered)))
+        else:
+            meter.release(held)
     done = False
     space = None
     if answered:
@@ -345,14 +355,6 @@ def _collect(
                     )
                 done = finish_if_done(conn, job_id)
         CHUNKS_EMBEDDED.inc(len(answered))
-    # The vendor billed the lines it answered, whatever became of the job meanwhile.
-    with rt.pool.connection() as conn:
-        held = find_entry(conn, _reservation_key(document_id, batch.id), simulated=simulated)
-    if held is not None:
-        if answered:
-            meter.settle(held, meter.batch_embed_charge(tokens, requests=len(answered)))
-        else:
-            meter.release(held)
     if space is not None:
         indexing.after_write(rt, space)
     if missed:

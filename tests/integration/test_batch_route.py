@@ -246,3 +246,29 @@ def test_mock_mode_completes_at_once_with_shadow_costs_at_the_batch_price(
     tokens = sum(usage["tokens"] for _, usage in rows)
     assert _rows(database_url, "SELECT count(*) FROM chunks WHERE space_id IS NULL") == [(0,)]
     assert "batch route:" in ingest("costs") and f"({tokens} tokens)" in ingest("costs")
+
+
+def test_a_death_between_charging_and_storing_charges_once_and_stores_everything(
+    standin: Any, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    state = batches_of(standin)
+    with Runtime.open(Settings(_env_file=None)) as rt:
+        job_id = _submit(rt, ONE_FILE)
+        _embed(rt, job_id)
+
+        def died(*_: object, **__: object) -> None:
+            raise SystemExit("killed")
+
+        with monkeypatch.context() as patch, pytest.raises(SystemExit):
+            patch.setattr(batch_route.vectors, "write", died)  # dies once the batch is charged
+            batch_route.tend(rt)
+        [(charged,)] = _rows(database_url, "SELECT state FROM cost_entries WHERE service = 'openai'")
+        assert charged == "charged"
+    with Runtime.open(Settings(_env_file=None)) as rt:
+        batch_route.tend(rt)
+        assert _job(rt, job_id).status == "completed"
+    assert len(state.batches) == 1
+    _embedded_once_by_batches(database_url, standin)
+    [(key, status, amount, usage)] = _openai_charges(database_url)
+    assert status == "charged" and usage["tokens"] == state.billed_tokens
+    assert amount == DEFAULT_PRICES.batch_tokens_usd(state.billed_tokens, MODEL)
