@@ -27,7 +27,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import numpy as np
@@ -36,7 +36,9 @@ import structlog
 
 from costs import savings
 from costs.budget import BudgetExhausted
+from costs.ledger import extend as extend_entry
 from costs.ledger import find as find_entry
+from costs.meter import Reservation
 from ingest.db.pool import autocommit
 from ingest.db.rows import scalar
 from ingest.leases import Lease
@@ -184,10 +186,10 @@ def _open_batch(rt: Runtime, client: BatchClient, items: list[store.Item], lines
     by_job: dict[UUID, list[store.Item]] = defaultdict(list)
     for item in items:
         by_job[item.job_id].append(item)
-    accepted: set[UUID] = set()
+    accepted: dict[UUID, Reservation] = {}
     for job_id, share in by_job.items():
         try:
-            meter.reserve(
+            held = meter.reserve(
                 key=_reservation_key(share[0].document_id, batch_id),
                 service="openai",
                 stage="embed",
@@ -195,17 +197,21 @@ def _open_batch(rt: Runtime, client: BatchClient, items: list[store.Item], lines
                 simulated=client.kind != "real",
                 document_id=share[0].document_id,
                 job_id=job_id,
-                ttl_s=RESERVATION_S,
             )
         except BudgetExhausted as refused:
             log.info("batch_budget_refused", job_id=str(job_id), reason=str(refused))
             continue
-        accepted.add(job_id)
+        accepted[job_id] = held
     keep = [i for i, item in enumerate(items) if item.job_id in accepted]
     if not keep:
         return
     content = b"\n".join(lines[i] for i in keep)
+    # The holds last the usual reservation time until the batch is recorded (a process that dies before
+    # then leaves holds that lapse soon), then the batch's whole window, in the transaction that records it.
+    window_end = meter.clock() + timedelta(seconds=RESERVATION_S)
     with rt.pool.connection() as conn, conn.transaction():
+        for held in accepted.values():
+            extend_entry(conn, held.id, window_end)
         store.create(
             conn,
             batch_id,

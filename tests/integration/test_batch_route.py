@@ -155,6 +155,12 @@ def test_a_restart_and_a_death_after_create_make_no_second_batch(
             patch.setattr(embedding_batches, "record_vendor", died)
             batch_route.tend(rt)
     assert len(state.batches) == 1
+    # The hold covers the batch's whole window, not the usual reservation time.
+    [(hold_s,)] = _rows(
+        database_url,
+        "SELECT extract(epoch FROM expires_at - now()) FROM cost_entries WHERE service = 'openai' AND state = 'reserved'",
+    )
+    assert hold_s > 24 * 3600
 
     # A new process (a restarted API or worker): it finds the batch by its metadata and waits on it.
     with Runtime.open(Settings(_env_file=None)) as rt:
