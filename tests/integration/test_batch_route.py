@@ -278,3 +278,14 @@ def test_a_death_between_charging_and_storing_charges_once_and_stores_everything
     [(key, status, amount, usage)] = _openai_charges(database_url)
     assert status == "charged" and usage["tokens"] == state.billed_tokens
     assert amount == DEFAULT_PRICES.batch_tokens_usd(state.billed_tokens, MODEL)
+
+
+def test_hybrid_without_a_key_batches_through_the_mock_and_marks_the_chunks_for_upgrade(
+    ingest_env: dict[str, str], database_url: str
+) -> None:
+    ingest("mode", "set", "hybrid", "--service", "openai")
+    assert "1 completed" in ingest("add", str(ONE_FILE), "--when-cheapest")
+    chunks = len(_chunk_ids(database_url))
+    assert _rows(database_url, "SELECT client FROM embedding_batches") == [("standin",)]
+    # Mock vectors standing in for real ones: the hybrid upgrade re-embeds them once the service is back.
+    assert f"chunks waiting for upgrade to the real embedder: {chunks}" in ingest("status")
