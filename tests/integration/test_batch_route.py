@@ -27,7 +27,7 @@ from ingest.services.submit import submit_file
 from ingest.store import embedding_batches, jobs
 from ingest.store.users import ensure_user
 from mocks.openai_batch_api import BatchStandin
-from workers import batch_route
+from workers import batch_answers, batch_route
 from workers.pipeline import embed_stage, parse_stage
 from workers.runtime import Runtime
 
@@ -266,7 +266,7 @@ def test_a_death_between_charging_and_storing_charges_once_and_stores_everything
             raise SystemExit("killed")
 
         with monkeypatch.context() as patch, pytest.raises(SystemExit):
-            patch.setattr(batch_route.vectors, "write", died)  # dies once the batch is charged
+            patch.setattr(batch_answers.vectors, "write", died)  # dies once the batch is charged
             batch_route.tend(rt)
         [(charged,)] = _rows(database_url, "SELECT state FROM cost_entries WHERE service = 'openai'")
         assert charged == "charged"
