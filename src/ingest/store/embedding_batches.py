@@ -1,6 +1,6 @@
 """The batch route's tables: which jobs take it, the inputs waiting for a batch, and the batches we sent.
 
-Plain functions over a connection; callers own transactions (migration 0016 describes the tables).
+Plain functions over a connection; callers own transactions (migration 0014 describes the tables).
 """
 
 from __future__ import annotations
