@@ -20,6 +20,7 @@ from ingest.config import Settings
 from ingest.errors import ServiceUnavailable
 from ingest.store import upgrades, vectors
 from router.backends import circuit_store
+from router.batches import BatchClient, MockBatchClient
 from router.circuit import CircuitBreaker, Outcome, Policy
 from router.decide import Choice, Decision, Mode, decide
 from router.embedder_mock import MockEmbedder
@@ -59,6 +60,11 @@ class ServiceRouter:
         self._stand_in = StandInEmbedder(self._mock_embedder)
         self._real_parser: Parser | None = None
         self._real_embedder: Embedder | None = None
+        self._real_batches: BatchClient | None = None
+        self._mock_batches = {
+            kind: MockBatchClient(self._mock_embedder.model, self._mock_embedder.dimensions, kind=kind)
+            for kind in ("mock", "standin")
+        }
         # Worker threads asking at once build one client, and import its SDK in one thread: SDKs imported
         # concurrently can see each other half-initialized (httpx's "partially initialized module").
         self._building = threading.Lock()
@@ -113,6 +119,28 @@ class ServiceRouter:
         if decision.choice is Choice.REAL:
             return Routed(decision, GuardedEmbedder(self.real_embedder(), "openai", self.circuits))
         return Routed(decision, None)
+
+    def batch_client(self) -> Routed[BatchClient]:
+        """The client a new embedding batch goes to, decided as an embedding call is: the Batch API in real
+        mode (and in hybrid while the service can serve), the mock batch client otherwise."""
+        mode, decision = self._decide("openai")
+        if decision.choice is Choice.MOCK:
+            return Routed(decision, self._mock_batches["standin" if mode is Mode.HYBRID else "mock"])
+        if decision.choice is Choice.REAL:
+            return Routed(decision, self.real_batches())
+        return Routed(decision, None)
+
+    def batch_client_of(self, kind: str) -> BatchClient:
+        """The client that made a batch of `kind`, to follow it up."""
+        return self.real_batches() if kind == "real" else self._mock_batches[kind]
+
+    def real_batches(self) -> BatchClient:
+        with self._building:
+            if self._real_batches is None:
+                from router.openai_batch import OpenAIBatchClient
+
+                self._real_batches = OpenAIBatchClient(self.settings)
+            return self._real_batches
 
     def _fallback(self, service: str, failed: BaseException) -> Decision | None:
         """In hybrid, a real call that failed for the service's sake (down, retries spent, key or quota
@@ -188,7 +216,7 @@ class ServiceRouter:
             return self._real_embedder
 
     def close(self) -> None:
-        for client in (self._real_parser, self._real_embedder, self._signal):
+        for client in (self._real_parser, self._real_embedder, self._real_batches, self._signal):
             close = getattr(client, "close", None)
             if close is not None:
                 close()

@@ -12,7 +12,7 @@ import dramatiq
 import structlog
 
 from ingest.leases import PARSE, embed_unit
-from workers import callbacks, indexing, leasing, messages, upgrade
+from workers import batch_route, callbacks, indexing, leasing, messages, upgrade
 from workers.batch import run_batch
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
@@ -110,6 +110,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
     dramatiq.actor(
         actor_name=messages.INGEST_BATCH, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
     )(ingest_batch)
+    dramatiq.actor(
+        actor_name=messages.TEND_BATCHES, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
+    )(batch_route.tend_batches)
     dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
         queue_name=messages.CALLBACK_QUEUE,

@@ -29,7 +29,7 @@ from ingest.store import leases as lease_store
 from ingest.store.vectors import Space
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder
-from workers import billing, indexing, leasing, messages, upgrade
+from workers import batch_route, billing, indexing, leasing, messages, upgrade
 from workers.batch_plan import shares
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
@@ -107,13 +107,14 @@ def run_batch(rt: Runtime, job_ids: Sequence[UUID]) -> list[UUID]:
     return done
 
 
-def _hand_off(rt: Runtime, held: dict[UUID, Lease], job_id: UUID, failed: BaseException) -> None:
+def _hand_off(rt: Runtime, held: dict[UUID, Lease], job_id: UUID, failed: BaseException | None) -> None:
     """The document goes on alone: its lease is given back and its own message sent, whose retries and
-    fallbacks are the per-document path's."""
+    fallbacks (and the Batch API route) are the per-document path's."""
     lease = held.pop(job_id, None)
     if lease is not None:
         leasing.release(rt, lease)
-    log.warning("batch_document_handed_off", job_id=str(job_id), error=one_line(failed))
+    if failed is not None:
+        log.warning("batch_document_handed_off", job_id=str(job_id), error=one_line(failed))
     messages.actor(messages.PARSE_DOCUMENT).send(str(job_id))
 
 
@@ -124,7 +125,12 @@ def _parsed(rt: Runtime, job_id: UUID, held: dict[UUID, Lease]) -> Lease | None:
         return None
     try:
         with stops_if_deleted(rt, job_id):
-            return lease if parse_stage(rt, job_id, lease) else None
+            if not parse_stage(rt, job_id, lease):
+                return None
+        if batch_route.wanted(rt, job_id):  # its embeddings go to the Batch API: its own embed messages do
+            _hand_off(rt, held, job_id, None)
+            return None
+        return lease
     except JobDeferred as deferred:
         defer_job(rt, lease, deferred)
     except PERMANENT_ERRORS as permanent:

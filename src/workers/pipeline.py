@@ -33,7 +33,7 @@ from router.decide import Choice, Decision
 from router.factory import Client, Routed
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
-from workers import billing, indexing, leasing, messages
+from workers import batch_route, billing, indexing, leasing, messages
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.runtime import Runtime
 from workers.states import finish_if_done
@@ -321,6 +321,8 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
     if lease is None:
         with leasing.holding(rt, job_id, embed_unit(first, last)) as taken:
             return taken is not None and embed_stage(rt, job_id, first, last, taken)
+    if batch_route.wanted(rt, job_id):  # the job's inputs go to the Batch API instead
+        return batch_route.enqueue(rt, job_id, lease)
     with autocommit(rt.pool) as conn:  # reads only
         job = jobs.get(conn, job_id)
         if job is None or job.status != "running":

@@ -16,7 +16,7 @@ import psycopg
 
 from ingest import formats
 from ingest.errors import Conflict, IngestError, NotFound
-from ingest.store import blob_refs, documents, jobs
+from ingest.store import blob_refs, documents, embedding_batches, jobs
 from ingest.store.users import User
 from workers.admission import admit
 from workers.runtime import Runtime
@@ -55,11 +55,16 @@ def submit_file(
     digest: tuple[str, int] | None = None,
     external_id: str | None = None,
     replace: bool = False,
+    when_cheapest: bool | None = None,
+    batch_fallback: str | None = None,
 ) -> Submitted:
     """Ingest one file for `user`; the same bytes again return the first document (duplicate=True).
 
     A new version replaces the user's earlier documents with the same `external_id`, or, with `replace`
     and no external id, the same filename. They stay searchable until the new version is completed.
+
+    `when_cheapest` sends the job's embeddings through the Batch API (workers.batch_route), with
+    `batch_fallback` for what a batch does not embed; unset, the settings' defaults.
     """
     checked = _check(rt, path, filename or path.name, digest)
     with rt.pool.connection() as conn, conn.transaction():
@@ -72,6 +77,7 @@ def submit_file(
             callback_url=callback_url,
             external_id=external_id,
             replace=replace,
+            route=Route(when_cheapest, batch_fallback),
         )
     if not submitted.duplicate:
         # Sent now if the user has fewer than `user_active_jobs` jobs under way, else held until one ends.
@@ -85,6 +91,8 @@ def submit_files(
     *,
     user: User,
     replace: bool = False,
+    when_cheapest: bool | None = None,
+    batch_fallback: str | None = None,
     batch: int = SUBMIT_BATCH,
     on_each: Callable[[], None] | None = None,
 ) -> list[Submitted | IngestError | OSError]:
@@ -94,13 +102,24 @@ def submit_files(
     results: list[Submitted | IngestError | OSError] = []
     for start in range(0, len(paths), batch):
         results += _submit_batch(
-            rt, paths[start : start + batch], user=user, replace=replace, on_each=on_each
+            rt,
+            paths[start : start + batch],
+            user=user,
+            replace=replace,
+            route=Route(when_cheapest, batch_fallback),
+            on_each=on_each,
         )
     return results
 
 
 def _submit_batch(
-    rt: Runtime, paths: Sequence[Path], *, user: User, replace: bool, on_each: Callable[[], None] | None
+    rt: Runtime,
+    paths: Sequence[Path],
+    *,
+    user: User,
+    replace: bool,
+    route: Route,
+    on_each: Callable[[], None] | None,
 ) -> list[Submitted | IngestError | OSError]:
     results: list[Submitted | IngestError | OSError | None] = [None] * len(paths)
     checked: list[tuple[int, _Checked]] = []
@@ -114,11 +133,19 @@ def _submit_batch(
     with rt.pool.connection() as conn, conn.transaction():
         # In the order of their bytes: two batches that share files lock them alike (store.blob_refs).
         for i, file in sorted(checked, key=lambda item: item[1].sha256):
-            results[i] = _record(rt, conn, file, user=user, replace=replace)
+            results[i] = _record(rt, conn, file, user=user, replace=replace, route=route)
             if on_each:
                 on_each()
     admit(rt, user.id)
     return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a job's embeddings go (workers.batch_route); None takes the settings' default."""
+
+    when_cheapest: bool | None = None
+    batch_fallback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +175,7 @@ def _record(
     callback_url: str | None = None,
     external_id: str | None = None,
     replace: bool = False,
+    route: Route = Route(),
 ) -> Submitted:
     """The document and its job (or the earlier document with these bytes), in the caller's transaction."""
     # Held until this commits, with the bytes stored: a delete of another document with these bytes
@@ -171,6 +199,10 @@ def _record(
         return Submitted(doc.id, job.id, job.status, True, doc.filename)
     rt.blobs.put_file(file.sha256, file.path)
     job = jobs.create(conn, doc.id)
+    cheapest = rt.settings.when_cheapest if route.when_cheapest is None else route.when_cheapest
+    if cheapest:
+        fallback = route.batch_fallback or rt.settings.batch_fallback
+        embedding_batches.set_route(conn, job.id, embedding_batches.Route("batch", fallback))
     return Submitted(doc.id, job.id, job.status, False, file.filename)
 
 
