@@ -13,7 +13,7 @@ import structlog
 
 from ingest.leases import PARSE, Lease, embed_unit
 from ingest.store import documents, jobs
-from workers import callbacks, indexing, leasing, messages, upgrade
+from workers import callbacks, indexing, leasing, messages, reembed, upgrade
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
 from workers.leasing import LeaseLost
@@ -126,3 +126,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         time_limit=indexing.BUILD_TIME_LIMIT_MS,
         broker=broker,
     )(indexing.build_vector_index)
+    dramatiq.actor(
+        actor_name=messages.REEMBED_STEP,
+        queue_name=reembed.QUEUE,
+        max_retries=reembed.MAX_RETRIES,
+        broker=broker,
+    )(reembed.reembed_step)

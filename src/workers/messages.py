@@ -19,6 +19,7 @@ EMBED_CHUNKS = "embed_chunks"
 DELIVER_CALLBACK = "deliver_callback"
 UPGRADE_EMBEDDINGS = "upgrade_embeddings"
 BUILD_VECTOR_INDEX = "build_vector_index"
+REEMBED_STEP = "reembed_step"
 
 
 def started_broker() -> dramatiq.Broker:

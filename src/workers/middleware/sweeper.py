@@ -18,7 +18,8 @@ them at a time (a PostgreSQL advisory lock) sweeps:
   most once per period. The queue stays short because users' backlogs wait in the database
   (workers.admission), so such copies stay few; and they are harmless, since every stage is idempotent.
 
-The same sweep admits held jobs that a crashed top-up left behind, and forgets message delivery counts
+The same sweep re-sends an `ingest reembed` run that stopped moving for `requeue_idle_s`
+(workers.reembed), admits held jobs that a crashed top-up left behind, and forgets message delivery counts
 older than a day.
 """
 
@@ -37,7 +38,7 @@ from prometheus_client import Counter
 from ingest.db.rows import scalar
 from ingest.leases import LeaseState, dead_owners, pid_alive, to_resend
 from ingest.store import leases
-from workers import messages
+from workers import messages, reembed
 from workers.admission import admit_everyone, send
 from workers.middleware.callback_workers import is_callback_worker
 from workers.middleware.context import runtime_middleware
@@ -97,7 +98,7 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
         JOBS_RESENT.labels(reason="message_lost").inc(len(lost))
         log.warning("jobs_requeued", count=len(lost), idle_s=idle_s)
     admit_everyone(rt)
-    return len(lapsed) + len(lost)
+    return len(lapsed) + len(lost) + reembed.resend_stalled(rt, idle_s=idle_s)
 
 
 class Sweeper(Middleware):
