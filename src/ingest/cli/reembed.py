@@ -21,20 +21,25 @@ def _name(space: Space | None) -> str:
     return "none" if space is None else f"{space.model}/{space.dimensions}"
 
 
+def say(text: str) -> None:
+    # One line however long: operators grep these.
+    out.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
 def _show_plan(rt: Runtime, planned: service.Plan) -> None:
     q = planned.quote
     verb = "roll back" if planned.rollback else "re-embed"
-    out.print(f"{verb}: {_name(planned.source)} -> {_name(planned.target)}")
-    out.print(
+    say(f"{verb}: {_name(planned.source)} -> {_name(planned.target)}")
+    say(
         f"  {q.chunks} chunks to give a vector ({q.texts} distinct texts, {q.cached_texts} from the cache),"
         f" {q.tokens} tokens to pay for: ${fmt_usd(q.usd)}"
     )
     amounts = rt.router.meter.report().services.get("openai")
     if amounts is not None and amounts.limit is not None:
         left = max(ZERO, amounts.limit - amounts.spent - amounts.reserved)
-        out.print(f"  openai budget left today: ${fmt_usd(left)}")
+        say(f"  openai budget left today: ${fmt_usd(left)}")
         if q.usd > left:
-            out.print("  more than is left today: the run waits for the next budget day when it runs out")
+            say("  more than is left today: the run waits for the next budget day when it runs out")
 
 
 def _follow(rt: Runtime, run_id: int, *, wait: bool) -> str:
@@ -58,25 +63,25 @@ def _follow(rt: Runtime, run_id: int, *, wait: bool) -> str:
 
 def _status(rt: Runtime) -> None:
     now = service.current(rt)
-    out.print(f"active space: {_name(now.active)} ({now.active_chunks} chunks)")
+    say(f"active space: {_name(now.active)} ({now.active_chunks} chunks)")
     if now.previous is not None:
-        out.print(
+        say(
             f"previous space: {_name(now.previous)} ({now.previous_vectors} vectors kept;"
             " --rollback returns to it, --drop-previous frees it)"
         )
     last = service.progress(rt)
     if last is None:
-        out.print("no re-embed has run")
+        say("no re-embed has run")
         return
     run = last.run
     kind = "rollback" if run.rollback else "re-embed"
-    out.print(
+    say(
         f"last {kind} #{run.id}: {_name(last.source)} -> {_name(last.target)}, {run.status},"
         f" {last.done}/{last.total} chunks, ${fmt_usd(last.charged_usd)} charged"
         f" (quoted ${fmt_usd(run.quoted_usd)})"
     )
     if run.status == "building" and run.waiting_reason:
-        out.print(f"  waiting: {run.waiting_reason}")
+        say(f"  waiting: {run.waiting_reason}")
 
 
 @handle_errors
@@ -114,11 +119,11 @@ def reembed(
             return
         if cancel:
             run = service.cancel(rt)
-            out.print(f"re-embed #{run.id} cancelled; searches stay on the active space")
+            say(f"re-embed #{run.id} cancelled; searches stay on the active space")
             return
         if drop_previous:
             dropped = service.drop_previous(rt)
-            out.print(f"dropped the vectors of {_name(dropped)}")
+            say(f"dropped the vectors of {_name(dropped)}")
             return
         planned = service.plan_rollback(rt) if rollback else service.plan(rt, model or "", dimensions)
         _show_plan(rt, planned)
@@ -127,9 +132,9 @@ def reembed(
         if not yes and not typer.confirm("start?", default=False):
             raise typer.Exit(1)
         run = service.start(rt, planned)
-        out.print(f"re-embed #{run.id} started")
+        say(f"re-embed #{run.id} started")
         ended = _follow(rt, run.id, wait=wait)
     if ended == "switched":
-        out.print(f"every search now reads {_name(planned.target)}")
+        say(f"every search now reads {_name(planned.target)}")
     elif wait:
         raise fail(f"re-embed #{run.id} ended {ended}")
