@@ -1,0 +1,93 @@
+"""A re-embed run step by step (workers.reembed.advance, the body of its actor): the budget stops it
+without overshooting and it resumes the next budget day; a lost message is re-sent by the sweeper's part
+and the late original then does nothing; searches read the old space until the switch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from costs import ledger
+from costs.money import total
+from ingest.config import Settings
+from ingest.services import reembed as service
+from ingest.services.submit import Submitted
+from ingest.store import reembeds, spaces
+from router.decide import Mode
+from tests.integration.conftest import BillingEmbedder
+from workers import reembed
+from workers.pipeline import embed_stage, parse_stage
+
+LARGE = ("text-embedding-3-large", 16)
+
+
+def _reembed_charges(rt) -> list:
+    with rt.pool.connection() as conn:
+        return conn.execute(
+            "SELECT state, amount_usd FROM cost_entries WHERE stage = 'reembed' AND NOT simulated"
+        ).fetchall()
+
+
+def test_budget_parks_the_run_and_a_lost_message_is_resent(
+    settings: Settings,
+    tmp_path: Path,
+    metered_runtime: Callable[..., AbstractContextManager[Any]],
+    submit_text: Callable[..., Submitted],
+) -> None:
+    with metered_runtime(settings) as (rt, vendor, clock):
+        rt.router.modes.set(Mode.REAL, ("openai",))
+        sub = submit_text(rt, tmp_path)
+        for batch in parse_stage(rt, sub.job_id):
+            embed_stage(rt, sub.job_id, batch.first, batch.last)
+        with rt.pool.connection() as conn:
+            old = spaces.active_space(conn)
+        assert old is not None and (old.model, old.dimensions) == (vendor.model, vendor.dimensions)
+
+        large = BillingEmbedder(*LARGE)
+        rt.router._other_embedders[LARGE] = large  # the router builds real clients lazily; this one is ours
+        planned = service.plan(rt, *LARGE)
+        assert planned.quote.chunks >= 6
+        spent = rt.router.meter.report().services["openai"].spent
+        limit = spent + planned.quote.usd / 2  # room for about half the run today
+        with rt.pool.connection() as conn:
+            ledger.set_limit(conn, "openai", limit)
+        run = service.start(rt, planned)
+
+        step, parked = run.step, None
+        while parked is None:
+            following = reembed.advance(rt, run.id, step)
+            assert following is not None
+            step, delay_s = following
+            with rt.pool.connection() as conn:
+                parked = reembeds.get(conn, run.id).waiting_reason  # type: ignore[union-attr]
+        assert "budget" in parked and delay_s == rt.router.meter.seconds_to_next_day()
+        charged = _reembed_charges(rt)
+        assert 0 < len(charged) < len(large.calls) + 1 and len(charged) == len(large.calls)
+        assert spent + total([amount for _, amount in charged]) <= limit  # never over the budget
+        now = service.progress(rt, run.id)
+        assert now is not None and now.run.status == "building" and 0 < now.done < now.total
+        with rt.pool.connection() as conn:
+            assert spaces.active(conn).space_id == old.id  # searches stay on the old space meanwhile
+
+        # The message for the next day is lost: the sweeper's part re-sends the stalled run at a new
+        # step, and the old step's message, should it come late, does nothing.
+        clock.now += timedelta(days=1)
+        assert reembed.resend_stalled(rt, idle_s=0) == 1
+        assert reembed.advance(rt, run.id, step) is None
+        assert len(large.calls) == len(charged)
+        with rt.pool.connection() as conn:
+            step = reembeds.get(conn, run.id).step  # type: ignore[union-attr]
+        while (following := reembed.advance(rt, run.id, step)) is not None:
+            step = following[0]
+
+        now = service.progress(rt, run.id)
+        assert now is not None and now.run.status == "switched" and now.done == now.total
+        charged = _reembed_charges(rt)
+        assert {state for state, _ in charged} == {"charged"}
+        assert total([amount for _, amount in charged]) == planned.quote.usd == now.charged_usd
+        with rt.pool.connection() as conn:
+            active = spaces.active_space(conn)
+        assert active is not None and (active.model, active.dimensions) == LARGE
