@@ -133,7 +133,7 @@ def declare_actors(broker: dramatiq.Broker) -> None:
     )(indexing.build_vector_index)
     dramatiq.actor(
         actor_name=messages.REEMBED_STEP,
-        queue_name=reembed.QUEUE,
+        queue_name=messages.INGEST_QUEUE,
         max_retries=reembed.MAX_RETRIES,
         broker=broker,
     )(reembed.reembed_step)

@@ -36,7 +36,6 @@ from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-QUEUE = "ingest"
 MAX_RETRIES = 0  # a failed step parks the run; the sweeper re-sends a run that stopped moving
 # Serialises the steps of one run: this plus the run's id.
 RUN_LOCK_BASE = 7_310_427_000_000
