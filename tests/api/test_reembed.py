@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
-import psycopg
 import pytest
 
 from mocks.faults import FaultPlan
