@@ -10,12 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from costs import ledger
 from costs.money import total
 from ingest.config import Settings
 from ingest.services import reembed as service
 from ingest.services.submit import Submitted
-from ingest.store import reembeds, spaces
+from ingest.store import reembeds, spaces, vectors
 from router.decide import Mode
 from tests.integration.conftest import BillingEmbedder
 from workers import reembed
@@ -91,3 +93,49 @@ def test_budget_parks_the_run_and_a_lost_message_is_resent(
         with rt.pool.connection() as conn:
             active = spaces.active_space(conn)
         assert active is not None and (active.model, active.dimensions) == LARGE
+
+
+def test_a_batch_embedding_for_the_old_space_when_the_switch_commits_embeds_again_for_the_new(
+    settings: Settings,
+    tmp_path: Path,
+    metered_runtime: Callable[..., AbstractContextManager[Any]],
+    submit_text: Callable[..., Submitted],
+) -> None:
+    # A long mode cache: this process still believes in the old space when its next batch runs.
+    with metered_runtime(settings.model_copy(update={"mode_cache_s": 600})) as (rt, vendor, _):
+        rt.router.modes.set(Mode.REAL, ("openai",))
+        sub = submit_text(rt, tmp_path)
+        first, second, *_ = parse_stage(rt, sub.job_id)
+        embed_stage(rt, sub.job_id, first.first, first.last)
+        large = BillingEmbedder(*LARGE)
+        rt.router._other_embedders[LARGE] = large
+        with rt.pool.connection() as conn, conn.transaction():
+            old = spaces.active_space(conn)
+            new = vectors.ensure_space(conn, *LARGE, simulated=False)
+            assert old is not None
+            spaces.lock(conn)
+            ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE space_id = %s", (old.id,))]
+            vectors.write(conn, new, ids, np.ones((len(ids), LARGE[1]), np.float32))
+            spaces.switch(conn, old, new)  # what a run's last step does
+        assert rt.router.target() == (old.model, old.dimensions)  # stale in this process
+
+        embed_stage(rt, sub.job_id, second.first, second.last)
+        with rt.pool.connection() as conn:
+            stored = conn.execute(
+                "SELECT DISTINCT space_id FROM chunks WHERE document_id = %s AND ordinal BETWEEN %s AND %s",
+                (sub.document_id, second.first, second.last),
+            ).fetchall()
+            in_old = vectors.count(conn, old)
+            keys = dict(
+                conn.execute(
+                    "SELECT key, usage->>'model' FROM cost_entries WHERE stage = 'embed' AND NOT simulated"
+                    " AND key LIKE %s",
+                    (f"%:embed:{second.first}-{second.last}%",),
+                ).fetchall()
+            )
+        assert stored == [(new.id,)]  # embedded again with the new model, stored in the new space only
+        assert in_old == len(ids)  # nothing of this batch went to the space searches left
+        # Both calls were billed by the vendor: both are in the ledger, each at its own model's price.
+        assert len(large.calls) == 1 and len(vendor.calls) == 2
+        assert sorted(keys.values()) == sorted([old.model, LARGE[0]])
+        assert rt.router.target() == LARGE
