@@ -24,6 +24,10 @@ ROUTES = {
     ("get", "/v1/router"),
     ("put", "/v1/router"),
     ("get", "/v1/status"),
+    ("get", "/v1/admin/reembed"),
+    ("post", "/v1/admin/reembed"),
+    ("post", "/v1/admin/reembed/rollback"),
+    ("delete", "/v1/admin/reembed/previous"),
 }
 
 
