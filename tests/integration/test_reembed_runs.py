@@ -4,6 +4,7 @@ and the late original then does nothing; searches read the old space until the s
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from costs import ledger
 from costs.money import total
@@ -139,3 +141,31 @@ def test_a_batch_embedding_for_the_old_space_when_the_switch_commits_embeds_agai
         assert len(large.calls) == 1 and len(vendor.calls) == 2
         assert sorted(keys.values()) == sorted([old.model, LARGE[0]])
         assert rt.router.target() == LARGE
+
+
+def test_the_first_real_batches_at_once_make_one_space_active_without_deadlock(rt) -> None:
+    with rt.pool.connection() as conn:
+        small = vectors.ensure_space(conn, "text-embedding-3-small", 8, simulated=False)
+        large = vectors.ensure_space(conn, "text-embedding-3-large", 8, simulated=False)
+    with rt.pool.connection() as a, rt.pool.connection() as b:
+        with a.transaction():
+            a.execute("SELECT 1 FROM active_space FOR SHARE")  # a batch reading the row before claiming it
+            outcome: list[object] = []
+
+            def second() -> None:
+                try:
+                    with b.transaction():
+                        spaces.check_writable(b, small)
+                    outcome.append("stored")
+                except Exception as exc:  # noqa: BLE001  (the test reports what the second batch met)
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=second)
+            thread.start()
+            spaces.check_writable(a, small)  # both claim the empty row: one waits, none deadlocks
+        thread.join(timeout=30)
+        assert outcome == ["stored"]
+        assert spaces.active(a).space_id == small.id
+        # A batch made for another real space than the active one stores nothing there.
+        with pytest.raises(spaces.SpaceSwitched), a.transaction():
+            spaces.check_writable(a, large)

@@ -47,11 +47,13 @@ def check_writable(conn: psycopg.Connection, space: Space) -> None:
     raises SpaceSwitched; the first real space stored in becomes the active one. Mock spaces pass."""
     if space.simulated:
         return
+    # Claim an empty row before reading it shared: two first batches that both read it empty under a
+    # shared lock and then both tried to write it would deadlock. Once set, this UPDATE matches nothing
+    # and locks nothing.
+    conn.execute("UPDATE active_space SET space_id = %s WHERE space_id IS NULL", (space.id,))
     row = conn.execute("SELECT space_id FROM active_space FOR SHARE").fetchone()
     assert row is not None
-    if row[0] is None:
-        conn.execute("UPDATE active_space SET space_id = %s WHERE space_id IS NULL", (space.id,))
-    elif row[0] != space.id:
+    if row[0] != space.id:
         raise SpaceSwitched(
             f"searches moved to space {row[0]} while this batch embedded for {space.table_name}"
         )
