@@ -95,7 +95,9 @@ def advance(rt: Runtime, run_id: int, step: int) -> tuple[int, int] | None:
             vectors.get_space(conn, run.target_space_id),
         )
         assert source is not None and target is not None  # spaces are never deleted
-        batch = reembeds.next_batch(conn, source, target, rt.settings.embed_batch_chunks)
+        batch = reembeds.next_batch(conn, source, target, rt.settings.embed_batch_chunks, after=run.cursor)
+        if batch is None and run.cursor:  # chunks stored behind the cursor (a document run again)
+            batch = reembeds.next_batch(conn, source, target, rt.settings.embed_batch_chunks)
     if batch is None:
         if switch(rt, run, source, target):
             return None
@@ -143,7 +145,7 @@ def advance(rt: Runtime, run_id: int, step: int) -> tuple[int, int] | None:
             ids = [c.id for c in fresh]
             vectors.write(conn, target, ids, result.vectors[[row[c.text_hash] for c in fresh]])
             reuse.remember(conn, target, ids)
-        following = reembeds.advance(conn, run.id, run.step)
+        following = reembeds.advance(conn, run.id, run.step, cursor=max(c.id for c in pending))
     log.info("reembed_batch", run=run.id, document_id=str(document_id), chunks=len(pending), cached=len(hits))
     return None if following is None else (following, 0)
 

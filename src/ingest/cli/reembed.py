@@ -14,7 +14,8 @@ from ingest.services import reembed as service
 from ingest.store.vectors import Space
 from workers.runtime import Runtime
 
-POLL_S = 0.2
+# Progress counts the source's chunks against the target's vectors: a look a second is plenty.
+POLL_S = 1.0
 
 
 def _name(space: Space | None) -> str:

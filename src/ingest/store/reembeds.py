@@ -20,7 +20,7 @@ from ingest.store.vectors import Space
 
 _COLUMNS = (
     "id, source_space_id, target_space_id, rollback, status, chunks_total, quoted_usd, step,"
-    " waiting_reason, created_at, switched_at"
+    " waiting_reason, created_at, switched_at, cursor"
 )
 
 
@@ -37,6 +37,7 @@ class Run:
     waiting_reason: str | None
     created_at: datetime
     switched_at: datetime | None
+    cursor: int  # the last chunk id a batch took
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +87,15 @@ def in_space(conn: psycopg.Connection, space: Space) -> int:
 
 
 def next_batch(
-    conn: psycopg.Connection, source: Space, target: Space, limit: int
+    conn: psycopg.Connection, source: Space, target: Space, limit: int, *, after: int = 0
 ) -> tuple[UUID, list[Pending]] | None:
-    """Up to `limit` chunks of one document still owed (one document a batch: its cost is the document's)."""
+    """Up to `limit` chunks still owed of the first document with one past chunk id `after` (one
+    document a batch: its cost is the document's)."""
     first = conn.execute(
-        sql.SQL("SELECT c.document_id ") + _missing(source, target) + sql.SQL(" ORDER BY c.id LIMIT 1")
+        sql.SQL("SELECT c.document_id ")
+        + _missing(source, target)
+        + sql.SQL(" AND c.id > %s ORDER BY c.id LIMIT 1"),
+        (after,),
     ).fetchone()
     if first is None:
         return None
@@ -136,13 +141,15 @@ def latest(conn: psycopg.Connection) -> Run | None:
     return Run(*row) if row else None
 
 
-def advance(conn: psycopg.Connection, run_id: int, step: int, *, waiting: str | None = None) -> int | None:
-    """Move the run from `step` to the next (its message is the next one sent); None when `step` is
-    stale (another message took over) or the run is no longer building."""
+def advance(
+    conn: psycopg.Connection, run_id: int, step: int, *, waiting: str | None = None, cursor: int | None = None
+) -> int | None:
+    """Move the run from `step` to the next (its message is the next one sent), and its cursor when
+    given; None when `step` is stale (another message took over) or the run is no longer building."""
     row = conn.execute(
-        "UPDATE reembeds SET step = step + 1, touched_at = now(), waiting_reason = %s"
-        " WHERE id = %s AND step = %s AND status = 'building' RETURNING step",
-        (waiting, run_id, step),
+        "UPDATE reembeds SET step = step + 1, touched_at = now(), waiting_reason = %s,"
+        " cursor = coalesce(%s, cursor) WHERE id = %s AND step = %s AND status = 'building' RETURNING step",
+        (waiting, cursor, run_id, step),
     ).fetchone()
     return None if row is None else row[0]
 

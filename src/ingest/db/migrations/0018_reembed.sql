@@ -23,6 +23,9 @@ CREATE TABLE reembeds (
     chunks_total     integer NOT NULL,
     quoted_usd       numeric(20, 12) NOT NULL,
     step             bigint NOT NULL DEFAULT 0,
+    -- The last chunk a batch took: the next looks past it, so a run reads the source once, not once a
+    -- batch; a pass that finds nothing past it looks once more from the start.
+    cursor           bigint NOT NULL DEFAULT 0,
     waiting_reason   text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     touched_at       timestamptz NOT NULL DEFAULT now(),
