@@ -174,7 +174,7 @@ def _reserve(
 
 def _next(rt: Runtime, run: Run, waiting: str | None, delay_s: int = 0) -> tuple[int, int] | None:
     with rt.pool.connection() as conn:
-        following = reembeds.advance(conn, run.id, run.step, waiting=waiting)
+        following = reembeds.advance(conn, run.id, run.step, waiting=waiting, delay_s=delay_s)
     if waiting:
         log.info("reembed_waiting", run=run.id, reason=waiting, delay_s=delay_s)
     return None if following is None else (following, delay_s)

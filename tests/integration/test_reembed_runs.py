@@ -78,7 +78,10 @@ def test_budget_parks_the_run_and_a_lost_message_is_resent(
 
         # The message for the next day is lost: the sweeper's part re-sends the stalled run at a new
         # step, and the old step's message, should it come late, does nothing.
+        assert reembed.resend_stalled(rt, idle_s=0) == 0  # parked till the next day: not stalled before
         clock.now += timedelta(days=1)
+        with rt.pool.connection() as conn:  # the database's clock, a day on too
+            conn.execute("UPDATE reembeds SET touched_at = touched_at - interval '1 day'")
         assert reembed.resend_stalled(rt, idle_s=0) == 1
         assert reembed.advance(rt, run.id, step) is None
         assert len(large.calls) == len(charged)

@@ -134,6 +134,10 @@ def reembed(
             raise typer.Exit(1)
         run = service.start(rt, planned)
         say(f"re-embed #{run.id} started")
+        if not wait and rt.settings.broker_url is None:
+            # In-process, the run's message lives in this process: a sweep of the next process with
+            # workers picks the run up once it has been idle for INGEST_REQUEUE_IDLE_S.
+            say("no broker: the run goes on in the next `ingest serve` or `ingest add` that runs workers")
         ended = _follow(rt, run.id, wait=wait)
     if ended == "switched":
         say(f"every search now reads {_name(planned.target)}")

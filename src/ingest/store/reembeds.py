@@ -142,14 +142,22 @@ def latest(conn: psycopg.Connection) -> Run | None:
 
 
 def advance(
-    conn: psycopg.Connection, run_id: int, step: int, *, waiting: str | None = None, cursor: int | None = None
+    conn: psycopg.Connection,
+    run_id: int,
+    step: int,
+    *,
+    waiting: str | None = None,
+    cursor: int | None = None,
+    delay_s: int = 0,
 ) -> int | None:
-    """Move the run from `step` to the next (its message is the next one sent), and its cursor when
-    given; None when `step` is stale (another message took over) or the run is no longer building."""
+    """Move the run from `step` to the next (its message is the next one sent, after `delay_s`), and its
+    cursor when given; None when `step` is stale (another message took over) or the run is no longer
+    building. A delayed step counts as touched until it is due: the sweeper leaves it alone till then."""
     row = conn.execute(
-        "UPDATE reembeds SET step = step + 1, touched_at = now(), waiting_reason = %s,"
-        " cursor = coalesce(%s, cursor) WHERE id = %s AND step = %s AND status = 'building' RETURNING step",
-        (waiting, cursor, run_id, step),
+        "UPDATE reembeds SET step = step + 1, touched_at = now() + make_interval(secs => %s),"
+        " waiting_reason = %s, cursor = coalesce(%s, cursor)"
+        " WHERE id = %s AND step = %s AND status = 'building' RETURNING step",
+        (delay_s, waiting, cursor, run_id, step),
     ).fetchone()
     return None if row is None else row[0]
 
