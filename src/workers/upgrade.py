@@ -110,7 +110,7 @@ def _run(rt: Runtime) -> tuple[int, str]:
                     index_kind=rt.settings.vector_index,
                 )
                 spaces.check_writable(conn, target)
-                moved = upgrades.move(conn, target, ids, result.vectors)
+                moved = vectors.move_upgraded(conn, target, ids, result.vectors)
         except spaces.SpaceSwitched as switched:  # the chunks keep their mock vectors until the next run
             rt.router.target(fresh=True)
             return upgraded, str(switched)

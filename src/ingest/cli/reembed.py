@@ -9,7 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from costs.money import ZERO, fmt_usd
-from ingest.cli.common import err, fail, handle_errors, out, runtime
+from ingest.cli.common import err, fail, handle_errors, out
+from ingest.cli.runtime import runtime
 from ingest.services import reembed as service
 from ingest.store.vectors import Space
 from workers.runtime import Runtime
