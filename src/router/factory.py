@@ -21,6 +21,7 @@ from ingest.config import Settings
 from ingest.errors import ServiceUnavailable
 from ingest.store import spaces, upgrades, vectors
 from router.backends import circuit_store
+from router.batches import BatchClient, MockBatchClient
 from router.circuit import CircuitBreaker, Outcome, Policy
 from router.decide import Choice, Decision, Mode, decide
 from router.embedder_mock import MockEmbedder
@@ -64,6 +65,11 @@ class ServiceRouter:
         self._real_embedder: Embedder | None = None  # the configured model's
         self._other_embedders: dict[Target, Embedder] = {}  # models an `ingest reembed` moved to
         self._active: tuple[Target, float] | None = None  # the active space's target, and when it was read
+        self._real_batches: BatchClient | None = None
+        self._mock_batches = {
+            kind: MockBatchClient(self._mock_embedder.model, self._mock_embedder.dimensions, kind=kind)
+            for kind in ("mock", "standin")
+        }
         # Worker threads asking at once build one client, and import its SDK in one thread: SDKs imported
         # concurrently can see each other half-initialized (httpx's "partially initialized module").
         self._building = threading.Lock()
@@ -135,6 +141,28 @@ class ServiceRouter:
             real = self.real_embedder(target or self.target())
             return Routed(decision, GuardedEmbedder(real, "openai", self.circuits))
         return Routed(decision, None)
+
+    def batch_client(self) -> Routed[BatchClient]:
+        """The client a new embedding batch goes to, decided as an embedding call is: the Batch API in real
+        mode (and in hybrid while the service can serve), the mock batch client otherwise."""
+        mode, decision = self._decide("openai")
+        if decision.choice is Choice.MOCK:
+            return Routed(decision, self._mock_batches["standin" if mode is Mode.HYBRID else "mock"])
+        if decision.choice is Choice.REAL:
+            return Routed(decision, self.real_batches())
+        return Routed(decision, None)
+
+    def batch_client_of(self, kind: str) -> BatchClient:
+        """The client that made a batch of `kind`, to follow it up."""
+        return self.real_batches() if kind == "real" else self._mock_batches[kind]
+
+    def real_batches(self) -> BatchClient:
+        with self._building:
+            if self._real_batches is None:
+                from router.openai_batch import OpenAIBatchClient
+
+                self._real_batches = OpenAIBatchClient(self.settings)
+            return self._real_batches
 
     def _fallback(self, service: str, failed: BaseException) -> Decision | None:
         """In hybrid, a real call that failed for the service's sake (down, retries spent, key or quota
@@ -218,7 +246,8 @@ class ServiceRouter:
             return self._other_embedders[target]
 
     def close(self) -> None:
-        for client in (self._real_parser, self._real_embedder, self._signal, *self._other_embedders.values()):
+        clients = (self._real_parser, self._real_embedder, self._real_batches, self._signal)
+        for client in (*clients, *self._other_embedders.values()):
             close = getattr(client, "close", None)
             if close is not None:
                 close()

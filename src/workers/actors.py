@@ -13,7 +13,7 @@ import structlog
 
 from ingest.leases import PARSE, Lease, embed_unit
 from ingest.store import documents, jobs
-from workers import callbacks, indexing, leasing, messages, reembed, upgrade
+from workers import batch_route, callbacks, indexing, leasing, messages, reembed, upgrade
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
 from workers.leasing import LeaseLost
@@ -112,6 +112,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         throws=PERMANENT_ERRORS,
         broker=broker,
     )(embed_chunks)
+    dramatiq.actor(
+        actor_name=messages.TEND_BATCHES, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
+    )(batch_route.tend_batches)
     dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
         queue_name=messages.CALLBACK_QUEUE,

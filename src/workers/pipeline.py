@@ -32,7 +32,7 @@ from router.decide import Choice, Decision
 from router.factory import Client, Routed, Target
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
-from workers import billing, indexing, leasing
+from workers import batch_route, billing, indexing, leasing
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.runtime import Runtime
 from workers.states import finish_if_done
@@ -305,6 +305,8 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
     if lease is None:
         with leasing.holding(rt, job_id, embed_unit(first, last)) as taken:
             return taken is not None and embed_stage(rt, job_id, first, last, taken)
+    if batch_route.wanted(rt, job_id):  # the job's inputs go to the Batch API instead
+        return batch_route.enqueue(rt, job_id, lease)
     try:
         return _embed_batch(rt, job_id, first, last, lease, rt.router.target())
     except spaces.SpaceSwitched as switched:

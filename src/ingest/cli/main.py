@@ -27,7 +27,9 @@ COMMANDS = {
         "ingest.cli.inspect:verify", "Check every completed document has all its chunks and vectors."
     ),
     "health": Entry("ingest.cli.health:health", "Each dependency and service: ok, or why not."),
-    "costs": Entry("ingest.cli.costs:costs", "Spent, reserved and limit per service, and what reuse saved."),
+    "costs": Entry(
+        "ingest.cli.costs:costs", "Spent, reserved and limit per service, and what reuse and batching saved."
+    ),
     "reembed": Entry(
         "ingest.cli.reembed:reembed", "Re-embed every chunk with another model, then switch searches to it."
     ),
