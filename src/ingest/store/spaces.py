@@ -38,7 +38,7 @@ def active_space(conn: psycopg.Connection) -> Space | None:
 def lock(conn: psycopg.Connection) -> Active:
     """The row, locked until the transaction ends: a switch holds it while it verifies and moves."""
     row = conn.execute("SELECT space_id, previous_space_id FROM active_space FOR UPDATE").fetchone()
-    assert row is not None  # migration 0018 inserts it
+    assert row is not None  # migration 0015 inserts it
     return Active(*row)
 
 
