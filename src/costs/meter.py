@@ -89,10 +89,11 @@ class Meter:
             prices=self.prices,
         )
 
-    def embed_charge(self, tokens: int, *, requests: int = 1) -> Charge:
-        """Priced at the configured real model, for real calls and mock (shadow) calls alike."""
+    def embed_charge(self, tokens: int, *, requests: int = 1, model: str | None = None) -> Charge:
+        """Priced at `model` (default: the configured real model), for real calls and mock (shadow) calls
+        alike."""
         return charges.embed_charge(
-            tokens, model=self.settings.openai_embedding_model, prices=self.prices, requests=requests
+            tokens, model=model or self.settings.openai_embedding_model, prices=self.prices, requests=requests
         )
 
     def batch_embed_charge(self, tokens: int, *, requests: int = 1) -> Charge:

@@ -137,12 +137,17 @@ class Settings(BaseSettings):
     )
 
     # --- embeddings --------------------------------------------------------------------------------
-    openai_embedding_model: str = Field(default="text-embedding-3-small", description="Real embedding model.")
+    openai_embedding_model: str = Field(
+        default="text-embedding-3-small",
+        description="Real embedding model of the first real space; after that the active space decides"
+        " (`ingest reembed` moves it).",
+    )
     openai_embedding_dimensions: int = Field(
         default=1536,
         ge=1,
         le=4000,
-        description="Dimensions asked of the -3 models (a smaller space is cheaper).",
+        description="Dimensions asked of the -3 models (a smaller space is cheaper): the first real space's,"
+        " and `ingest reembed`'s default.",
     )
     mock_embedding_dimensions: int = Field(
         default=1536, ge=16, le=4000, description="Dimensions of the deterministic lexical mock embedder."

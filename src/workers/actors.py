@@ -12,7 +12,7 @@ import dramatiq
 import structlog
 
 from ingest.leases import PARSE, embed_unit
-from workers import batch_route, callbacks, indexing, leasing, messages, upgrade
+from workers import batch_route, callbacks, indexing, leasing, messages, reembed, upgrade
 from workers.batch import run_batch
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
@@ -132,3 +132,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         time_limit=indexing.BUILD_TIME_LIMIT_MS,
         broker=broker,
     )(indexing.build_vector_index)
+    dramatiq.actor(
+        actor_name=messages.REEMBED_STEP,
+        queue_name=messages.INGEST_QUEUE,
+        max_retries=reembed.MAX_RETRIES,
+        broker=broker,
+    )(reembed.reembed_step)

@@ -14,6 +14,7 @@ their vectors and completes their jobs. So:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -24,9 +25,10 @@ import structlog
 
 from costs.meter import Meter, Reservation
 from ingest.leases import PARSE, Lease
-from ingest.store import chunks, jobs, reuse, upgrades, vectors
+from ingest.store import chunks, jobs, reuse, spaces, upgrades, vectors
 from ingest.store import leases as lease_store
 from ingest.store.vectors import Space
+from router.factory import Target
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder
 from workers import batch_route, billing, indexing, leasing, messages, upgrade
@@ -63,6 +65,7 @@ class _Doc:
     misses: dict[bytes, chunks.StoredChunk] = field(default_factory=dict)
     held: Reservation | None = None
     made: np.ndarray | None = None
+    model: str | None = None  # the real model its call is priced at (reembed's target; None: configured)
 
     @property
     def job_id(self) -> UUID:
@@ -71,7 +74,8 @@ class _Doc:
     @property
     def key(self) -> str:
         ordinals = [c.ordinal for c in self.pending]
-        return f"{self.document_id}:embed:{min(ordinals)}-{max(ordinals)}"
+        key = f"{self.document_id}:embed:{min(ordinals)}-{max(ordinals)}"
+        return key if self.model is None else f"{key}@{self.model}"
 
 
 @dataclass(slots=True)
@@ -146,7 +150,10 @@ def _parsed(rt: Runtime, job_id: UUID, held: dict[UUID, Lease]) -> Lease | None:
 
 def _embedded(rt: Runtime, parsed: list[Lease], held: dict[UUID, Lease]) -> list[UUID]:
     meter: Meter = rt.router.meter
-    default = rt.router.embedder().client
+    target = rt.router.target()
+    configured = (rt.settings.openai_embedding_model, rt.settings.openai_embedding_dimensions)
+    model = None if target == configured else target[0]  # a model other than the configured: another call
+    default = rt.router.embedder(target=target).client
     with rt.pool.connection() as conn:  # reads only
         found = chunks.pending_for_jobs(conn, [lease.job_id for lease in parsed])
         space = vectors.find_space(conn, default.model, default.dimensions) if default else None
@@ -155,12 +162,13 @@ def _embedded(rt: Runtime, parsed: list[Lease], held: dict[UUID, Lease]) -> list
         cached = reuse.cached_for_documents(conn, space, wanted) if space else set()
     calls: dict[tuple[str, int, bool], _Call] = {}
     for i, doc in enumerate(docs):
+        doc.model = model
         doc.hits = {h for d, h in cached if d == doc.document_id}
         doc.misses = misses_of(doc.pending, doc.hits)
         embedder: Embedder | None = default
         if doc.misses:
             try:
-                embedder = _reserve(rt, meter, doc)
+                embedder = _reserve(rt, meter, doc, target)
             except JobDeferred as deferred:  # the budget ran out: this document and the rest wait for it
                 for rest in docs[i:]:
                     defer_job(rt, rest.lease, deferred)
@@ -190,14 +198,14 @@ def _any_embedder(rt: Runtime) -> Embedder:
     return routed.client
 
 
-def _reserve(rt: Runtime, meter: Meter, doc: _Doc) -> Embedder:
+def _reserve(rt: Runtime, meter: Meter, doc: _Doc, target: Target) -> Embedder:
     """Reserve the document's share of the call under its lease; the embedder that will serve it."""
     leasing.check(rt, doc.lease)  # a worker that woke after its lease moved on does not pay
     client, doc.held = metered(
         rt,
         "openai",
-        rt.router.embedder,
-        meter.embed_charge(sum(c.token_count for c in doc.misses.values())),
+        functools.partial(rt.router.embedder, target=target),
+        meter.embed_charge(sum(c.token_count for c in doc.misses.values()), model=doc.model),
         key=doc.key,
         stage="embed",
         document_id=doc.document_id,
@@ -229,7 +237,7 @@ def _call_and_store(rt: Runtime, meter: Meter, call: _Call, held: dict[UUID, Lea
         for n, (doc, share) in enumerate(zip(sending, tokens, strict=True)):
             assert doc.held is not None
             requests = result.billed_requests if n == 0 else 0  # the call's requests, counted once
-            meter.settle(doc.held, meter.embed_charge(share, requests=requests))
+            meter.settle(doc.held, meter.embed_charge(share, requests=requests, model=doc.model))
             doc.made = result.vectors[offset : offset + len(doc.misses)]
             offset += len(doc.misses)
         if space is None:
@@ -256,6 +264,8 @@ def _stored(rt: Runtime, meter: Meter, space: Space | None, call: _Call) -> list
     done: list[UUID] = []
     stored = 0
     with rt.pool.connection() as conn, conn.transaction():
+        if space is not None:
+            spaces.check_writable(conn, space)  # SpaceSwitched: each document goes on alone, anew
         # Documents in one order, so two transactions that share none still lock alike.
         for doc in sorted(call.docs, key=lambda d: d.document_id):
             if not _still_mine(conn, doc):
@@ -266,7 +276,14 @@ def _stored(rt: Runtime, meter: Meter, space: Space | None, call: _Call) -> list
                 if awaits_upgrade(call.embedder):
                     upgrades.mark(conn, [c.id for c in doc.pending])
                 record_saving(
-                    conn, meter, space, saved, key=doc.key, document_id=doc.document_id, job_id=doc.job_id
+                    conn,
+                    meter,
+                    space,
+                    saved,
+                    key=doc.key,
+                    document_id=doc.document_id,
+                    job_id=doc.job_id,
+                    model=doc.model,
                 )
                 stored += len(doc.pending)
             if finish_if_done(conn, doc.job_id):

@@ -25,6 +25,7 @@ INGEST_BATCH = "ingest_batch"
 DELIVER_CALLBACK = "deliver_callback"
 UPGRADE_EMBEDDINGS = "upgrade_embeddings"
 BUILD_VECTOR_INDEX = "build_vector_index"
+REEMBED_STEP = "reembed_step"
 TEND_BATCHES = "tend_embedding_batches"
 
 

@@ -282,6 +282,10 @@ class SearchHit(_Out):
 
 class SearchOut(_Out):
     results: list[SearchHit] = Field(description="Best first.")
+    space: str | None = Field(
+        default=None,
+        description="The one embedding space read, `model/dimensions`; null when it holds nothing yet.",
+    )
 
 
 # --- costs ----------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ COMMANDS = {
     "costs": Entry(
         "ingest.cli.costs:costs", "Spent, reserved and limit per service, and what reuse and batching saved."
     ),
+    "reembed": Entry(
+        "ingest.cli.reembed:reembed", "Re-embed every chunk with another model, then switch searches to it."
+    ),
     "budget": Entry("ingest.cli.costs:budget_app", "Daily cost limits: set, show, unset."),
     "mode": Entry("ingest.cli.modes:mode_app", "Read or switch the service modes (real, mock, hybrid)."),
     "keys": Entry("ingest.cli.keys:keys_app", "API keys for the HTTP API: create, list, revoke."),

@@ -21,7 +21,8 @@ them at a time (a PostgreSQL advisory lock) sweeps:
 A job waiting for a batch (stage `batch`) is owed nothing by a message: the sweep sends
 `tend_embedding_batches` (workers.batch_route) while inputs wait or a batch is out.
 
-The same sweep admits held jobs that a crashed top-up left behind, and forgets message delivery counts
+The same sweep re-sends an `ingest reembed` run that stopped moving for `requeue_idle_s`
+(workers.reembed), admits held jobs that a crashed top-up left behind, and forgets message delivery counts
 older than a day.
 """
 
@@ -40,7 +41,7 @@ from prometheus_client import Counter
 from ingest.db.rows import scalar
 from ingest.leases import LeaseState, dead_owners, pid_alive, to_resend
 from ingest.store import leases
-from workers import batch_route, messages
+from workers import batch_route, messages, reembed
 from workers.admission import admit_everyone, send
 from workers.middleware.callback_workers import is_callback_worker
 from workers.middleware.context import runtime_middleware
@@ -104,7 +105,7 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
     admit_everyone(rt)
     if tend:  # the batch route's inputs and batches are followed here, not by a waiting thread
         broker.get_actor(messages.TEND_BATCHES).send()
-    return len(lapsed) + len(lost)
+    return len(lapsed) + len(lost) + reembed.resend_stalled(rt, idle_s=idle_s)
 
 
 class Sweeper(Middleware):
