@@ -63,9 +63,10 @@ def test_a_batch_redelivered_after_its_worker_is_killed_stores_and_charges_once(
 
     assert_completed_once(conninfo)
     with psycopg.connect(conninfo) as conn:
-        attempts = {a for (a,) in conn.execute("SELECT attempts FROM jobs")}
         deliveries = conn.execute("SELECT max(deliveries) FROM message_deliveries").fetchone()[0]
-    assert attempts == {2}  # claimed again by the redelivery, but not parsed twice (chunks were committed)
-    assert deliveries == 2  # the batch message itself came back, not one message per document
-    assert injector.stats.served == 2  # the killed call, made again once for the whole batch
+    # Parsed once per document (assert_completed_once: one parse charge each) although claimed again: by
+    # the batch message the broker gave back, and possibly by the new worker's first sweep, which re-sends
+    # each lapsed document alone; whichever holds a document's lease does its work, the other nothing.
+    assert deliveries == 2  # the batch message itself came back
+    assert injector.stats.served >= 2  # the killed call was made again
     assert '"batch_split"' not in log
