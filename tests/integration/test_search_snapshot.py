@@ -61,10 +61,9 @@ def test_the_second_connection_reads_the_first_ones_snapshot(pool: ConnectionPoo
 
 
 def test_with_no_connection_free_the_first_reads_alone(pool: ConnectionPool) -> None:
-    with pool.connection() as held, held.transaction():  # one of the two
-        with shared_snapshot(pool) as (first, second):
-            assert second is None
-            assert _count(first) == 0
+    with pool.connection() as held, held.transaction(), shared_snapshot(pool) as (first, second):
+        assert second is None  # `held` is the other of the two
+        assert _count(first) == 0
 
 
 def _corpus(rt: Runtime) -> User:
