@@ -22,7 +22,6 @@ from workers.pipeline import JobDeferred, embed_stage, parse_stage
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-QUEUE = "ingest"
 
 
 def _defer(rt: Runtime, lease: Lease, deferred: JobDeferred) -> None:
@@ -102,26 +101,32 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
 def declare_actors(broker: dramatiq.Broker) -> None:
     """Declare every actor on `broker`; a worker runs them, a sender finds them by name (workers.messages)."""
     dramatiq.actor(
-        actor_name=messages.PARSE_DOCUMENT, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+        actor_name=messages.PARSE_DOCUMENT,
+        queue_name=messages.INGEST_QUEUE,
+        throws=PERMANENT_ERRORS,
+        broker=broker,
     )(parse_document)
     dramatiq.actor(
-        actor_name=messages.EMBED_CHUNKS, queue_name=QUEUE, throws=PERMANENT_ERRORS, broker=broker
+        actor_name=messages.EMBED_CHUNKS,
+        queue_name=messages.INGEST_QUEUE,
+        throws=PERMANENT_ERRORS,
+        broker=broker,
     )(embed_chunks)
     dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
-        queue_name=callbacks.QUEUE,
+        queue_name=messages.CALLBACK_QUEUE,
         max_retries=callbacks.BACKSTOP_RETRIES,
         broker=broker,
     )(callbacks.deliver_callback)
     dramatiq.actor(
         actor_name=messages.UPGRADE_EMBEDDINGS,
-        queue_name=upgrade.QUEUE,
+        queue_name=messages.INGEST_QUEUE,
         max_retries=upgrade.MAX_RETRIES,
         broker=broker,
     )(upgrade.upgrade_embeddings)
     dramatiq.actor(
         actor_name=messages.BUILD_VECTOR_INDEX,
-        queue_name=indexing.QUEUE,
+        queue_name=messages.INGEST_QUEUE,
         max_retries=indexing.MAX_RETRIES,
         time_limit=indexing.BUILD_TIME_LIMIT_MS,
         broker=broker,

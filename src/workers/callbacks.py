@@ -41,7 +41,6 @@ from workers.callback_signing import (
     new_message_id,
     secret_key,
 )
-from workers.middleware.callback_workers import CALLBACK_QUEUE
 from workers.middleware.context import current_runtime
 from workers.runtime import Runtime
 
@@ -49,7 +48,6 @@ log = structlog.get_logger(__name__)
 
 # A queue and threads of their own (workers.middleware.callback_workers): no slow receiver delays a
 # document.
-QUEUE = CALLBACK_QUEUE
 MAX_BACKOFF_S = 6 * 3600
 # Dramatiq's own retries are only a backstop for failures before an attempt is recorded (the database
 # down); recorded attempts are bounded by callback_max_attempts, which is at most 30.

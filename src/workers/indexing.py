@@ -27,7 +27,6 @@ from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-QUEUE = "ingest"
 RECHECK_S = 60
 MAX_RETRIES = 3
 # An index build over millions of vectors takes long; it is one statement and cannot resume.

@@ -12,7 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 from ingest import tokens
 from workers import leasing
 from workers.indexing import build_drained
-from workers.middleware.callback_workers import INGEST_QUEUE
+from workers.messages import INGEST_QUEUE
 from workers.middleware.context import runtime_middleware
 from workers.process import start_broker
 from workers.runtime import Runtime

@@ -14,6 +14,11 @@ import dramatiq.broker
 
 from ingest.leases import EMBED_PREFIX
 
+# The two queues: ingestion stages, and webhook deliveries (their own workers, so a slow receiver delays
+# no document).
+INGEST_QUEUE = "ingest"
+CALLBACK_QUEUE = "callbacks"
+
 PARSE_DOCUMENT = "parse_document"
 EMBED_CHUNKS = "embed_chunks"
 DELIVER_CALLBACK = "deliver_callback"

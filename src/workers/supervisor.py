@@ -27,7 +27,7 @@ from types import FrameType
 
 import structlog
 
-from workers.middleware.callback_workers import CALLBACK_QUEUE, INGEST_QUEUE
+from workers.messages import CALLBACK_QUEUE, INGEST_QUEUE
 
 log = structlog.get_logger(__name__)
 

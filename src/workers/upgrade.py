@@ -33,7 +33,6 @@ from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-QUEUE = "ingest"
 MAX_RETRIES = 0
 # Any constant works; it only has to be the same in every process of this product.
 UPGRADE_LOCK_KEY = 7_310_425_120

@@ -18,10 +18,9 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
-log = structlog.get_logger(__name__)
+from workers.messages import CALLBACK_QUEUE
 
-CALLBACK_QUEUE = "callbacks"
-INGEST_QUEUE = "ingest"  # every other actor's (workers.actors, upgrade, indexing)
+log = structlog.get_logger(__name__)
 
 
 def is_callback_worker(worker: dramatiq.Worker) -> bool:
