@@ -6,8 +6,11 @@ Every question of the sample corpus's QUESTIONS.json is asked as the user holdin
 each mode, through `ingest.services.search.search` (query embedding included), twice a question: with the
 default pool (hybrid reads its two lists at once on two connections) and with a pool of one connection
 (both lists on one, one after the other: how hybrid read before). The two alternate question by question,
-so the machine's load falls on both alike. `--recall`: the vector half's recall@20 (hybrid's depth) at
-several hnsw.ef_search against an exact scan, with the time of that statement alone. Prints one JSON object.
+so the machine's load falls on both alike. Every question is asked once first (hybrid, both pools): the
+timed queries then read pages the server has cached, as a server answering steady traffic would. `--recall`: the vector half's recall@20 (hybrid's depth) at
+several hnsw.ef_search against an exact scan, with the time of that statement alone; `--binary 200,800`:
+the same for the binary-quantized plan at each count of candidates re-ranked (build its index first).
+`--queries 0` skips the latency part. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ def latency(
     with next(iter(runtimes.values())).pool.connection() as conn:
         user = ensure_user(conn, user_name)
     for rt in runtimes.values():  # warm: the pool grown, the space and its size known, pages cached
-        for question in questions[:10]:
+        for question in questions:
             search(rt, user, question, mode=SearchMode.HYBRID)
     for i in range(queries):
         question = questions[i % len(questions)]
@@ -60,7 +64,12 @@ def latency(
     return {key: _percentiles(value) for key, value in times.items()}
 
 
-def recall(rt: Runtime, user_name: str, questions: list[str], efs: list[int]) -> dict[str, Any]:
+def recall(
+    rt: Runtime, user_name: str, questions: list[str], efs: list[int], reranks: list[int]
+) -> dict[str, Any]:
+    """recall@20 and time of the halfvec HNSW plan at each ef_search; with `reranks`, of the binary plan
+    (its index built beside the halfvec one: `binary_quantize(embedding)::bit(d) bit_hamming_ops`) at
+    each number of candidates re-ranked exactly."""
     embedder = rt.router.search_embedder()
     out: dict[str, Any] = {}
     with rt.pool.connection() as conn:
@@ -77,14 +86,25 @@ def recall(rt: Runtime, user_name: str, questions: list[str], efs: list[int]) ->
             }
             for q in query_vectors
         ]
-        for ef in efs:
+        plans = [(f"halfvec ef_search {ef}", space, ef, 0) for ef in efs] + [
+            (f"binary {m} re-ranked", replace(space, index_kind="binary"), 40, m) for m in reranks
+        ]
+        for name, plan_space, ef, rerank in plans:
             found, times = [], []
             for q in query_vectors:
                 started = time.perf_counter()
-                hits = nearest(conn, space, q, owner_id=user.id, top_k=FUSION_CANDIDATES, ef_search=ef)
+                hits = nearest(
+                    conn,
+                    plan_space,
+                    q,
+                    owner_id=user.id,
+                    top_k=FUSION_CANDIDATES,
+                    ef_search=ef,
+                    rerank=rerank,
+                )
                 times.append((time.perf_counter() - started) * 1000)
                 found.append({h.chunk_id for h in hits})
-            out[str(ef)] = {
+            out[name] = {
                 "recall_at_20": round(
                     sum(len(f & e) for f, e in zip(found, exact, strict=True)) / sum(map(len, exact)), 3
                 ),
@@ -100,6 +120,9 @@ def main() -> None:
     parser.add_argument("--user", default="bench-100000")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--recall", action="store_true")
+    parser.add_argument(
+        "--binary", default="", help="comma-separated candidate counts: the binary plan's recall (--recall)"
+    )
     args = parser.parse_args()
     questions = [q["question"] for q in json.loads((args.corpus / "QUESTIONS.json").read_text())["questions"]]
     home = Path(tempfile.mkdtemp(prefix="search-latency-"))
@@ -116,11 +139,18 @@ def main() -> None:
                 name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
                 for name in ("shared_buffers", "effective_cache_size", "work_mem")
             }
-        result["latency"] = latency(
-            {"two connections": rt, "one connection": alone}, args.user, questions, args.queries
-        )
+        if args.queries:
+            result["latency"] = latency(
+                {"two connections": rt, "one connection": alone}, args.user, questions, args.queries
+            )
         if args.recall:
-            result["vector_recall"] = recall(rt, args.user, questions, [40, 100, 200, 400, 1000])
+            result["vector_recall"] = recall(
+                rt,
+                args.user,
+                questions,
+                [40, 100, 200, 400, 1000],
+                [int(m) for m in args.binary.split(",") if m],
+            )
     json.dump(result, sys.stdout, indent=1)
     print()
 
