@@ -7,8 +7,8 @@ lets go, and its id would keep the server running for ever after; so whoever sta
 first forgets the ids of processes that are gone.
 
 The server is sized to the machine at every start (`server_settings`): PostgreSQL's defaults (128 MB of
-shared buffers) suit no machine today, and at 100,000 chunks the vector index alone is about 300 MB, so
-most of each search's index pages came from the OS cache instead (docs/benchmarks.md). The settings go in
+shared buffers) suit no machine today: at 100,000 chunks the vector index alone is 394 MB, and more than
+half of each vector search's pages were read again from the OS cache (docs/benchmarks.md). The settings go in
 `ingest.conf`, which postgresql.conf includes; `ALTER SYSTEM` still overrides them.
 """
 

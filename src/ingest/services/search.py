@@ -7,7 +7,8 @@ words exactly; the vectors find paraphrase (with real embeddings); each covers t
 
 The query is embedded before a connection is taken. A single mode reads on one connection; hybrid
 reads its two lists at once on two connections sharing one snapshot (db/snapshot.py), or one after the
-other on one when the pool has no second free. The space's row is read once per process (a space, once made, keeps its id and table). A space of at most
+other on one when the pool has no second free. The space's row is read once per process (a space, once
+made, keeps its id and table). A space of at most
 `search_exact_max_vectors` vectors (by its statistics, read every ROWS_TTL_S) is scanned exactly.
 Filters (chosen documents, upload metadata) apply inside each list; `offset` and `min_score` to the
 final ranking. Pages within the first FUSION_CANDIDATES hits are slices of one ranking; a page beyond
