@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from psycopg_pool import ConnectionPool
+import psycopg
 
 from router.decide import Mode
 
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
 SERVICES = ("llamaparse", "openai")
+
+
+def read(conn: psycopg.Connection) -> dict[str, Mode]:
+    return {service: Mode(mode) for service, mode in conn.execute("SELECT service, mode FROM router_modes")}
+
+
+def write(conn: psycopg.Connection, mode: Mode, services: tuple[str, ...] = SERVICES) -> None:
+    unknown = set(services) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown service {sorted(unknown)[0]!r}; services are {', '.join(SERVICES)}")
+    conn.execute(
+        "UPDATE router_modes SET mode = %s, updated_at = now() WHERE service = ANY(%s)",
+        (mode.value, list(services)),
+    )
 
 
 class ModeStore:
@@ -27,8 +45,7 @@ class ModeStore:
     def all(self) -> dict[str, Mode]:
         if self._clock() - self._read_at > self._ttl_s:
             with self._pool.connection() as conn:
-                rows = conn.execute("SELECT service, mode FROM router_modes").fetchall()
-            self._cached = {service: Mode(mode) for service, mode in rows}
+                self._cached = read(conn)
             self._read_at = self._clock()
         return dict(self._cached)
 
@@ -36,12 +53,6 @@ class ModeStore:
         return self.all()[service]
 
     def set(self, mode: Mode, services: tuple[str, ...] = SERVICES) -> None:
-        unknown = set(services) - set(SERVICES)
-        if unknown:
-            raise ValueError(f"unknown service {sorted(unknown)[0]!r}; services are {', '.join(SERVICES)}")
         with self._pool.connection() as conn:
-            conn.execute(
-                "UPDATE router_modes SET mode = %s, updated_at = now() WHERE service = ANY(%s)",
-                (mode.value, list(services)),
-            )
+            write(conn, mode, services)
         self._read_at = float("-inf")

@@ -13,7 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from ingest.blobs import BlobStore, build_blob_store
 from ingest.config import Settings
-from ingest.db import embedded, migrate
+from ingest.db.connect import database
 from ingest.db.pool import open_pool
 from ingest.leases import HeldLeases
 from ingest.store.vectors import Space
@@ -41,12 +41,9 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Runtime:
         settings = settings or Settings()
-        settings.home.mkdir(parents=True, exist_ok=True)
         held = ExitStack()
         try:
-            conninfo = settings.database_url or held.enter_context(embedded.hold(settings.pgdata_dir))
-            if migrate_schema:
-                migrate.apply(conninfo)
+            conninfo = held.enter_context(database(settings, migrate_schema=migrate_schema))
             pool = open_pool(conninfo, max_size=settings.db_pool_max, timeout=settings.db_wait_s)
             router = ServiceRouter(settings, pool)
         except BaseException:

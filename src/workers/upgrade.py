@@ -105,7 +105,7 @@ def _run(rt: Runtime) -> tuple[int, str]:
                 simulated=False,
                 index_kind=rt.settings.vector_index,
             )
-            moved = upgrades.move(conn, target, ids, result.vectors)
+            moved = vectors.move_upgraded(conn, target, ids, result.vectors)
         CHUNKS_UPGRADED.inc(len(moved))
         upgraded += len(moved)
         log.info(

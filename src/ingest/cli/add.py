@@ -12,9 +12,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ingest.cli import costs as costs_cmds
-from ingest.cli.common import UserOption, cli_user, err, handle_errors, out, runtime
+from ingest.cli import quote
+from ingest.cli.common import UserOption, err, handle_errors, out
 from ingest.cli.files import expand
+from ingest.cli.runtime import cli_user, runtime
 from ingest.errors import IngestError
 from ingest.services.submit import Submitted, submit_file
 from ingest.store import documents, jobs
@@ -150,7 +151,7 @@ def add(
 ) -> None:
     """Ingest files or folders: parse, chunk, embed and store each one."""
     if estimate:
-        costs_cmds.estimate(paths)
+        quote.estimate(paths)
         return
     with runtime(workers=True) as rt:
         outcomes = run_add(rt, paths, cli_user(rt, user), wait=wait, replace=replace)

@@ -1,4 +1,6 @@
-"""What every command shares: the runtime, the user, and one-line errors on stderr."""
+"""What every command shares: its settings, its user, one database connection, and one-line errors on
+stderr. Nothing here reaches the router, the broker or a vendor: a command that only reads and writes rows
+starts with this alone (ingest.cli.runtime opens the whole Runtime for those that run the pipeline)."""
 
 from __future__ import annotations
 
@@ -6,19 +8,19 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, ParamSpec, TypeVar
 from uuid import UUID
 
+import psycopg
 import typer
 from rich.console import Console
 
 from ingest.config import Settings
+from ingest.db.connect import database
 from ingest.errors import IngestError
 from ingest.logs import configure_logging, redact_value
 from ingest.store.users import User, ensure_user
-from workers.inprocess import serving
-from workers.process import start_broker
-from workers.runtime import Runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,27 +59,36 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-@contextmanager
-def runtime(*, workers: bool = False) -> Iterator[Runtime]:
-    """Open the runtime; with `workers`, also run the actors in this process when no broker is set."""
+def command_settings() -> Settings:
+    """The settings, with logging set up for a command: warnings and errors only, on stderr."""
     settings = Settings()
     configure_logging(settings, interactive=sys.stderr.isatty(), quiet=True)
-    with Runtime.open(settings) as rt:
-        if not workers:
-            start_broker(settings)  # what a command sends (a retry) goes to the configured broker
-            yield rt
-            return
-        with serving(rt, threads=settings.worker_threads):
-            yield rt
+    return settings
 
 
-def user_name(rt: Runtime, name: str | None) -> str:
-    return name or rt.settings.user
+def user_of(conn: psycopg.Connection, settings: Settings, name: str | None) -> User:
+    """The command's user (made on first use): --user, else INGEST_USER, else `local`."""
+    return ensure_user(conn, name or settings.user)
 
 
-def cli_user(rt: Runtime, name: str | None) -> User:
-    with rt.pool.connection() as conn:
-        return ensure_user(conn, user_name(rt, name))
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A command's settings and its one connection. Each statement commits on its own (no transaction
+    left open while the command prints); `conn.transaction()` groups the writes that go together."""
+
+    settings: Settings
+    conn: psycopg.Connection
+
+    def user(self, name: str | None) -> User:
+        return user_of(self.conn, self.settings, name)
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """The database alone (started or joined, migrated), for the commands that only read and write rows."""
+    settings = command_settings()
+    with database(settings) as conninfo, psycopg.connect(conninfo, autocommit=True) as conn:
+        yield Session(settings, conn)
 
 
 def short_id(value: UUID) -> str:

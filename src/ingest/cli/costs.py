@@ -1,24 +1,19 @@
-"""`ingest costs`, `ingest budget set` and the quote behind `ingest add --estimate`."""
+"""`ingest costs` and `ingest budget set|show|unset`: the ledger and the limits, read from the database alone."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
-from pathlib import Path
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from costs import ledger
-from costs.estimate import Quote, quote_file, sum_quotes
+from costs import budget, ledger
 from costs.money import fmt_usd, usd
-from costs.prices import SERVICES, price_table
-from costs.report import to_json
-from ingest.cli.common import err, fail, handle_errors, out, runtime
-from ingest.cli.files import expand
-from ingest.config import Settings
-from ingest.errors import IngestError
+from costs.prices import SERVICES
+from costs.report import day_report, to_json
+from ingest.cli.common import fail, handle_errors, out, session
 
 budget_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Daily cost limits.")
 
@@ -41,8 +36,10 @@ def costs(
 ) -> None:
     """Spent, reserved and limit per service for the budget day, shadow costs, and what reuse saved."""
     wanted = _day(day)
-    with runtime() as rt:
-        report = rt.router.meter.report(wanted)
+    now = datetime.now(UTC)
+    with session() as db:
+        tz = db.settings.budget_timezone
+        report = day_report(db.conn, wanted or budget.budget_day(now, tz), tz=tz, at=now)
     if as_json:
         out.print_json(json.dumps(to_json(report)))
         return
@@ -95,8 +92,8 @@ def budget_set(
         )
     target = _service(service)
     limit = usd(amount_usd)
-    with runtime() as rt, rt.pool.connection() as conn:
-        ledger.set_limit(conn, target, limit)
+    with session() as db:
+        ledger.set_limit(db.conn, target, limit)
     out.print(f"{service or 'all services'}: daily limit ${fmt_usd(limit)}")
 
 
@@ -106,8 +103,8 @@ def budget_show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The daily limits: per service and for all services together (none: spending is unlimited)."""
-    with runtime() as rt, rt.pool.connection() as conn:
-        limits = ledger.limits(conn)
+    with session() as db:
+        limits = ledger.limits(db.conn)
     names = (ledger.ALL, *SERVICES)
     if as_json:
         out.print_json(json.dumps({n: None if n not in limits else fmt_usd(limits[n]) for n in names}))
@@ -127,53 +124,7 @@ def budget_unset(
 ) -> None:
     """Remove a daily limit: that spending becomes unlimited (other limits still apply)."""
     target = _service(service)
-    with runtime() as rt, rt.pool.connection() as conn:
-        removed = ledger.unset_limit(conn, target)
+    with session() as db:
+        removed = ledger.unset_limit(db.conn, target)
     name = service or "all services"
     out.print(f"{name}: no daily limit" + ("" if removed else " (there was none)"), markup=False)
-
-
-def estimate(paths: list[Path]) -> None:
-    """Print the quote for PATHS (pages, tokens, dollars per service) without calling any vendor.
-
-    Reads the files locally only; exits 1 when a file could not be quoted (it would be refused).
-    """
-    settings = Settings()
-    prices = price_table(settings)
-    quotes: list[Quote] = []
-    refused: list[tuple[Path, str]] = []
-    for path in expand(paths):
-        try:
-            quotes.append(quote_file(path, settings=settings, prices=prices))
-        except IngestError as exc:
-            refused.append((path, str(exc)))
-    summed = sum_quotes(quotes)
-    table = Table(
-        title=f"quote in USD: llamaparse {settings.llamaparse_tier},"
-        f" openai {settings.openai_embedding_model}, prices of {prices.checked_on}; ~ marks estimated pages",
-        title_justify="left",
-    )
-    for column in ("file", "pages", "credits", "tokens", "llamaparse", "openai", "total"):
-        table.add_column(column, justify="left" if column == "file" else "right", overflow="fold")
-    for q in quotes:
-        pages = str(q.pages) if q.pages_exact else f"~{q.pages}"
-        cells = (
-            str(q.credits),
-            str(q.tokens),
-            fmt_usd(q.parse_usd),
-            fmt_usd(q.embed_usd),
-            fmt_usd(q.total_usd),
-        )
-        table.add_row(q.filename, pages, *cells)
-    out.print(table)
-    out.print(
-        f"llamaparse: {summed.pages} pages, {summed.credits} credits, ${fmt_usd(summed.parse_usd)}\n"
-        f"openai: {summed.tokens} tokens, ${fmt_usd(summed.embed_usd)}\n"
-        f"total: {summed.files} files, ${fmt_usd(summed.total_usd)}",
-        markup=False,
-        highlight=False,
-    )
-    for path, reason in refused:
-        err.print(f"not quoted: {path}: {reason}", markup=False, highlight=False)
-    if refused:
-        raise typer.Exit(1)

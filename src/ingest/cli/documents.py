@@ -9,10 +9,10 @@ from uuid import UUID
 import typer
 from rich.table import Table
 
-from ingest.cli.common import UserOption, cli_user, fail, handle_errors, out, runtime, short_id
+from ingest.blobs import build_blob_store
+from ingest.cli.common import Session, UserOption, fail, handle_errors, out, session, short_id
 from ingest.store import chunks, documents, jobs
 from ingest.store.users import User
-from workers.runtime import Runtime
 
 documents_app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Your documents: list, show, delete."
@@ -21,10 +21,9 @@ documents_app = typer.Typer(
 IdArgument = Annotated[str, typer.Argument(help="A document id, or its first characters as listed.")]
 
 
-def resolve(rt: Runtime, user: User, text: str) -> UUID:
+def resolve(db: Session, user: User, text: str) -> UUID:
     """The user's document named by a full id or a unique prefix; another user's is never found."""
-    with rt.pool.connection() as conn:
-        found = documents.ids_starting(conn, text.strip(), owner_id=user.id)
+    found = documents.ids_starting(db.conn, text.strip(), owner_id=user.id)
     if not found or len(text.strip()) < 4:
         raise fail(f"{user.name} has no document {text!r}; `ingest documents list` shows them")
     if len(found) > 1:
@@ -42,11 +41,10 @@ def list_documents(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Your documents, newest first, with their status and chunk counts."""
-    with runtime() as rt:
-        owner = cli_user(rt, user)
-        with rt.pool.connection() as conn:
-            docs = documents.list_for_owner(conn, owner.id, limit=limit)
-            counts = chunks.counts(conn, [d.id for d in docs])
+    with session() as db:
+        owner = db.user(user)
+        docs = documents.list_for_owner(db.conn, owner.id, limit=limit)
+        counts = chunks.counts(db.conn, [d.id for d in docs])
     if as_json:
         out.print_json(json.dumps([_row(d, counts.get(d.id, 0)) for d in docs]))
         return
@@ -69,13 +67,12 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """One of your documents: its file, status, pages, chunks and latest job."""
-    with runtime() as rt:
-        owner = cli_user(rt, user)
-        wanted = resolve(rt, owner, document_id)
-        with rt.pool.connection() as conn:
-            doc = documents.get(conn, wanted, owner_id=owner.id)
-            job = jobs.latest_for_document(conn, wanted)
-            n_chunks = chunks.count(conn, wanted)
+    with session() as db:
+        owner = db.user(user)
+        wanted = resolve(db, owner, document_id)
+        doc = documents.get(db.conn, wanted, owner_id=owner.id)
+        job = jobs.latest_for_document(db.conn, wanted)
+        n_chunks = chunks.count(db.conn, wanted)
     if doc is None:  # deleted in between
         raise fail(f"{owner.name} has no document {document_id!r}")
     row = _row(doc, n_chunks)
@@ -92,17 +89,17 @@ def show(
 @handle_errors
 def delete(document_id: IdArgument, user: UserOption = None) -> None:
     """Delete one of your documents with its jobs, chunks and vectors (and its file if nothing else uses it)."""
-    with runtime() as rt:
-        owner = cli_user(rt, user)
-        wanted = resolve(rt, owner, document_id)
-        with rt.pool.connection() as conn, conn.transaction():
-            doc = documents.get(conn, wanted, owner_id=owner.id)
+    with session() as db:
+        owner = db.user(user)
+        wanted = resolve(db, owner, document_id)
+        with db.conn.transaction():
+            doc = documents.get(db.conn, wanted, owner_id=owner.id)
             # Jobs, chunks and vectors go with the row (ON DELETE CASCADE).
-            unused_blob = documents.delete(conn, wanted) if doc else None
+            unused_blob = documents.delete(db.conn, wanted) if doc else None
         if doc is None:
             raise fail(f"{owner.name} has no document {document_id!r}")
-        if unused_blob is not None:
-            rt.blobs.delete(unused_blob)
+        if unused_blob is not None:  # the deletion is committed: nothing refers to the file now
+            build_blob_store(db.settings).delete(unused_blob)
     out.print(f"deleted {doc.filename} ({doc.id})", markup=False, highlight=False)
 
 

@@ -1,10 +1,10 @@
-"""`ingest status`, `retry`, `verify` and `health`: looking at jobs and at the system."""
+"""`ingest status` and `ingest verify`: what became of the jobs and documents, read from the database
+alone (no Runtime: no pool, router or broker)."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Annotated
 from uuid import UUID
 
@@ -14,18 +14,14 @@ from psycopg import sql
 from rich import box
 from rich.table import Table
 
-from ingest.cli.common import UserOption, cli_user, err, fail, handle_errors, out, runtime, short_id
+from ingest.cli.common import UserOption, fail, handle_errors, out, session, short_id
 from ingest.leases import LeaseState
-from ingest.services.health import check_all
-from ingest.services.submit import retry_job
 from ingest.store import documents, jobs, leases, upgrades
-from workers.runtime import Runtime
 
-RETRY_POLL_S = 0.2
 SHORT_ID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{3,35}")
 
 
-def _uuid(conn: psycopg.Connection, value: str) -> UUID:
+def job_or_document_id(conn: psycopg.Connection, value: str) -> UUID:
     """A full job or document id, or the first characters of one (as tables show them) naming only one."""
     try:
         return UUID(value)
@@ -111,26 +107,26 @@ def status(
     mode): all of them, or the document's."""
     if failed and job_or_doc_id is not None:
         raise fail("give a job or document id, or --failed, not both")
-    with runtime() as rt:
-        owner = cli_user(rt, user)
+    with session() as db:
+        conn = db.conn
+        owner = db.user(user)
         mine = None if all_users else owner.id
-        with rt.pool.connection() as conn:
-            if failed:
-                found = jobs.failed(conn)
-            elif job_or_doc_id is None:
-                found = jobs.latest(conn, owner_id=mine, limit=20)
-            else:
-                wanted = _uuid(conn, job_or_doc_id)
-                job = jobs.get(conn, wanted, owner_id=mine) or _latest_of_document(conn, wanted, mine)
-                if job is None:
-                    whose = "" if all_users else f" of {owner.name} (--all: any user's)"
-                    raise fail(f"no job or document {job_or_doc_id}{whose}")
-                found = [job]
-            names = {j.document_id: documents.get(conn, j.document_id) for j in found}
-            if mine is not None:  # the failed jobs of every user are listed: keep the CLI user's
-                found = [j for j in found if (d := names[j.document_id]) is not None and d.owner_id == mine]
-            waiting = _waiting(conn, found, whole=job_or_doc_id is None)
-            held = leases.of_jobs(conn, [j.id for j in found])
+        if failed:
+            found = jobs.failed(conn)
+        elif job_or_doc_id is None:
+            found = jobs.latest(conn, owner_id=mine, limit=20)
+        else:
+            wanted = job_or_document_id(conn, job_or_doc_id)
+            job = jobs.get(conn, wanted, owner_id=mine) or _latest_of_document(conn, wanted, mine)
+            if job is None:
+                whose = "" if all_users else f" of {owner.name} (--all: any user's)"
+                raise fail(f"no job or document {job_or_doc_id}{whose}")
+            found = [job]
+        names = {j.document_id: documents.get(conn, j.document_id) for j in found}
+        if mine is not None:  # the failed jobs of every user are listed: keep the CLI user's
+            found = [j for j in found if (d := names[j.document_id]) is not None and d.owner_id == mine]
+        waiting = _waiting(conn, found, whole=job_or_doc_id is None)
+        held = leases.of_jobs(conn, [j.id for j in found])
     rows = [_job_row(j, d.filename if (d := names[j.document_id]) else "", held[j.id]) for j in found]
     if as_json:
         one = None if job_or_doc_id is None else {**rows[0], "chunks_waiting_for_upgrade": waiting}
@@ -167,44 +163,11 @@ def status(
 
 
 @handle_errors
-def retry(
-    job_id: Annotated[str, typer.Argument(help="The failed job to run again.")],
-    wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="Return when the job is completed, failed or deferred.")
-    ] = True,
-) -> None:
-    """Run a failed job again; exit 0 when it completes (or, with --no-wait, once it is queued)."""
-    with runtime(workers=True) as rt:
-        with rt.pool.connection() as conn:
-            wanted = _uuid(conn, job_id)
-        job = retry_job(rt, wanted)
-        if not wait:
-            out.print(f"job {job.id} queued again")
-            return
-        with err.status(f"job {job.id}: running again"):
-            final = _wait_final(rt, job.id)
-    if final is None:
-        raise fail(f"job {job.id}: its document was deleted while it ran")
-    detail = f": {final.error}" if final.error else ""
-    if final.status != "completed":
-        raise fail(f"job {final.id} {final.status}{detail}")
-    out.print(f"job {final.id} completed")
-
-
-def _wait_final(rt: Runtime, job_id: UUID) -> jobs.Job | None:
-    while True:
-        with rt.pool.connection() as conn:
-            job = jobs.get(conn, job_id)
-        if job is None or job.status in jobs.SETTLED:
-            return job
-        time.sleep(RETRY_POLL_S)
-
-
-@handle_errors
 def verify() -> None:
     """Check that every completed document has all its chunks and vectors."""
     problems: list[str] = []
-    with runtime() as rt, rt.pool.connection() as conn:
+    with session() as db:
+        conn = db.conn
         spaces = conn.execute("SELECT id, table_name FROM embedding_spaces").fetchall()
         vector_rows = (
             sql.SQL(" UNION ALL ").join(
@@ -240,18 +203,4 @@ def verify() -> None:
         out.print(problem, markup=False)
     out.print(f"{len(rows)} completed documents checked, {len(problems)} problems")
     if problems:
-        raise typer.Exit(1)
-
-
-@handle_errors
-def health(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Each dependency and service: ok, or why not."""
-    with runtime() as rt:
-        report = check_all(rt)
-    if as_json:
-        out.print_json(json.dumps(report.as_dict()))
-    else:
-        for check in report.checks:
-            out.print(f"{check.name}: {'ok' if check.ok else 'FAIL'} {check.detail}".rstrip(), markup=False)
-    if not report.ok:
         raise typer.Exit(1)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ingest.cli.common import err, fail, handle_errors, out, runtime
+from ingest.cli.common import err, fail, handle_errors, out, session
 from ingest.store import users
 from ingest.store.users import create_key, ensure_user
 
@@ -32,9 +32,9 @@ def create(
     """Print a new API key for USER. It is shown once: store it now."""
     if not user.strip():
         raise ValueError("user name must not be empty")
-    with runtime() as rt, rt.pool.connection() as conn, conn.transaction():
-        owner = ensure_user(conn, user, is_admin=admin)
-        key = create_key(conn, owner)
+    with session() as db, db.conn.transaction():
+        owner = ensure_user(db.conn, user, is_admin=admin)
+        key = create_key(db.conn, owner)
     # The key alone on stdout, so `KEY=$(ingest keys create --user ada)` works; the note goes to stderr.
     out.print(key, markup=False, highlight=False, soft_wrap=True)
     role = "admin" if owner.is_admin else "user"
@@ -52,8 +52,8 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every API key: its id, user, first characters and dates (the key itself is never stored)."""
-    with runtime() as rt, rt.pool.connection() as conn:
-        found = users.list_keys(conn, user=user)
+    with session() as db:
+        found = users.list_keys(db.conn, user=user)
     if as_json:
         out.print_json(json.dumps([_key_row(k) for k in found]))
         return
@@ -70,8 +70,8 @@ def list_keys(
 @handle_errors
 def revoke(key_id: Annotated[int, typer.Argument(help="The key's id, from `ingest keys list`.")]) -> None:
     """Revoke a key: the API refuses it from its next request."""
-    with runtime() as rt, rt.pool.connection() as conn:
-        key = users.revoke_key(conn, key_id)
+    with session() as db:
+        key = users.revoke_key(db.conn, key_id)
     if key is None:
         raise fail(f"no API key has id {key_id}; `ingest keys list` shows them")
     out.print(f"key {key.id} of {key.user} ({key.prefix}…) revoked", markup=False, highlight=False)

@@ -22,11 +22,11 @@ COMMANDS = {
     ),
     "status": Entry("ingest.cli.inspect:status", "Your jobs and their stage (--all: every user's)."),
     "documents": Entry("ingest.cli.documents:documents_app", "Your documents: list, show, delete."),
-    "retry": Entry("ingest.cli.inspect:retry", "Run a failed job again."),
+    "retry": Entry("ingest.cli.retry:retry", "Run a failed job again."),
     "verify": Entry(
         "ingest.cli.inspect:verify", "Check every completed document has all its chunks and vectors."
     ),
-    "health": Entry("ingest.cli.inspect:health", "Each dependency and service: ok, or why not."),
+    "health": Entry("ingest.cli.health:health", "Each dependency and service: ok, or why not."),
     "costs": Entry("ingest.cli.costs:costs", "Spent, reserved and limit per service, and what reuse saved."),
     "budget": Entry("ingest.cli.costs:budget_app", "Daily cost limits: set, show, unset."),
     "mode": Entry("ingest.cli.modes:mode_app", "Read or switch the service modes (real, mock, hybrid)."),

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli.common import handle_errors, out, runtime
+from ingest.cli.common import handle_errors, out, session
+from router import modes as stored
 from router.decide import Mode
 from router.modes import SERVICES
 
@@ -20,8 +21,8 @@ mode_app = typer.Typer(
 @handle_errors
 def mode_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The mode of each service."""
-    with runtime() as rt:
-        modes = rt.router.modes.all()
+    with session() as db:
+        modes = stored.read(db.conn)
     if as_json:
         out.print_json(json.dumps({s: m.value for s, m in modes.items()}))
         return
@@ -39,6 +40,6 @@ def mode_set(
 ) -> None:
     """Switch a service's mode; every worker and API process sees it at its next job."""
     services = (service,) if service else SERVICES
-    with runtime() as rt:
-        rt.router.modes.set(mode, services)
+    with session() as db:
+        stored.write(db.conn, mode, services)
     out.print(f"{', '.join(services)}: {mode.value}")

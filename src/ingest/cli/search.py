@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from ingest.cli import hits as hits_view
-from ingest.cli.common import UserOption, cli_user, handle_errors, out, runtime
+from ingest.cli.common import UserOption, handle_errors, out
+from ingest.cli.runtime import cli_user, runtime
 from ingest.search_mode import SearchMode
 from ingest.services.search import search as run_search
 from ingest.store import documents

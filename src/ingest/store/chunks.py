@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest import language
-from ingest.chunking import Chunk
 from ingest.db.rows import scalar
+
+if TYPE_CHECKING:  # for annotations only: chunking loads the tokenizer, which reading chunks never needs
+    from ingest.chunking import Chunk
 
 
 def text_hash(text: str) -> bytes:

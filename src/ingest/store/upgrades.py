@@ -1,20 +1,21 @@
 """Chunks waiting for upgrade: embedded by the mock standing in for the real service (hybrid mode), to be
-re-embedded by the real model and moved to its space. Also the schedule of the periodic upgrade run."""
+re-embedded by the real model and moved to its space (`vectors.move_upgraded`). Also the schedule of the
+periodic upgrade run."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-import numpy as np
 import psycopg
-from psycopg import sql
 
 from ingest.db.rows import scalar
-from ingest.store import vectors
-from ingest.store.vectors import Space
+
+if TYPE_CHECKING:  # for annotations only: vectors loads numpy, which counting chunks never needs
+    from ingest.store.vectors import Space
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,32 +81,6 @@ def next_batch(conn: psycopg.Connection, limit: int) -> Batch | None:
         (document_id, space_id, limit),
     ).fetchall()
     return Batch(document_id, [Waiting(*row) for row in rows])
-
-
-def move(conn: psycopg.Connection, target: Space, chunk_ids: Sequence[int], vecs: np.ndarray) -> list[int]:
-    """Give the chunks their real vectors: delete each one's mock vector, write the new one in `target`,
-    record the space. Call inside a transaction. Chunks deleted or upgraded meanwhile are left out; the
-    ones moved are returned."""
-    rows = conn.execute(
-        "SELECT c.id, s.table_name FROM chunks c JOIN embedding_spaces s ON s.id = c.space_id"
-        " WHERE c.id = ANY(%s) AND c.awaiting_upgrade FOR UPDATE OF c",
-        (list(chunk_ids),),
-    ).fetchall()
-    still = {chunk_id: table for chunk_id, table in rows}
-    if not still:
-        return []
-    for table in set(still.values()):
-        ids = [i for i, t in still.items() if t == table]
-        conn.execute(
-            sql.SQL("DELETE FROM {t} WHERE chunk_id = ANY(%s)").format(t=sql.Identifier(table)), (ids,)
-        )
-    keep = [i for i, chunk_id in enumerate(chunk_ids) if chunk_id in still]
-    moved = [chunk_ids[i] for i in keep]
-    vectors.write(conn, target, moved, vecs[keep])
-    conn.execute(
-        "UPDATE chunks SET space_id = %s, awaiting_upgrade = false WHERE id = ANY(%s)", (target.id, moved)
-    )
-    return moved
 
 
 def space_in_use(conn: psycopg.Connection, space: Space) -> bool:

@@ -185,6 +185,34 @@ def build_index(conn: psycopg.Connection, space: Space, *, memory_mb: int) -> No
     conn.execute(sql.SQL("ANALYZE {t}").format(t=space.table))
 
 
+def move_upgraded(
+    conn: psycopg.Connection, target: Space, chunk_ids: Sequence[int], vecs: np.ndarray
+) -> list[int]:
+    """Give chunks waiting for upgrade their real vectors: delete each one's mock vector, write the new one
+    in `target`, record the space. Call inside a transaction. Chunks deleted or upgraded meanwhile are left
+    out; the ones moved are returned."""
+    rows = conn.execute(
+        "SELECT c.id, s.table_name FROM chunks c JOIN embedding_spaces s ON s.id = c.space_id"
+        " WHERE c.id = ANY(%s) AND c.awaiting_upgrade FOR UPDATE OF c",
+        (list(chunk_ids),),
+    ).fetchall()
+    still = {chunk_id: table for chunk_id, table in rows}
+    if not still:
+        return []
+    for table in set(still.values()):
+        ids = [i for i, t in still.items() if t == table]
+        conn.execute(
+            sql.SQL("DELETE FROM {t} WHERE chunk_id = ANY(%s)").format(t=sql.Identifier(table)), (ids,)
+        )
+    keep = [i for i, chunk_id in enumerate(chunk_ids) if chunk_id in still]
+    moved = [chunk_ids[i] for i in keep]
+    write(conn, target, moved, vecs[keep])
+    conn.execute(
+        "UPDATE chunks SET space_id = %s, awaiting_upgrade = false WHERE id = ANY(%s)", (target.id, moved)
+    )
+    return moved
+
+
 def write(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
     """Store one vector per chunk, replacing any earlier one (a redelivered batch writes once)."""
     if len(chunk_ids) != len(vectors):
