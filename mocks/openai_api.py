@@ -10,7 +10,8 @@ real per-minute request and token window behind them.
 Vectors come from the lexical mock embedder (`router.embedder_mock.embed_texts`), so search works
 through the stand-in; usage is counted with cl100k_base, exactly as the real service bills.
 Faults (mocks/faults.py) come from `MOCKS_*` variables or the `X-Mock-Faults` request header.
-Every successful call is recorded in `app.state.ledger`.
+Every successful call is recorded in `app.state.ledger`. The Files and Batches APIs for embedding
+batches are `mocks.openai_batch_api`, their state `app.state.batches`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.tokens import count_tokens, encoding
+from mocks import openai_batch_api
 from mocks.faults import FaultInjector, FaultKind, FaultPlan, apply
 from mocks.rate_window import RequestTokenWindows, duration
 from router.embedder_mock import embed_texts
@@ -319,6 +321,27 @@ def _admit(windows: RequestTokenWindows, model: str, tokens: int) -> None:
     raise err
 
 
+def answer_embedding(payload: dict[str, object]) -> tuple[int, dict[str, object], int]:
+    """One `/v1/embeddings` body answered as the endpoint would, without rate windows: (status, response
+    body, billed tokens). The Batch API runs its lines through this."""
+    try:
+        body = _parse(json.dumps(payload).encode())
+        dimensions = _dimensions(body)
+        texts, counts = _texts_and_tokens(body)
+        _check_sizes(counts)
+    except ApiError as err:
+        return err.status, ErrorEnvelope(error=err.body).model_dump(), 0
+    vectors = embed_texts(texts, dimensions)
+    answer = EmbeddingResponse(
+        data=[
+            EmbeddingItem(index=i, embedding=e) for i, e in enumerate(_encode(vectors, body.encoding_format))
+        ],
+        model=body.model,
+        usage=Usage(prompt_tokens=sum(counts), total_tokens=sum(counts)),
+    )
+    return 200, answer.model_dump(), sum(counts)
+
+
 def create_app(
     plan: FaultPlan | None = None,
     *,
@@ -338,6 +361,16 @@ def create_app(
     )
     app.state.injector = injector
     app.state.ledger = ledger
+    app.state.batches = openai_batch_api.standin_from_env()
+
+    def refused_key(request: Request) -> JSONResponse | None:
+        try:
+            _check_key(request, expected_key)
+        except ApiError as err:
+            return _error_response(err)
+        return None
+
+    openai_batch_api.install(app, app.state.batches, answer_embedding, refused_key)
 
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -58,3 +58,17 @@ def parse_actual(
 
 def embed_charge(tokens: int, *, model: str, prices: PriceTable, requests: int = 1) -> Charge:
     return Charge(prices.tokens_usd(tokens, model), {"tokens": tokens, "requests": requests, "model": model})
+
+
+def batch_embed_charge(tokens: int, *, model: str, prices: PriceTable, requests: int = 1) -> Charge:
+    """Embedding tokens through the Batch API: its price, with what the endpoint would have charged."""
+    return Charge(
+        prices.batch_tokens_usd(tokens, model),
+        {
+            "tokens": tokens,
+            "requests": requests,
+            "model": model,
+            "route": "batch",
+            "full_usd": str(prices.tokens_usd(tokens, model)),
+        },
+    )

@@ -43,6 +43,7 @@ class Quote:
     tokens: int
     parse_usd: Decimal  # llamaparse
     embed_usd: Decimal  # openai
+    batch_embed_usd: Decimal  # openai through the Batch API (`--when-cheapest`)
 
     @property
     def total_usd(self) -> Decimal:
@@ -57,10 +58,15 @@ class QuoteTotal:
     tokens: int
     parse_usd: Decimal
     embed_usd: Decimal
+    batch_embed_usd: Decimal
 
     @property
     def total_usd(self) -> Decimal:
         return total([self.parse_usd, self.embed_usd])
+
+    @property
+    def batch_total_usd(self) -> Decimal:
+        return total([self.parse_usd, self.batch_embed_usd])
 
 
 def quote_document(
@@ -79,6 +85,7 @@ def quote_document(
         tokens=tokens,
         parse_usd=prices.pages_usd(pages.pages, tier),
         embed_usd=prices.tokens_usd(tokens, model),
+        batch_embed_usd=prices.batch_tokens_usd(tokens, model),
     )
 
 
@@ -98,4 +105,5 @@ def sum_quotes(quotes: Iterable[Quote]) -> QuoteTotal:
         tokens=sum(q.tokens for q in quotes),
         parse_usd=total([q.parse_usd for q in quotes]) if quotes else ZERO,
         embed_usd=total([q.embed_usd for q in quotes]) if quotes else ZERO,
+        batch_embed_usd=total([q.batch_embed_usd for q in quotes]) if quotes else ZERO,
     )

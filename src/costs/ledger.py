@@ -344,3 +344,14 @@ def sweep_expired(conn: psycopg.Connection, at: datetime) -> int:
         (ZERO, at),
     )
     return cur.rowcount
+
+
+def charged_under(conn: psycopg.Connection, prefix: str) -> Decimal:
+    """What the real calls whose keys start with `prefix` were charged (settled or `unknown`), exactly."""
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    row = conn.execute(
+        "SELECT coalesce(sum(amount_usd), 0) FROM cost_entries"
+        " WHERE key LIKE %s AND NOT simulated AND state IN ('charged', 'unknown')",
+        (pattern,),
+    ).fetchone()
+    return Decimal(row[0]) if row else Decimal(0)

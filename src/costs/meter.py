@@ -89,9 +89,16 @@ class Meter:
             prices=self.prices,
         )
 
-    def embed_charge(self, tokens: int, *, requests: int = 1) -> Charge:
-        """Priced at the configured real model, for real calls and mock (shadow) calls alike."""
+    def embed_charge(self, tokens: int, *, requests: int = 1, model: str | None = None) -> Charge:
+        """Priced at `model` (default: the configured real model), for real calls and mock (shadow) calls
+        alike."""
         return charges.embed_charge(
+            tokens, model=model or self.settings.openai_embedding_model, prices=self.prices, requests=requests
+        )
+
+    def batch_embed_charge(self, tokens: int, *, requests: int = 1) -> Charge:
+        """Through the Batch API, priced at the configured real model (real and shadow calls alike)."""
+        return charges.batch_embed_charge(
             tokens, model=self.settings.openai_embedding_model, prices=self.prices, requests=requests
         )
 
@@ -118,7 +125,9 @@ class Meter:
         document_id: UUID | None = None,
         job_id: UUID | None = None,
         holder: str | None = None,
+        ttl_s: int | None = None,
     ) -> Reservation:
+        """`ttl_s`: how long the hold lasts unsettled (default reservation_ttl_s; a batch's, its window)."""
         hold = Hold(
             key=key,
             service=service,
@@ -137,7 +146,11 @@ class Meter:
         try:
             with connection as conn:
                 entry = budget.reserve(
-                    conn, hold, at=at, tz=self.settings.budget_timezone, ttl_s=self.settings.reservation_ttl_s
+                    conn,
+                    hold,
+                    at=at,
+                    tz=self.settings.budget_timezone,
+                    ttl_s=ttl_s or self.settings.reservation_ttl_s,
                 )
         except BudgetExhausted as refused:
             log.info(

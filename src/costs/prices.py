@@ -6,7 +6,8 @@ date the operator states in `INGEST_PRICES_CHECKED_ON`. Every ledger entry recor
 priced with, so a price change never rewrites history.
 
 LlamaParse bills credits: pages × credits-per-page of the tier, at a dollar price per 1,000 credits.
-OpenAI bills the input tokens of an embedding request at a dollar price per 1M tokens.
+OpenAI bills the input tokens of an embedding request at a dollar price per 1M tokens; through the Batch
+API at its own (half) price per 1M tokens.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class PriceTable:
     llamaparse_usd_per_1k_credits: Decimal
     llamaparse_credits_per_page: Mapping[str, int]
     openai_usd_per_1m_tokens: Mapping[str, Decimal]
+    openai_batch_usd_per_1m_tokens: Mapping[str, Decimal]
 
     def credits_for_pages(self, pages: int, tier: str) -> int:
         if tier not in self.llamaparse_credits_per_page:
@@ -56,6 +58,14 @@ class PriceTable:
             )
         return mul(div(self.openai_usd_per_1m_tokens[model], 1_000_000), tokens)
 
+    def batch_tokens_usd(self, tokens: int, model: str) -> Decimal:
+        """The Batch API's price of `tokens` input tokens of `model`."""
+        if model not in self.openai_batch_usd_per_1m_tokens:
+            raise UnknownPrice(
+                f"no OpenAI Batch API price for model {model!r}; set INGEST_PRICE_OPENAI_BATCH_USD_PER_1M_TOKENS"
+            )
+        return mul(div(self.openai_batch_usd_per_1m_tokens[model], 1_000_000), tokens)
+
 
 DEFAULT_PRICES = PriceTable(
     version="2026-11-23",
@@ -69,6 +79,14 @@ DEFAULT_PRICES = PriceTable(
             "text-embedding-3-small": Decimal("0.02"),
             "text-embedding-3-large": Decimal("0.13"),
             "text-embedding-ada-002": Decimal("0.10"),
+        }
+    ),
+    # Batch API: half the endpoint's price (openai.com/api/pricing, "Batch").
+    openai_batch_usd_per_1m_tokens=MappingProxyType(
+        {
+            "text-embedding-3-small": Decimal("0.01"),
+            "text-embedding-3-large": Decimal("0.065"),
+            "text-embedding-ada-002": Decimal("0.05"),
         }
     ),
 )
@@ -88,7 +106,8 @@ def price_table(settings: Settings, base: PriceTable = DEFAULT_PRICES) -> PriceT
     credit_price = settings.price_llamaparse_usd_per_1k_credits
     pages = settings.price_llamaparse_credits_per_page
     tokens = settings.price_openai_usd_per_1m_tokens
-    if credit_price is None and not pages and not tokens:
+    batch_tokens = settings.price_openai_batch_usd_per_1m_tokens
+    if credit_price is None and not pages and not tokens and not batch_tokens:
         return base
     if any(v < 0 for v in pages.values()):
         raise ValueError("credits per page cannot be negative")
@@ -106,6 +125,15 @@ def price_table(settings: Settings, base: PriceTable = DEFAULT_PRICES) -> PriceT
             {
                 **base.openai_usd_per_1m_tokens,
                 **{m: _checked_per_unit(p, 1_000_000, f"1M tokens of {m}") for m, p in tokens.items()},
+            }
+        ),
+        openai_batch_usd_per_1m_tokens=MappingProxyType(
+            {
+                **base.openai_batch_usd_per_1m_tokens,
+                **{
+                    m: _checked_per_unit(p, 1_000_000, f"1M batch tokens of {m}")
+                    for m, p in batch_tokens.items()
+                },
             }
         ),
     )

@@ -49,6 +49,8 @@ class DayReport:
     total: Amounts
     stages: dict[str, StageDrift]  # settled calls (real and shadow) of the day, by "service:stage"
     saved: savings.Saved = field(default_factory=savings.Saved)  # embeddings reused instead of paid for again
+    # embedded through the Batch API: what the endpoint would have charged above the batch price
+    batch_saved: savings.Saved = field(default_factory=savings.Saved)
 
 
 # One pass over the day's rows: what each service spent, holds and shadow-spent.
@@ -92,7 +94,8 @@ def day_report(
     )
     stages = {name: StageDrift(n, est, act) for name, n, est, act in conn.execute(_STAGES, params)}
     saved = savings.day_total(conn, day) if owner_id is None else savings.Saved()
-    return DayReport(day, tz, services, overall, stages, saved)
+    batch_saved = savings.day_total(conn, day, kind="batch", owner_id=owner_id)
+    return DayReport(day, tz, services, overall, stages, saved, batch_saved)
 
 
 def _by(conn: psycopg.Connection, column: str, ids: Iterable[UUID], at: datetime) -> dict[UUID, Amounts]:
@@ -141,5 +144,11 @@ def to_json(report: DayReport) -> dict[str, Any]:
                 "drift_usd": fmt_usd(s.drift),
             }
             for name, s in report.stages.items()
+        },
+        "batch_saved": {
+            "chunks": report.batch_saved.chunks,
+            "tokens": report.batch_saved.tokens,
+            "saved_usd": fmt_usd(report.batch_saved.usd),
+            "simulated_usd": fmt_usd(report.batch_saved.simulated_usd),
         },
     }

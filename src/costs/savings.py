@@ -29,6 +29,7 @@ class Saving:
     price_version: str
     document_id: UUID | None = None
     job_id: UUID | None = None
+    kind: str = "reuse"  # 'reuse': the cache served the vectors; 'batch': the Batch API's lower price
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def record(conn: psycopg.Connection, saving: Saving) -> None:
     """Record a saving once per key: a redelivered batch that reuses again adds nothing."""
     conn.execute(
         "INSERT INTO cost_savings (key, service, simulated, budget_day, chunks, tokens, saved_usd,"
-        " price_version, document_id, job_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " price_version, document_id, job_id, kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (key) DO NOTHING",
         (
             saving.key,
@@ -58,18 +59,23 @@ def record(conn: psycopg.Connection, saving: Saving) -> None:
             saving.price_version,
             saving.document_id,
             saving.job_id,
+            saving.kind,
         ),
     )
 
 
-def day_total(conn: psycopg.Connection, day: date) -> Saved:
+def day_total(
+    conn: psycopg.Connection, day: date, *, kind: str = "reuse", owner_id: int | None = None
+) -> Saved:
+    """The day's savings of one kind: the deployment's, or those of one user's documents (`owner_id`)."""
     row = one(
         conn.execute(
-            "SELECT coalesce(sum(chunks), 0), coalesce(sum(tokens), 0),"
-            " coalesce(sum(saved_usd) FILTER (WHERE NOT simulated), 0),"
-            " coalesce(sum(saved_usd) FILTER (WHERE simulated), 0)"
-            " FROM cost_savings WHERE budget_day = %s",
-            (day,),
+            "SELECT coalesce(sum(s.chunks), 0), coalesce(sum(s.tokens), 0),"
+            " coalesce(sum(s.saved_usd) FILTER (WHERE NOT s.simulated), 0),"
+            " coalesce(sum(s.saved_usd) FILTER (WHERE s.simulated), 0)"
+            " FROM cost_savings s WHERE s.budget_day = %(day)s AND s.kind = %(kind)s AND (%(owner)s::bigint IS NULL"
+            " OR s.document_id IN (SELECT id FROM documents WHERE owner_id = %(owner)s))",
+            {"day": day, "kind": kind, "owner": owner_id},
         )
     )
     return Saved(int(row[0]), int(row[1]), row[2], row[3])

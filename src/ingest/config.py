@@ -137,12 +137,17 @@ class Settings(BaseSettings):
     )
 
     # --- embeddings --------------------------------------------------------------------------------
-    openai_embedding_model: str = Field(default="text-embedding-3-small", description="Real embedding model.")
+    openai_embedding_model: str = Field(
+        default="text-embedding-3-small",
+        description="Real embedding model of the first real space; after that the active space decides"
+        " (`ingest reembed` moves it).",
+    )
     openai_embedding_dimensions: int = Field(
         default=1536,
         ge=1,
         le=4000,
-        description="Dimensions asked of the -3 models (a smaller space is cheaper).",
+        description="Dimensions asked of the -3 models (a smaller space is cheaper): the first real space's,"
+        " and `ingest reembed`'s default.",
     )
     mock_embedding_dimensions: int = Field(
         default=1536, ge=16, le=4000, description="Dimensions of the deterministic lexical mock embedder."
@@ -153,6 +158,47 @@ class Settings(BaseSettings):
         le=2048,
         description="Chunks per embedding message (one unit of work and retry). At most what one OpenAI"
         " request carries, 300,000 // chunk_tokens: the default is lowered to fit, a larger value refused.",
+    )
+
+    # --- the batch route: OpenAI's Batch API at half the price (workers/batch_route.py) -----------
+    when_cheapest: bool = Field(
+        default=False,
+        description="Default route of a new job's embeddings: true sends them through OpenAI's Batch API"
+        " (half the price, done within 24 hours), as `ingest add --when-cheapest` and the upload field"
+        " `when_cheapest` do for one job.",
+    )
+    batch_fallback: Literal["batch", "sync"] = Field(
+        default="batch",
+        description="What a batch route job does with inputs a batch did not embed (expired, cancelled,"
+        " failed lines): `batch` sends them in a later batch, `sync` embeds them at the full price.",
+    )
+    batch_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Batches an input may go through; an input still not embedded after that fails its job.",
+    )
+    batch_gather_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long waiting inputs gather before a batch is sent, so several jobs share one"
+        " (sent at once when no batch route job is still being parsed, or a batch is full).",
+    )
+    batch_poll_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a sent batch is asked for its status (by the sweep, one process at a time).",
+    )
+    batch_max_requests: int = Field(
+        default=50_000,
+        ge=1,
+        le=50_000,
+        description="Inputs per batch (one request each); the Batch API takes at most 50,000.",
+    )
+    batch_max_file_mb: int = Field(
+        default=200,
+        ge=1,
+        le=200,
+        description="Size cap of one batch's input file; the Batch API's is 200 MB.",
     )
 
     # --- vector storage: bulk loads (ingest/loading.py, workers/indexing.py) ----------------------
@@ -432,6 +478,11 @@ class Settings(BaseSettings):
     price_openai_usd_per_1m_tokens: dict[str, Decimal] = Field(
         default_factory=dict,
         description='Override of embedding prices (USD per 1M tokens), e.g. {"text-embedding-3-small": "0.02"}.',
+    )
+    price_openai_batch_usd_per_1m_tokens: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Override of Batch API embedding prices (USD per 1M tokens), e.g."
+        ' {"text-embedding-3-small": "0.01"}.',
     )
     prices_checked_on: date | None = Field(
         default=None, description="When the overridden prices were checked against the vendors' pages."

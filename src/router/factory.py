@@ -9,6 +9,7 @@ with its reason) and counted (`ingest_route_decisions_total`). Real clients are 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -18,8 +19,9 @@ from psycopg_pool import ConnectionPool
 from costs.meter import Meter
 from ingest.config import Settings
 from ingest.errors import ServiceUnavailable
-from ingest.store import upgrades, vectors
+from ingest.store import spaces, upgrades, vectors
 from router.backends import circuit_store
+from router.batches import BatchClient, MockBatchClient
 from router.circuit import CircuitBreaker, Outcome, Policy
 from router.decide import Choice, Decision, Mode, decide
 from router.embedder_mock import MockEmbedder
@@ -33,6 +35,8 @@ from router.protocols import Embedder, Parser
 log = structlog.get_logger(__name__)
 
 Client = TypeVar("Client")
+# An embedding space by what makes it: (model, dimensions).
+Target = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,14 @@ class ServiceRouter:
         self._mock_embedder = MockEmbedder(settings.mock_embedding_dimensions)
         self._stand_in = StandInEmbedder(self._mock_embedder)
         self._real_parser: Parser | None = None
-        self._real_embedder: Embedder | None = None
+        self._real_embedder: Embedder | None = None  # the configured model's
+        self._other_embedders: dict[Target, Embedder] = {}  # models an `ingest reembed` moved to
+        self._active: tuple[Target, float] | None = None  # the active space's target, and when it was read
+        self._real_batches: BatchClient | None = None
+        self._mock_batches = {
+            kind: MockBatchClient(self._mock_embedder.model, self._mock_embedder.dimensions, kind=kind)
+            for kind in ("mock", "standin")
+        }
         # Worker threads asking at once build one client, and import its SDK in one thread: SDKs imported
         # concurrently can see each other half-initialized (httpx's "partially initialized module").
         self._building = threading.Lock()
@@ -105,14 +116,53 @@ class ServiceRouter:
             return Routed(decision, GuardedParser(self.real_parser(), "llamaparse", self.circuits))
         return Routed(decision, None)
 
-    def embedder(self, *, budget_ok: bool | None = None) -> Routed[Embedder]:
+    def target(self, *, fresh: bool = False) -> Target:
+        """The real model and dimensions: the active space's (ingest/store/spaces.py), read at most every
+        `mode_cache_s` unless `fresh`; the configured ones until a first real vector makes a space active."""
+        now = time.monotonic()
+        if fresh or self._active is None or now - self._active[1] > self.settings.mode_cache_s:
+            with self._pool.connection() as conn:
+                space = spaces.active_space(conn)
+            target = (
+                (space.model, space.dimensions)
+                if space is not None
+                else (self.settings.openai_embedding_model, self.settings.openai_embedding_dimensions)
+            )
+            self._active = (target, now)
+        return self._active[0]
+
+    def embedder(self, *, budget_ok: bool | None = None, target: Target | None = None) -> Routed[Embedder]:
+        """The client for one embedding call; a real one embeds into `target` (default: the active space)."""
         mode, decision = self._decide("openai", budget_ok)
         if decision.choice is Choice.MOCK:
             # In hybrid the mock stands in for the real embedder: its vectors wait for upgrade.
             return Routed(decision, self._stand_in if mode is Mode.HYBRID else self._mock_embedder)
         if decision.choice is Choice.REAL:
-            return Routed(decision, GuardedEmbedder(self.real_embedder(), "openai", self.circuits))
+            real = self.real_embedder(target or self.target())
+            return Routed(decision, GuardedEmbedder(real, "openai", self.circuits))
         return Routed(decision, None)
+
+    def batch_client(self) -> Routed[BatchClient]:
+        """The client a new embedding batch goes to, decided as an embedding call is: the Batch API in real
+        mode (and in hybrid while the service can serve), the mock batch client otherwise."""
+        mode, decision = self._decide("openai")
+        if decision.choice is Choice.MOCK:
+            return Routed(decision, self._mock_batches["standin" if mode is Mode.HYBRID else "mock"])
+        if decision.choice is Choice.REAL:
+            return Routed(decision, self.real_batches())
+        return Routed(decision, None)
+
+    def batch_client_of(self, kind: str) -> BatchClient:
+        """The client that made a batch of `kind`, to follow it up."""
+        return self.real_batches() if kind == "real" else self._mock_batches[kind]
+
+    def real_batches(self) -> BatchClient:
+        with self._building:
+            if self._real_batches is None:
+                from router.openai_batch import OpenAIBatchClient
+
+                self._real_batches = OpenAIBatchClient(self.settings)
+            return self._real_batches
 
     def _fallback(self, service: str, failed: BaseException) -> Decision | None:
         """In hybrid, a real call that failed for the service's sake (down, retries spent, key or quota
@@ -155,9 +205,7 @@ class ServiceRouter:
 
     def _real_space_filled(self) -> bool:
         with self._pool.connection() as conn:
-            space = vectors.find_space(
-                conn, self.settings.openai_embedding_model, self.settings.openai_embedding_dimensions
-            )
+            space = vectors.find_space(conn, *self.target())
             return space is not None and upgrades.space_in_use(conn, space)
 
     def real_parser(self) -> Parser:
@@ -178,17 +226,28 @@ class ServiceRouter:
             self._signal = job_signal(self.settings, self._pool)
         return self._signal
 
-    def real_embedder(self) -> Embedder:
+    def real_embedder(self, target: Target | None = None) -> Embedder:
+        """The real client of `target` (default: the configured model and dimensions)."""
+        configured = (self.settings.openai_embedding_model, self.settings.openai_embedding_dimensions)
         with self._building:
-            if self._real_embedder is None:
-                # Imported here: only a process that calls the real vendor loads its SDK.
-                from router.openai_real import OpenAIEmbedder
+            # Imported here: only a process that calls the real vendor loads its SDK.
+            from router.openai_real import OpenAIEmbedder
 
-                self._real_embedder = OpenAIEmbedder(self.settings)
-            return self._real_embedder
+            if target is None or target == configured:
+                if self._real_embedder is None:
+                    self._real_embedder = OpenAIEmbedder(self.settings)
+                return self._real_embedder
+            if target not in self._other_embedders:
+                model, dimensions = target
+                settings = self.settings.model_copy(
+                    update={"openai_embedding_model": model, "openai_embedding_dimensions": dimensions}
+                )
+                self._other_embedders[target] = OpenAIEmbedder(settings)
+            return self._other_embedders[target]
 
     def close(self) -> None:
-        for client in (self._real_parser, self._real_embedder, self._signal):
+        clients = (self._real_parser, self._real_embedder, self._real_batches, self._signal)
+        for client in (*clients, *self._other_embedders.values()):
             close = getattr(client, "close", None)
             if close is not None:
                 close()

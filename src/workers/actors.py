@@ -13,7 +13,7 @@ import structlog
 
 from ingest.leases import PARSE, Lease, embed_unit
 from ingest.store import documents, jobs
-from workers import callbacks, indexing, leasing, messages, upgrade
+from workers import batch_route, callbacks, indexing, leasing, messages, reembed, upgrade
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
 from workers.leasing import LeaseLost
@@ -113,6 +113,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         broker=broker,
     )(embed_chunks)
     dramatiq.actor(
+        actor_name=messages.TEND_BATCHES, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
+    )(batch_route.tend_batches)
+    dramatiq.actor(
         actor_name=messages.DELIVER_CALLBACK,
         queue_name=messages.CALLBACK_QUEUE,
         max_retries=callbacks.BACKSTOP_RETRIES,
@@ -131,3 +134,9 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         time_limit=indexing.BUILD_TIME_LIMIT_MS,
         broker=broker,
     )(indexing.build_vector_index)
+    dramatiq.actor(
+        actor_name=messages.REEMBED_STEP,
+        queue_name=messages.INGEST_QUEUE,
+        max_retries=reembed.MAX_RETRIES,
+        broker=broker,
+    )(reembed.reembed_step)

@@ -27,7 +27,10 @@ log = structlog.get_logger(__name__)
 # Class of the per-user advisory lock (any constant; the user id is the object): concurrent top-ups of
 # one user take turns, so together they never admit more than the limit.
 ADMISSION_LOCK_CLASS = 0x61646D74
-ACTIVE = "(j.status = 'running' OR (j.status = 'queued' AND j.enqueued_at IS NOT NULL))"
+# A job waiting for a batch (stage 'batch') may wait a day: it holds no slot meanwhile.
+ACTIVE = (
+    "((j.status = 'running' AND j.stage <> 'batch') OR (j.status = 'queued' AND j.enqueued_at IS NOT NULL))"
+)
 HELD = "j.status = 'queued' AND j.enqueued_at IS NULL"
 
 

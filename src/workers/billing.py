@@ -12,11 +12,14 @@ from costs.meter import Meter, Reservation
 from router import unsettled
 
 
-def after_failure(meter: Meter, held: Reservation, failed: BaseException) -> None:
+def after_failure(
+    meter: Meter, held: Reservation, failed: BaseException, *, model: str | None = None
+) -> None:
+    """`model`: the embedding model the call asked for (default: the configured one)."""
     billed = unsettled.noted(failed)
     if billed is None or held.simulated:
         meter.release(held)
         return
     per_token = held.service == "openai"  # what its attempts may have cost is priced by tokens
-    actual = meter.embed_charge(billed.tokens, requests=billed.requests) if per_token else None
+    actual = meter.embed_charge(billed.tokens, requests=billed.requests, model=model) if per_token else None
     meter.charge_unknown(held, actual, reason=billed.reason)

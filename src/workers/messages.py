@@ -24,6 +24,8 @@ EMBED_CHUNKS = "embed_chunks"
 DELIVER_CALLBACK = "deliver_callback"
 UPGRADE_EMBEDDINGS = "upgrade_embeddings"
 BUILD_VECTOR_INDEX = "build_vector_index"
+REEMBED_STEP = "reembed_step"
+TEND_BATCHES = "tend_embedding_batches"
 
 
 def started_broker() -> dramatiq.Broker:

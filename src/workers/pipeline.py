@@ -26,13 +26,13 @@ from ingest.errors import ServiceUnavailable, UnreadableDocument
 from ingest.formats.pages import count_pages
 from ingest.leases import PARSE, Lease, embed_unit
 from ingest.parsed import Submission
-from ingest.store import chunks, documents, jobs, reuse, upgrades, vectors
+from ingest.store import chunks, documents, jobs, reuse, spaces, upgrades, vectors
 from ingest.store.vectors import Space
 from router.decide import Choice, Decision
-from router.factory import Client, Routed
+from router.factory import Client, Routed, Target
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
-from workers import billing, indexing, leasing
+from workers import batch_route, billing, indexing, leasing
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.runtime import Runtime
 from workers.states import finish_if_done
@@ -305,6 +305,24 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
     if lease is None:
         with leasing.holding(rt, job_id, embed_unit(first, last)) as taken:
             return taken is not None and embed_stage(rt, job_id, first, last, taken)
+    if batch_route.wanted(rt, job_id):  # the job's inputs go to the Batch API instead
+        return batch_route.enqueue(rt, job_id, lease)
+    try:
+        return _embed_batch(rt, job_id, first, last, lease, rt.router.target())
+    except spaces.SpaceSwitched as switched:
+        # `ingest reembed` switched spaces while this batch embedded: embed it again, for the new space.
+        log.info("space_switched_under_batch", job_id=str(job_id), reason=str(switched))
+        return _embed_batch(rt, job_id, first, last, lease, rt.router.target(fresh=True))
+
+
+def _batch_key(rt: Runtime, document_id: UUID, first: int, last: int, target: Target) -> str:
+    """The ledger key of a batch's call: a model other than the configured one is another call."""
+    key = f"{document_id}:embed:{first}-{last}"
+    configured = (rt.settings.openai_embedding_model, rt.settings.openai_embedding_dimensions)
+    return key if target == configured else f"{key}@{target[0]}/{target[1]}"
+
+
+def _embed_batch(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease, target: Target) -> bool:
     with autocommit(rt.pool) as conn:  # reads only
         job = jobs.get(conn, job_id)
         if job is None or job.status != "running":
@@ -316,8 +334,9 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
             leasing.fence(conn, lease)
             return done
     meter: Meter = rt.router.meter
-    key = f"{job.document_id}:embed:{first}-{last}"
-    embedder = rt.router.embedder().client
+    key = _batch_key(rt, job.document_id, first, last, target)
+    route = functools.partial(rt.router.embedder, target=target)
+    embedder = route().client
     space, hits = _cached(rt, embedder, job.document_id, pending)
     misses = _misses(pending, hits)
     result = None
@@ -326,8 +345,8 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
         client, held = _metered(
             rt,
             "openai",
-            rt.router.embedder,
-            meter.embed_charge(sum(c.token_count for c in misses.values())),
+            route,
+            meter.embed_charge(sum(c.token_count for c in misses.values()), model=target[0]),
             key=key,
             stage="embed",
             document_id=job.document_id,
@@ -348,7 +367,10 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
                     raise
                 embedder, space, hits, misses, result = _stood_in(rt, stand_in, job, key, pending)
             else:
-                meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
+                charge = meter.embed_charge(
+                    result.billed_tokens, requests=result.billed_requests, model=target[0]
+                )
+                meter.settle(held, charge)
         else:
             meter.release(held)
     assert embedder is not None  # hits need a space, misses a client
@@ -371,6 +393,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
         if not running:
             # The job failed (its chunks deleted) or went while this batch embedded: nothing to store.
             return False
+        spaces.check_writable(conn, space)  # before any chunk is written: a switch's lock order
         saved = _store(conn, space, pending, hits, misses, result)
         if awaits_upgrade(embedder):  # mock vectors standing in for real ones: the upgrade job replaces them
             upgrades.mark(conn, [c.id for c in pending])
@@ -383,7 +406,7 @@ def embed_stage(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease |
                 day=meter.today(),
                 chunks=len(saved),
                 tokens=tokens,
-                usd=meter.embed_charge(tokens).usd,
+                usd=meter.embed_charge(tokens, model=target[0]).usd,
                 price_version=meter.prices.version,
                 document_id=job.document_id,
                 job_id=job_id,

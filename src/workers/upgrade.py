@@ -24,7 +24,7 @@ import structlog
 from costs.meter import BudgetExhausted
 from ingest.db.pool import autocommit
 from ingest.db.rows import scalar
-from ingest.store import upgrades, vectors
+from ingest.store import spaces, upgrades, vectors
 from router.decide import Choice
 from router.metrics import CHUNKS_UPGRADED
 from workers import billing, messages
@@ -85,7 +85,7 @@ def _run(rt: Runtime) -> tuple[int, str]:
                 key=f"{batch.document_id}:upgrade:{ids[0]}-{ids[-1]}",
                 service="openai",
                 stage="upgrade",
-                estimate=meter.embed_charge(sum(c.token_count for c in batch.chunks)),
+                estimate=meter.embed_charge(sum(c.token_count for c in batch.chunks), model=embedder.model),
                 document_id=batch.document_id,
             )
         except BudgetExhausted as refused:
@@ -96,16 +96,24 @@ def _run(rt: Runtime) -> tuple[int, str]:
             billing.after_failure(meter, held, failed)
             log.warning("upgrade_batch_failed", document_id=str(batch.document_id), error=str(failed)[:300])
             return upgraded, f"the real embedder failed: {failed}"
-        meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
-        with rt.pool.connection() as conn, conn.transaction():
-            target = vectors.ensure_space(
-                conn,
-                embedder.model,
-                embedder.dimensions,
-                simulated=False,
-                index_kind=rt.settings.vector_index,
-            )
-            moved = vectors.move_upgraded(conn, target, ids, result.vectors)
+        charge = meter.embed_charge(
+            result.billed_tokens, requests=result.billed_requests, model=embedder.model
+        )
+        meter.settle(held, charge)
+        try:
+            with rt.pool.connection() as conn, conn.transaction():
+                target = vectors.ensure_space(
+                    conn,
+                    embedder.model,
+                    embedder.dimensions,
+                    simulated=False,
+                    index_kind=rt.settings.vector_index,
+                )
+                spaces.check_writable(conn, target)
+                moved = vectors.move_upgraded(conn, target, ids, result.vectors)
+        except spaces.SpaceSwitched as switched:  # the chunks keep their mock vectors until the next run
+            rt.router.target(fresh=True)
+            return upgraded, str(switched)
         CHUNKS_UPGRADED.inc(len(moved))
         upgraded += len(moved)
         log.info(

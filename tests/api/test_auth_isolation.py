@@ -24,6 +24,10 @@ ROUTES = {
     ("get", "/v1/router"),
     ("put", "/v1/router"),
     ("get", "/v1/status"),
+    ("get", "/v1/admin/reembed"),
+    ("post", "/v1/admin/reembed"),
+    ("post", "/v1/admin/reembed/rollback"),
+    ("delete", "/v1/admin/reembed/previous"),
 }
 
 
@@ -88,7 +92,7 @@ def test_another_user_reaches_nothing_of_the_first(
         assert answer.status_code == 404, (method, path)  # never 403: the id's existence is not revealed
         assert error_of(answer)["code"] == "not_found"
     hits = client.post("/v1/search", headers=bob, json={"query": "lighthouse keepers", "document_ids": [doc]})
-    assert hits.json() == {"results": []}
+    assert hits.json()["results"] == []
     # Bob's upload of the same bytes is his own document, not a duplicate of Ada's.
     mine = upload(client, bob, text_document("lighthouse keepers"))
     assert mine.status_code == 202 and mine.json()["document_id"] != doc

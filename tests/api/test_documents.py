@@ -14,6 +14,7 @@ from tests.api.conftest import (
     count_rows,
     error_of,
     new_key,
+    runtime_of,
     temp_files,
     text_document,
     upload,
@@ -136,3 +137,30 @@ def test_costs_per_document_job_and_day_match_the_cli(client: TestClient, ada: d
     assert client.get("/v1/costs", headers=ada).json() == {**json.loads(cli_json), "scope": "user"}
     other_day = client.get("/v1/costs", headers=ada, params={"date": "2020-01-01"}).json()
     assert other_day["date"] == "2020-01-01" and Decimal(other_day["total"]["simulated_usd"]) == 0
+
+
+def test_when_cheapest_sends_the_job_by_the_batch_route(client: TestClient, ada: dict[str, str]) -> None:
+    # Mock mode: the mock batch client answers at once, at the Batch API's (shadow) price.
+    sent = upload(client, ada, text_document("harbours"), when_cheapest="true", batch_fallback="sync").json()
+    job = wait_for_job(client, ada, sent["job_id"])
+    assert job["status"] == "completed" and job["embed_route"] == "batch" and job["batch"] is None
+    plain = upload(client, ada, text_document("rivers")).json()
+    assert wait_for_job(client, ada, plain["job_id"])["embed_route"] == "sync"
+    with runtime_of(client).pool.connection() as conn:
+        routes = dict(conn.execute("SELECT id::text, batch_fallback FROM jobs").fetchall())
+        usage = conn.execute(
+            "SELECT usage FROM cost_entries WHERE job_id = %s AND service = 'openai'", (sent["job_id"],)
+        ).fetchone()[0]
+    assert routes[sent["job_id"]] == "sync"
+    assert usage["route"] == "batch"
+
+
+def test_a_bad_when_cheapest_field_is_refused_and_changes_nothing(
+    client: TestClient, ada: dict[str, str]
+) -> None:
+    for field, value in (("when_cheapest", "maybe"), ("batch_fallback", "never")):
+        refused = upload(client, ada, text_document("fjords"), **{field: value})
+        assert refused.status_code == 400
+        assert field in error_of(refused)["message"]
+    assert count_rows(client, "documents") == 0
+    assert temp_files(client) == []

@@ -291,7 +291,7 @@ def test_an_unexpected_failure_is_a_json_500_without_a_traceback(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals: /srv/db password=hunter2")
 
-    monkeypatch.setattr(search_route, "search", broken)
+    monkeypatch.setattr(search_route, "search_in_space", broken)
     answer = client.post("/v1/search", headers=ada, json={"query": "x"})
     assert answer.status_code == 500
     assert error_of(answer) == {"code": "internal_error", "message": "internal error; it has been logged"}

@@ -41,7 +41,13 @@ def test_openapi_describes_the_upload_form_and_the_error_shape(client: TestClien
     spec = client.get("/openapi.json").json()
     upload_op = spec["paths"]["/v1/documents"]["post"]
     form = upload_op["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert form["required"] == ["file"] and set(form["properties"]) == {"file", "metadata", "callback_url"}
+    assert form["required"] == ["file"] and set(form["properties"]) == {
+        "file",
+        "metadata",
+        "callback_url",
+        "when_cheapest",
+        "batch_fallback",
+    }
     assert {"200", "202", "413", "415", "422", "429"} <= set(upload_op["responses"])
     assert "ErrorOut" in spec["components"]["schemas"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

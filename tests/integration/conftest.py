@@ -120,10 +120,12 @@ def _metered_runtime(settings: Settings) -> Iterator[tuple[Runtime, BillingEmbed
             "chunk_overlap": 8,
             "embed_batch_chunks": 4,
             "openai_api_key": SecretStr("sk-test-not-a-key"),
+            # The fake's size: the configured space is the one its vectors make active.
+            "openai_embedding_dimensions": 32,
         }
     )
     with Runtime.open(settings) as rt:
-        fake = BillingEmbedder(settings.openai_embedding_model)
+        fake = BillingEmbedder(settings.openai_embedding_model, settings.openai_embedding_dimensions)
         rt.router._real_embedder = fake  # the router builds real clients lazily; this one is ours
         clock = Clock()
         rt.router.meter.clock = clock

@@ -53,6 +53,7 @@ def test_budget_set_then_costs_json(ingest_env: dict[str, str]) -> None:
         },
         "total": {**zero, "limit_usd": "2.000000"},
         "stages": {},
+        "batch_saved": {"chunks": 0, "tokens": 0, "saved_usd": "0.000000", "simulated_usd": "0.000000"},
     }
 
 
@@ -101,6 +102,10 @@ def test_add_estimate_quotes_without_ingesting_or_calling_anyone(
     )
     assert f"openai: {expected.tokens} tokens, ${fmt_usd(expected.embed_usd)}" in lines
     assert f"total: 6 files, ${fmt_usd(expected.total_usd)}" in lines
+    # Both prices: the Batch API's is half the endpoint's.
+    assert expected.batch_embed_usd * 2 == expected.embed_usd
+    assert f"openai Batch API (--when-cheapest): ${fmt_usd(expected.batch_embed_usd)}" in lines
+    assert f"total with --when-cheapest: ${fmt_usd(expected.batch_total_usd)}" in lines
     with psycopg.connect(ingest_env["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
 

@@ -17,7 +17,7 @@ import dramatiq
 from ingest.config import Settings
 from workers.process import start_broker
 
-LAZY = ["httpx", "router.openai_real", "openai", "router.llamaparse.client", "llama_cloud"]
+LAZY = ["httpx", "router.openai_real", "router.openai_batch", "openai", "router.llamaparse.client", "llama_cloud"]
 seen = {"before": [m for m in LAZY if m in sys.modules]}
 
 class Probe(dramatiq.Middleware):
@@ -54,6 +54,7 @@ def test_the_vendor_clients_and_their_http_stacks_load_before_the_threads(tmp_pa
     assert set(seen["at_boot"]) == {
         "httpx",
         "router.openai_real",
+        "router.openai_batch",
         "openai",
         "router.llamaparse.client",
         "llama_cloud",

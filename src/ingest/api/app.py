@@ -24,6 +24,7 @@ from ingest.api.routes import (
     documents,
     health,
     jobs,
+    reembed,
     router_modes,
     search,
     status,
@@ -69,7 +70,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    routes = (documents, chunks, jobs, search, costs, cost_history, router_modes, status, webhooks, health)
+    routes = (
+        documents,
+        chunks,
+        jobs,
+        search,
+        costs,
+        cost_history,
+        router_modes,
+        reembed,
+        status,
+        webhooks,
+        health,
+    )
     for module in routes:
         app.include_router(module.router)
     openapi.install(app)

@@ -14,6 +14,7 @@ from costs.report import Amounts
 from ingest.leases import LeaseState
 from ingest.search_mode import SearchMode
 from ingest.store.documents import Document
+from ingest.store.embedding_batches import Waiting
 from ingest.store.jobs import Job
 from ingest.store.search import Hit
 from router.decide import Mode
@@ -59,6 +60,17 @@ UPLOAD_FORM_SCHEMA: dict[str, Any] = {
             "type": "string",
             "format": "uri",
             "description": "Notified when the document finishes.",
+        },
+        "when_cheapest": {
+            "type": "boolean",
+            "description": "Embed through OpenAI's Batch API: half the price, done within 24 hours."
+            " Unset: the deployment's default (INGEST_WHEN_CHEAPEST).",
+        },
+        "batch_fallback": {
+            "type": "string",
+            "enum": ["batch", "sync"],
+            "description": "What the batch route does with inputs a batch did not embed: send them in a later"
+            " batch, or embed them synchronously at the full price. Unset: INGEST_BATCH_FALLBACK.",
         },
     },
 }
@@ -144,11 +156,20 @@ class LeaseOut(_Out):
         )
 
 
+class BatchWaitOut(_Out):
+    """The OpenAI batch a job waits for (stage `batch`: "waiting for batch")."""
+
+    batch_id: str | None = Field(description="The vendor's batch id; null while the inputs gather.")
+    deadline: datetime | None = Field(description="When the batch's 24 hour window ends.")
+
+
 class JobOut(_Out):
     id: UUID
     document_id: UUID
     status: JobStatus
-    stage: Literal["queued", "parse", "chunk", "embed", "done"]
+    stage: Literal["queued", "parse", "chunk", "embed", "batch", "done"] = Field(
+        description="`batch`: its embeddings wait for an OpenAI batch (see `batch`)."
+    )
     progress: float = Field(ge=0, le=1)
     attempts: int
     error: str | None
@@ -162,9 +183,21 @@ class JobOut(_Out):
         default_factory=list,
         description="Who works on the job now, while it runs: one lease per unit at work.",
     )
+    embed_route: Literal["sync", "batch"] = Field(
+        default="sync", description="`batch`: embedded through the Batch API (`when_cheapest`)."
+    )
+    batch: BatchWaitOut | None = Field(default=None, description="The batch the job waits for, if it does.")
 
     @classmethod
-    def of(cls, job: Job, *, cost: Amounts, leases: list[LeaseState] | None = None) -> JobOut:
+    def of(
+        cls,
+        job: Job,
+        *,
+        cost: Amounts,
+        leases: list[LeaseState] | None = None,
+        route: str = "sync",
+        waiting: Waiting | None = None,
+    ) -> JobOut:
         return cls(
             id=job.id,
             document_id=job.document_id,
@@ -180,6 +213,10 @@ class JobOut(_Out):
             updated_at=job.updated_at,
             finished_at=job.finished_at,
             leases=[LeaseOut.of(lease) for lease in leases or []],
+            embed_route=route,  # type: ignore[arg-type]
+            batch=None
+            if waiting is None
+            else BatchWaitOut(batch_id=waiting.vendor_batch_id, deadline=waiting.expires_at),
         )
 
 
@@ -245,6 +282,10 @@ class SearchHit(_Out):
 
 class SearchOut(_Out):
     results: list[SearchHit] = Field(description="Best first.")
+    space: str | None = Field(
+        default=None,
+        description="The one embedding space read, `model/dimensions`; null when it holds nothing yet.",
+    )
 
 
 # --- costs ----------------------------------------------------------------------------------------
@@ -264,6 +305,13 @@ class StageCostOut(_Out):
     drift_usd: Usd
 
 
+class BatchSavedOut(_Out):
+    chunks: int
+    tokens: int
+    saved_usd: Usd = Field(description="Real money saved: the endpoint's price less the Batch API's.")
+    simulated_usd: Usd = Field(description="The same for mock batches (shadow costs).")
+
+
 class CostReportOut(_Out):
     """The same document as `ingest costs --json`: the deployment's for an admin key, else the user's."""
 
@@ -276,6 +324,9 @@ class CostReportOut(_Out):
     services: dict[str, AmountsOut]
     total: AmountsOut
     stages: dict[str, StageCostOut] = Field(description="Settled calls of the day by `service:stage`.")
+    batch_saved: BatchSavedOut = Field(
+        description="Chunks embedded through the Batch API today, and what that saved against the endpoint."
+    )
 
 
 # --- router ---------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
-TEXT_FIELDS = ("metadata", "callback_url")
+TEXT_FIELDS = ("metadata", "callback_url", "when_cheapest", "batch_fallback")
 MAX_FIELD_BYTES = 64 * 1024
 MAX_METADATA_DEPTH = 16
 MAX_FILENAME_CHARS = 255
@@ -62,6 +62,26 @@ class Upload:
     size: int
     metadata: dict[str, Any]
     callback_url: str | None
+    when_cheapest: bool | None = None  # None: the deployment's default (INGEST_WHEN_CHEAPEST)
+    batch_fallback: str | None = None
+
+
+def parse_when_cheapest(raw: bytes | None) -> bool | None:
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace").strip().lower()
+    if text not in ("true", "false", "1", "0"):
+        raise Malformed("when_cheapest must be true or false")
+    return text in ("true", "1")
+
+
+def parse_batch_fallback(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace").strip()
+    if text not in ("batch", "sync"):
+        raise Malformed("batch_fallback must be batch or sync")
+    return text
 
 
 def safe_filename(raw: str) -> str:
@@ -218,7 +238,8 @@ class _FormReader:
             self.fields[name] = bytearray()
         else:
             raise Malformed(
-                f"unexpected form field {name[:40]!r}; the fields are file, metadata, callback_url"
+                f"unexpected form field {name[:40]!r}; the fields are file, metadata, callback_url,"
+                " when_cheapest, batch_fallback"
             )
         self._part = name
 
@@ -277,6 +298,8 @@ async def receive_upload(request: Request, settings: Settings) -> AsyncIterator[
             reader = await _stream_form(request, boundary, out, max_bytes)
         metadata = parse_metadata(_field(reader, "metadata"))
         callback_url = parse_callback_url(_field(reader, "callback_url"))
+        when_cheapest = parse_when_cheapest(_field(reader, "when_cheapest"))
+        batch_fallback = parse_batch_fallback(_field(reader, "batch_fallback"))
         # A name look-up may wait on DNS: off the event loop.
         await to_thread.run_sync(check_callback_destination, callback_url, settings.outbound_allow_networks)
         yield Upload(
@@ -286,6 +309,8 @@ async def receive_upload(request: Request, settings: Settings) -> AsyncIterator[
             size=reader.size,
             metadata=metadata,
             callback_url=callback_url,
+            when_cheapest=when_cheapest,
+            batch_fallback=batch_fallback,
         )
     finally:
         with suppress(FileNotFoundError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -25,6 +26,11 @@ from workers.runtime import Runtime
 POLL_S = 0.2
 
 
+class BatchFallback(str, Enum):
+    batch = "batch"
+    sync = "sync"
+
+
 @dataclass(slots=True)
 class Outcome:
     path: Path
@@ -33,15 +39,40 @@ class Outcome:
     submitted: Submitted | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How the files' embeddings go: None takes the settings' default."""
+
+    when_cheapest: bool | None = None
+    batch_fallback: str | None = None
+
+
 def submit_all(
-    rt: Runtime, files: list[Path], user: User, progress: Progress, *, replace: bool = False
+    rt: Runtime,
+    files: list[Path],
+    user: User,
+    progress: Progress,
+    *,
+    replace: bool = False,
+    route: Route = Route(),
 ) -> list[Outcome]:
     outcomes = []
     task = progress.add_task("files", total=len(files))
     for path in files:
         try:
             outcomes.append(
-                Outcome(path, "queued", submitted=submit_file(rt, path, user=user, replace=replace))
+                Outcome(
+                    path,
+                    "queued",
+                    submitted=submit_file(
+                        rt,
+                        path,
+                        user=user,
+                        replace=replace,
+                        when_cheapest=route.when_cheapest,
+                        batch_fallback=route.batch_fallback,
+                    ),
+                )
             )
         except IngestError as exc:
             outcomes.append(Outcome(path, "refused", str(exc)))
@@ -114,12 +145,12 @@ def summary(outcomes: list[Outcome]) -> Table:
 
 
 def run_add(
-    rt: Runtime, paths: list[Path], user: User, *, wait: bool, replace: bool = False
+    rt: Runtime, paths: list[Path], user: User, *, wait: bool, replace: bool = False, route: Route = Route()
 ) -> list[Outcome]:
     files = list(expand(paths))
     columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False) as progress:
-        outcomes = submit_all(rt, files, user, progress, replace=replace)
+        outcomes = submit_all(rt, files, user, progress, replace=replace, route=route)
         follow(rt, outcomes, user, progress, wait=wait)
     return outcomes
 
@@ -148,13 +179,32 @@ def add(
             " once ingested (search sees the old version until then).",
         ),
     ] = False,
+    when_cheapest: Annotated[
+        bool | None,
+        typer.Option(
+            "--when-cheapest/--now",
+            help="Embed through OpenAI's Batch API: half the price, done within 24 hours (default:"
+            " INGEST_WHEN_CHEAPEST). --now: the embeddings endpoint.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_fallback: Annotated[
+        BatchFallback | None,
+        typer.Option(
+            "--batch-fallback",
+            help="What --when-cheapest does with inputs a batch did not embed (expired, failed lines): send"
+            " them in a later batch, or embed them now at the full price (default: INGEST_BATCH_FALLBACK).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Ingest files or folders: parse, chunk, embed and store each one."""
     if estimate:
         quote.estimate(paths)
         return
     with runtime(workers=True) as rt:
-        outcomes = run_add(rt, paths, cli_user(rt, user), wait=wait, replace=replace)
+        route = Route(when_cheapest, batch_fallback.value if batch_fallback else None)
+        outcomes = run_add(rt, paths, cli_user(rt, user), wait=wait, replace=replace, route=route)
     print_summary(outcomes)
     # Without waiting, a queued or running job is what was asked for; only a refusal or a failure is not.
     fine = ("completed", "duplicate") if wait else ("completed", "duplicate", "queued", "running", "deferred")

@@ -34,7 +34,8 @@ def costs(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Spent, reserved and limit per service for the budget day, shadow costs, and what reuse saved."""
+    """Spent, reserved and limit per service for the budget day, shadow costs, and what reuse and the batch
+    route saved."""
     wanted = _day(day)
     now = datetime.now(UTC)
     with session() as db:
@@ -63,6 +64,14 @@ def costs(
         out.print(
             f"reused {saved.chunks} embedded chunks ({saved.tokens} tokens not sent):"
             f" saved ${fmt_usd(saved.usd)}, simulated ${fmt_usd(saved.simulated_usd)}",
+            markup=False,
+            highlight=False,
+        )
+    batch = report.batch_saved
+    if batch.chunks:
+        out.print(
+            f"batch route: {batch.chunks} chunks ({batch.tokens} tokens) at the Batch API's price:"
+            f" saved ${fmt_usd(batch.usd)}, simulated ${fmt_usd(batch.simulated_usd)}",
             markup=False,
             highlight=False,
         )

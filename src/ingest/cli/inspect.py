@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ingest.cli.common import UserOption, fail, handle_errors, out, session, short_id
 from ingest.leases import LeaseState
-from ingest.store import documents, jobs, leases, upgrades
+from ingest.store import documents, embedding_batches, jobs, leases, upgrades
 
 SHORT_ID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{3,35}")
 
@@ -71,7 +71,24 @@ def _held_by(held: list[dict[str, object]]) -> list[str]:
     ]
 
 
-def _job_row(job: jobs.Job, filename: str, held: list[LeaseState]) -> dict[str, object]:
+def _batch_row(waiting: embedding_batches.Waiting | None) -> dict[str, object] | None:
+    if waiting is None:
+        return None
+    deadline = waiting.expires_at.isoformat() if waiting.expires_at else None
+    return {"batch_id": waiting.vendor_batch_id, "deadline": deadline}
+
+
+def _waiting_line(batch: dict[str, object]) -> str:
+    """'waiting for batch batch_abc (deadline 2026-12-07 05:14 UTC)', or that its inputs are gathering."""
+    if batch["batch_id"] is None:
+        return "waiting for batch: its inputs gather for the next one"
+    deadline = f" (deadline {str(batch['deadline'])[:16].replace('T', ' ')} UTC)" if batch["deadline"] else ""
+    return f"waiting for batch {batch['batch_id']}{deadline}"
+
+
+def _job_row(
+    job: jobs.Job, filename: str, held: list[LeaseState], batch: embedding_batches.Waiting | None = None
+) -> dict[str, object]:
     return {
         "id": str(job.id),
         "document_id": str(job.document_id),
@@ -83,6 +100,8 @@ def _job_row(job: jobs.Job, filename: str, held: list[LeaseState]) -> dict[str, 
         "error": job.error,
         "deferred_until": job.deferred_until.isoformat() if job.deferred_until else None,
         "leases": [_lease_row(lease) for lease in held],
+        # the Batch API batch this job waits for (stage `batch`), with the vendor's deadline
+        "batch": _batch_row(batch),
     }
 
 
@@ -127,7 +146,11 @@ def status(
             found = [j for j in found if (d := names[j.document_id]) is not None and d.owner_id == mine]
         waiting = _waiting(conn, found, whole=job_or_doc_id is None)
         held = leases.of_jobs(conn, [j.id for j in found])
-    rows = [_job_row(j, d.filename if (d := names[j.document_id]) else "", held[j.id]) for j in found]
+        batches = embedding_batches.waiting(conn, [j.id for j in found])
+    rows = [
+        _job_row(j, d.filename if (d := names[j.document_id]) else "", held[j.id], batches.get(j.id))
+        for j in found
+    ]
     if as_json:
         one = None if job_or_doc_id is None else {**rows[0], "chunks_waiting_for_upgrade": waiting}
         out.print_json(json.dumps(rows if one is None else one))
@@ -157,6 +180,8 @@ def status(
     for row, job in zip(rows, found, strict=True):  # running jobs: who works on them, and when last heard of
         for line in _held_by(row["leases"]):  # type: ignore[arg-type]
             out.print(f"{short_id(job.id)} held by {line}", markup=False)
+        if row["batch"] is not None:
+            out.print(f"{short_id(job.id)} {_waiting_line(row['batch'])}", markup=False)  # type: ignore[arg-type]
     if failed:
         out.print(f"{len(rows)} failed jobs; run one again with `ingest retry JOB_ID`", markup=False)
     out.print(f"chunks waiting for upgrade to the real embedder: {waiting}")

@@ -27,7 +27,12 @@ COMMANDS = {
         "ingest.cli.inspect:verify", "Check every completed document has all its chunks and vectors."
     ),
     "health": Entry("ingest.cli.health:health", "Each dependency and service: ok, or why not."),
-    "costs": Entry("ingest.cli.costs:costs", "Spent, reserved and limit per service, and what reuse saved."),
+    "costs": Entry(
+        "ingest.cli.costs:costs", "Spent, reserved and limit per service, and what reuse and batching saved."
+    ),
+    "reembed": Entry(
+        "ingest.cli.reembed:reembed", "Re-embed every chunk with another model, then switch searches to it."
+    ),
     "budget": Entry("ingest.cli.costs:budget_app", "Daily cost limits: set, show, unset."),
     "mode": Entry("ingest.cli.modes:mode_app", "Read or switch the service modes (real, mock, hybrid)."),
     "keys": Entry("ingest.cli.keys:keys_app", "API keys for the HTTP API: create, list, revoke."),

@@ -52,7 +52,9 @@ def estimate(paths: list[Path]) -> None:
     out.print(
         f"llamaparse: {summed.pages} pages, {summed.credits} credits, ${fmt_usd(summed.parse_usd)}\n"
         f"openai: {summed.tokens} tokens, ${fmt_usd(summed.embed_usd)}\n"
-        f"total: {summed.files} files, ${fmt_usd(summed.total_usd)}",
+        f"openai Batch API (--when-cheapest): ${fmt_usd(summed.batch_embed_usd)}\n"
+        f"total: {summed.files} files, ${fmt_usd(summed.total_usd)}\n"
+        f"total with --when-cheapest: ${fmt_usd(summed.batch_total_usd)}",
         markup=False,
         highlight=False,
     )

@@ -1,5 +1,5 @@
 """The whole Runtime (pool, blob store, service router), for the commands that run the pipeline, reach a
-vendor or the broker: `add`, `search`, `retry`, `health`."""
+vendor or the broker: `add`, `search`, `retry`, `health`, `reembed`."""
 
 from __future__ import annotations
 

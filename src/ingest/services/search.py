@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -29,7 +30,7 @@ from ingest import fusion
 from ingest.db.snapshot import shared_snapshot
 from ingest.errors import IngestError
 from ingest.search_mode import SearchMode
-from ingest.store import keyword, vectors
+from ingest.store import keyword, spaces, vectors
 from ingest.store.search import Hit, nearest
 from ingest.store.users import User
 from workers.runtime import Runtime
@@ -58,8 +59,64 @@ def search(
 ) -> list[Hit]:
     """`top_k` hits after the first `offset`, best first, each scoring at least `min_score` in the mode's
     own scale (vector: cosine similarity; keyword: BM25; hybrid: fused, 1 for first in both lists)."""
+    return search_in_space(
+        rt,
+        user,
+        query,
+        top_k=top_k,
+        document_ids=document_ids,
+        mode=mode,
+        offset=offset,
+        metadata=metadata,
+        min_score=min_score,
+    ).hits
+
+
+@dataclass(frozen=True, slots=True)
+class Searched:
+    space: vectors.Space | None  # the one space read; None: nothing embedded there yet
+    hits: list[Hit]
+
+
+def search_in_space(
+    rt: Runtime,
+    user: User,
+    query: str,
+    *,
+    top_k: int = 5,
+    document_ids: Sequence[UUID] | None = None,
+    mode: SearchMode = SearchMode.HYBRID,
+    offset: int = 0,
+    metadata: dict[str, Any] | None = None,
+    min_score: float | None = None,
+) -> Searched:
+    """`search`, with the space it read."""
     if not query.strip():
         raise IngestError("the query is empty")
+    try:
+        space, hits = _ranked(rt, user, query, top_k, document_ids, mode, offset, metadata)
+    except spaces.SpaceSwitched:
+        # `ingest reembed` switched spaces between this process's read of the active one and the search's
+        # snapshot: search again, in the space the snapshot names.
+        rt.router.target(fresh=True)
+        space, hits = _ranked(rt, user, query, top_k, document_ids, mode, offset, metadata)
+    if min_score is not None:
+        hits = [hit for hit in hits if hit.score >= min_score]
+    return Searched(space, hits[offset : offset + top_k])
+
+
+def _ranked(
+    rt: Runtime,
+    user: User,
+    query: str,
+    top_k: int,
+    document_ids: Sequence[UUID] | None,
+    mode: SearchMode,
+    offset: int,
+    metadata: dict[str, Any] | None,
+) -> tuple[vectors.Space | None, list[Hit]]:
+    """The fused (or single) ranking, read in one snapshot of one space: raises SpaceSwitched when that
+    snapshot's active space is not the one the query was embedded for."""
     embedder = rt.router.search_embedder()
     key = (embedder.model, embedder.dimensions)
     space = rt.spaces.get(key)
@@ -67,7 +124,7 @@ def search(
         with rt.pool.connection() as conn:
             space = _space(rt, conn, key)
         if space is None:
-            return []
+            return None, []
     depth = offset + top_k if mode is not SearchMode.HYBRID else max(offset + top_k, FUSION_CANDIDATES)
     query_vector = embedder.embed([query]).vectors[0] if mode is not SearchMode.KEYWORD else None
 
@@ -97,30 +154,38 @@ def search(
         return found, VECTOR_WEIGHT[space.simulated]
 
     if mode is SearchMode.HYBRID:
-        rankings = _both(rt, keyword_half, vector_half)
+        rankings = _both(rt, space, keyword_half, vector_half)
     else:
         with rt.pool.connection() as conn, conn.transaction():
+            # One snapshot: the active space it names is the one the search reads.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            _still_active(conn, space)
             rankings = [(keyword_half if mode is SearchMode.KEYWORD else vector_half)(conn)]
-    hits = fusion.fuse(rankings) if mode is SearchMode.HYBRID else rankings[0][0]
-    if min_score is not None:
-        hits = [hit for hit in hits if hit.score >= min_score]
-    return hits[offset : offset + top_k]
+    return space, fusion.fuse(rankings) if mode is SearchMode.HYBRID else rankings[0][0]
 
 
 def _both(
     rt: Runtime,
+    space: vectors.Space,
     keyword_half: Callable[[psycopg.Connection], Ranking],
     vector_half: Callable[[psycopg.Connection], Ranking],
 ) -> list[Ranking]:
-    """Both halves on one snapshot (a new version committed between them would mix versions), at once
-    on two connections when the pool has a second free: the search then costs the slower half, not the
-    sum of both; else one after the other on one connection."""
+    """Both halves on one snapshot (a new version committed between them would mix versions, and the
+    active space it names is the one both read), at once on two connections when the pool has a second
+    free: the search then costs the slower half, not the sum of both; else one after the other on one."""
     with shared_snapshot(rt.pool) as (first, second):
+        _still_active(first, space)  # read in the snapshot both halves read
         if second is None:
             return [keyword_half(first), vector_half(first)]
         with ThreadPoolExecutor(max_workers=1) as other:
             vectors_found = other.submit(vector_half, second)
             return [keyword_half(first), vectors_found.result()]
+
+
+def _still_active(conn: psycopg.Connection, space: vectors.Space) -> None:
+    """Raise SpaceSwitched when the snapshot's active space is not the one the query was embedded for."""
+    if not space.simulated and spaces.active(conn).space_id not in (None, space.id):
+        raise spaces.SpaceSwitched(f"searches moved from {space.table_name}")
 
 
 def _rows(rt: Runtime, conn: psycopg.Connection, space: vectors.Space) -> int | None:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from ingest import formats
 from ingest.errors import Conflict, NotFound
-from ingest.store import blob_refs, documents, jobs
+from ingest.store import blob_refs, documents, embedding_batches, jobs
 from ingest.store.users import User
 from workers.admission import admit
 from workers.runtime import Runtime
@@ -49,11 +49,16 @@ def submit_file(
     digest: tuple[str, int] | None = None,
     external_id: str | None = None,
     replace: bool = False,
+    when_cheapest: bool | None = None,
+    batch_fallback: str | None = None,
 ) -> Submitted:
     """Ingest one file for `user`; the same bytes again return the first document (duplicate=True).
 
     A new version replaces the user's earlier documents with the same `external_id`, or, with `replace`
     and no external id, the same filename. They stay searchable until the new version is completed.
+
+    `when_cheapest` sends the job's embeddings through the Batch API (workers.batch_route), with
+    `batch_fallback` for what a batch does not embed; unset, the settings' defaults.
     """
     filename = filename or path.name
     sha256, size = digest or file_digest(path)
@@ -82,6 +87,10 @@ def submit_file(
             return Submitted(doc.id, job.id, job.status, True, doc.filename)
         rt.blobs.put_file(sha256, path)
         job = jobs.create(conn, doc.id)
+        cheapest = rt.settings.when_cheapest if when_cheapest is None else when_cheapest
+        if cheapest:
+            fallback = batch_fallback or rt.settings.batch_fallback
+            embedding_batches.set_route(conn, job.id, embedding_batches.Route("batch", fallback))
 
     # Sent now if the user has fewer than `user_active_jobs` jobs under way, else held until one ends.
     admit(rt, user.id)

@@ -228,3 +228,13 @@ def write(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int], vect
         copy.set_types(["int8", "halfvec"])
         for chunk_id, vector in zip(ids, halves, strict=True):
             copy.write_row((chunk_id, HalfVector(vector)))
+
+
+def count(conn: psycopg.Connection, space: Space) -> int:
+    return scalar(conn.execute(sql.SQL("SELECT count(*) FROM {t}").format(t=space.table)))
+
+
+def empty(conn: psycopg.Connection, space: Space) -> None:
+    """Free the space's vectors and its embedding cache; the space itself stays, to be filled again."""
+    conn.execute(sql.SQL("TRUNCATE {t}").format(t=space.table))
+    conn.execute("DELETE FROM embedding_cache WHERE space_id = %s", (space.id,))

@@ -26,7 +26,7 @@ def on_demand_modules(settings: Settings) -> list[str]:
     """The modules jobs may import lazily under these settings (a client without its key is never built)."""
     names = ["httpx"]  # costs.alerts.notify
     if settings.openai_api_key is not None:
-        names.append("router.openai_real")
+        names += ["router.openai_real", "router.openai_batch"]
     if settings.llama_cloud_api_key is not None:
         names.append("router.llamaparse.client")
     return names

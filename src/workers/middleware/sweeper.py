@@ -18,7 +18,11 @@ them at a time (a PostgreSQL advisory lock) sweeps:
   most once per period. The queue stays short because users' backlogs wait in the database
   (workers.admission), so such copies stay few; and they are harmless, since every stage is idempotent.
 
-The same sweep admits held jobs that a crashed top-up left behind, and forgets message delivery counts
+A job waiting for a batch (stage `batch`) is owed nothing by a message: the sweep sends
+`tend_embedding_batches` (workers.batch_route) while inputs wait or a batch is out.
+
+The same sweep re-sends an `ingest reembed` run that stopped moving for `requeue_idle_s`
+(workers.reembed), admits held jobs that a crashed top-up left behind, and forgets message delivery counts
 older than a day.
 """
 
@@ -37,7 +41,7 @@ from prometheus_client import Counter
 from ingest.db.rows import scalar
 from ingest.leases import LeaseState, dead_owners, pid_alive, to_resend
 from ingest.store import leases
-from workers import messages
+from workers import batch_route, messages, reembed
 from workers.admission import admit_everyone, send
 from workers.middleware.callback_workers import is_callback_worker
 from workers.middleware.context import runtime_middleware
@@ -75,7 +79,8 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
         lapsed = _lapsed_leases(conn, rt.settings.lease_s)
         rows = conn.execute(
             "UPDATE jobs SET enqueued_at = now() WHERE id IN ("
-            " SELECT id FROM jobs WHERE (status = 'running' OR (status = 'queued' AND enqueued_at IS NOT NULL)"
+            " SELECT id FROM jobs WHERE ((status = 'running' AND stage <> 'batch')"
+            "   OR (status = 'queued' AND enqueued_at IS NOT NULL)"
             "   OR (status = 'deferred' AND deferred_until <= now()))"
             " AND greatest(updated_at, enqueued_at, deferred_until) <= now() - make_interval(secs => %s)"
             " AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.job_id = jobs.id)"
@@ -84,6 +89,7 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
         ).fetchall()
         # A message's deliveries span minutes (retries back off at most a minute), never a day.
         conn.execute("DELETE FROM message_deliveries WHERE last_at < now() - interval '1 day'")
+        tend = batch_route.owed(conn)
     for lease in lapsed:
         actor, args = messages.message_for(lease.unit, lease.job_id)
         broker.get_actor(actor).send(*args)
@@ -97,7 +103,9 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
         JOBS_RESENT.labels(reason="message_lost").inc(len(lost))
         log.warning("jobs_requeued", count=len(lost), idle_s=idle_s)
     admit_everyone(rt)
-    return len(lapsed) + len(lost)
+    if tend:  # the batch route's inputs and batches are followed here, not by a waiting thread
+        broker.get_actor(messages.TEND_BATCHES).send()
+    return len(lapsed) + len(lost) + reembed.resend_stalled(rt, idle_s=idle_s)
 
 
 class Sweeper(Middleware):

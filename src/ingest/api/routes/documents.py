@@ -33,7 +33,8 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
     response_model=UploadOut,
     summary="Upload a document",
     description=(
-        "Multipart form: `file`, optional `metadata` (a JSON object) and `callback_url`. 202: accepted and "
+        "Multipart form: `file`, optional `metadata` (a JSON object), `callback_url`, `when_cheapest`"
+        " (embed through the Batch API at half the price, within 24 hours) and `batch_fallback`. 202: accepted and "
         "queued. 200: the same bytes were uploaded before by this user; the first upload's ids, no new cost."
     ),
     responses={
@@ -56,6 +57,8 @@ async def upload_document(
             filename=upload.filename,
             metadata=upload.metadata,
             callback_url=upload.callback_url,
+            when_cheapest=upload.when_cheapest,
+            batch_fallback=upload.batch_fallback,
             digest=(upload.sha256, upload.size),
         )
     if submitted.duplicate:

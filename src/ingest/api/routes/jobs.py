@@ -18,7 +18,7 @@ from ingest.api.routes.costs import job_cost
 from ingest.api.state import runtime
 from ingest.errors import NotFound
 from ingest.services import submit
-from ingest.store import jobs, leases
+from ingest.store import embedding_batches, jobs, leases
 from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -30,7 +30,14 @@ def _job(rt: Runtime, job_id: UUID, owner_id: int) -> JobOut | None:
         job = jobs.get(conn, job_id, owner_id=owner_id)
         if job is None:
             return None
-        return JobOut.of(job, cost=job_cost(rt, conn, job.id), leases=leases.of_job(conn, job.id))
+        route = embedding_batches.route_of(conn, job.id)
+        return JobOut.of(
+            job,
+            cost=job_cost(rt, conn, job.id),
+            leases=leases.of_job(conn, job.id),
+            route=route.route if route else "sync",
+            waiting=embedding_batches.waiting(conn, [job.id]).get(job.id),
+        )
 
 
 @router.get(

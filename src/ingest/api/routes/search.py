@@ -10,7 +10,7 @@ from ingest.api.errors import error_responses
 from ingest.api.models import SearchHit, SearchIn, SearchOut
 from ingest.api.request_limits import SearchingUser
 from ingest.api.state import runtime
-from ingest.services.search import search
+from ingest.services.search import search_in_space
 from workers.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 def search_documents(
     body: SearchIn, user: SearchingUser, rt: Annotated[Runtime, Depends(runtime)]
 ) -> SearchOut:
-    hits = search(
+    searched = search_in_space(
         rt,
         user,
         body.query,
@@ -36,4 +36,8 @@ def search_documents(
         metadata=body.metadata,
         min_score=body.min_score,
     )
-    return SearchOut(results=[SearchHit.of(hit) for hit in hits])
+    space = searched.space
+    return SearchOut(
+        results=[SearchHit.of(hit) for hit in searched.hits],
+        space=None if space is None else f"{space.model}/{space.dimensions}",
+    )

@@ -46,9 +46,19 @@ function budgetForm(onSet) {
   return h("section.card", {}, h("h3", { text: "Daily limits (admin)" }), form, note);
 }
 
+// What the batch route (`when_cheapest`) saved today against the embeddings endpoint's price.
+function batchSaving(report) {
+  const saved = report.batch_saved;
+  if (!saved || !saved.chunks) return h("p.note.batch-saved", { text: "No chunks went through the Batch API today." });
+  return h("p.note.batch-saved", {
+    text: `Batch API: ${saved.chunks} chunks (${saved.tokens} tokens) at half price saved ${usd(saved.saved_usd)}`
+      + ` (simulated ${usd(saved.simulated_usd)}).`,
+  });
+}
+
 export async function costsPage(root) {
   const [report, history] = await Promise.all([call("GET", "/v1/costs"), call("GET", "/v1/costs/days?days=30")]);
-  const today = h("div.scroll", {}, table(report));
+  const today = h("div.scroll", {}, table(report), batchSaving(report));
   const scope = history.scope === "deployment" ? "the whole deployment" : "your documents";
   root.append(
     h("section.card", {}, h("h2", { text: "Costs today" }), today),
@@ -56,5 +66,5 @@ export async function costsPage(root) {
       h("p.note", { text: `Charged per budget day, ${scope}. Hover a bar for its amounts.` }),
       costChart(history.days)),
   );
-  if (session.admin) root.append(budgetForm((fresh) => today.replaceChildren(table(fresh))));
+  if (session.admin) root.append(budgetForm((fresh) => today.replaceChildren(table(fresh), batchSaving(fresh))));
 }

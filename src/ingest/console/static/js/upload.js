@@ -4,7 +4,9 @@ import { h } from "./dom.js";
 import { bytes, describeError } from "./words.js";
 
 const PARALLEL = 3;
-const STAGES = { queued: "Queued", parse: "Parsing", chunk: "Chunking", embed: "Embedding", done: "Done" };
+const STAGES = {
+  queued: "Queued", parse: "Parsing", chunk: "Chunking", embed: "Embedding", batch: "Waiting for batch", done: "Done",
+};
 
 function row(file) {
   const status = h("span.status", { text: "Waiting" });
@@ -23,6 +25,10 @@ function describeJob(job) {
   if (job.status === "completed") return "Completed";
   if (job.status === "failed") return `Failed: ${job.error || "no reason given"}`;
   if (job.status === "deferred") return `Deferred: ${job.error || "waiting"}`;
+  if (job.stage === "batch" && job.batch && job.batch.batch_id) {
+    // The Batch API route (when_cheapest): done within the batch's 24 hour window.
+    return `Waiting for batch ${job.batch.batch_id} (deadline ${job.batch.deadline || "unknown"})`;
+  }
   const pct = job.stage === "embed" ? ` ${Math.round(job.progress * 100)}%` : "";
   return `${STAGES[job.stage] || job.stage}${pct}`;
 }

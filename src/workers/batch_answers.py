@@ -1,0 +1,172 @@
+"""The batch route's answers (workers.batch_route sends the batches): a finished batch's output and error
+lines matched to their chunks by `custom_id`, each job's share charged, stored and accounted, and what
+the batch did not embed sent where the job's fallback says.
+
+Per job, in this order: its reservation is settled at the Batch API's price of the lines that answered it
+(released when none did); then its vectors are stored, with the saving, in the transaction that may
+complete the job; then the inputs not embedded go to a later batch, to the endpoint (`sync`), or fail the
+job once `batch_max_attempts` batches have not embedded them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from uuid import UUID
+
+import numpy as np
+import structlog
+
+from costs import savings
+from costs.ledger import find as find_entry
+from ingest.db.pool import autocommit
+from ingest.store import chunks, jobs, reuse, upgrades, vectors
+from ingest.store import embedding_batches as store
+from router.batch_packing import Answer
+from router.batches import BatchState
+from workers import indexing, leasing, messages, upgrade
+from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
+from workers.runtime import Runtime
+from workers.states import fail_job, finish_if_done
+
+log = structlog.get_logger(__name__)
+
+
+def reservation_key(document_id: UUID, batch_id: UUID) -> str:
+    """The ledger key of one job's share of a batch."""
+    return f"{document_id}:embed-batch:{batch_id}"
+
+
+def follow(rt: Runtime, batch: store.Batch) -> None:
+    assert batch.vendor_batch_id is not None
+    client = rt.router.batch_client_of(batch.client)
+    state = client.retrieve(batch.vendor_batch_id)
+    if not state.terminal:
+        with autocommit(rt.pool) as conn:
+            store.record_status(conn, batch.id, state.status)
+        return
+    answers = {a.custom_id: a for a in client.answers(state)}
+    finish(rt, batch, state, answers)
+
+
+def finish(rt: Runtime, batch: store.Batch, state: BatchState, answers: dict[str, Answer]) -> None:
+    with autocommit(rt.pool) as conn:
+        items = store.items_of(conn, batch.id)
+    by_job: dict[UUID, list[store.Item]] = defaultdict(list)
+    for item in items:
+        by_job[item.job_id].append(item)
+    reason = state.error or f"batch {state.vendor_batch_id or batch.id} {state.status}"
+    for job_id, share in by_job.items():
+        _collect(rt, batch, job_id, share, answers, reason)
+    with autocommit(rt.pool) as conn:
+        store.finish(conn, batch.id, state.status, state.error)
+    log.info("batch_done", batch_id=str(batch.id), vendor_batch_id=state.vendor_batch_id, status=state.status)
+
+
+def _collect(
+    rt: Runtime,
+    batch: store.Batch,
+    job_id: UUID,
+    share: list[store.Item],
+    answers: dict[str, Answer],
+    reason: str,
+) -> None:
+    """Store, settle and account one job's share of a finished batch; send the rest where the job says."""
+    meter = rt.router.meter
+    document_id = share[0].document_id
+    answered = [
+        (i, answers[str(i.chunk_id)]) for i in share if (a := answers.get(str(i.chunk_id))) and a.embedding
+    ]
+    missed = [i for i in share if not (a := answers.get(str(i.chunk_id))) or not a.embedding]
+    simulated = batch.client != "real"
+    tokens = sum(a.tokens for _, a in answered)
+    # The vendor billed the lines it answered, whatever became of the job meanwhile. Charged before the
+    # vectors are stored: a process that dies in between finds the inputs still here, settles again
+    # (once per key: nothing more) and stores them; the other order could store and never charge.
+    with rt.pool.connection() as conn:
+        held = find_entry(conn, reservation_key(document_id, batch.id), simulated=simulated)
+    if held is not None:
+        if answered:
+            meter.settle(held, meter.batch_embed_charge(tokens, requests=len(answered)))
+        else:
+            meter.release(held)
+    done = False
+    space = None
+    if answered:
+        with rt.pool.connection() as conn:
+            space = vectors.ensure_space(
+                conn, batch.model, batch.dimensions, simulated=simulated, index_kind=rt.settings.vector_index
+            )
+        space = indexing.before_write(rt, space)
+        ids = [i.chunk_id for i, _ in answered]
+        rows = np.asarray([a.embedding for _, a in answered], dtype=np.float32)
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        with rt.pool.connection() as conn, conn.transaction():
+            if jobs.is_running(conn, job_id):
+                current = store.without_vector(conn, ids)
+                keep = [k for k, chunk_id in enumerate(ids) if chunk_id in current]
+                if keep:
+                    kept = [ids[k] for k in keep]
+                    vectors.write(conn, space, kept, rows[keep])
+                    reuse.remember(conn, space, kept)
+                    chunks.mark_embedded(conn, kept, space.id)
+                    if batch.client == "standin":  # mock vectors standing in for real ones (hybrid)
+                        upgrades.mark(conn, kept)
+                store.remove(conn, ids)
+                full = meter.embed_charge(tokens).usd
+                saved = full - meter.batch_embed_charge(tokens).usd
+                if saved > 0:
+                    savings.record(
+                        conn,
+                        savings.Saving(
+                            key=reservation_key(document_id, batch.id),
+                            service="openai",
+                            simulated=simulated,
+                            day=meter.today(),
+                            chunks=len(answered),
+                            tokens=tokens,
+                            usd=saved,
+                            price_version=meter.prices.version,
+                            document_id=document_id,
+                            job_id=job_id,
+                            kind="batch",
+                        ),
+                    )
+                done = finish_if_done(conn, job_id)
+        CHUNKS_EMBEDDED.inc(len(answered))
+    if space is not None:
+        indexing.after_write(rt, space)
+    if missed:
+        _not_embedded(rt, job_id, missed, reason)
+    if done:
+        _completed(rt, job_id)
+
+
+def _not_embedded(rt: Runtime, job_id: UUID, missed: list[store.Item], reason: str) -> None:
+    with rt.pool.connection() as conn, conn.transaction():
+        job = jobs.lock(conn, job_id)
+        route = store.route_of(conn, job_id)
+        if job is None or job.status != "running" or route is None:
+            return
+        if route.fallback == "sync":
+            store.go_sync(conn, job_id)
+        elif max(i.attempts for i in missed) < rt.settings.batch_max_attempts:
+            store.requeue(conn, [i.chunk_id for i in missed])
+            log.warning("batch_inputs_requeued", job_id=str(job_id), inputs=len(missed), reason=reason)
+            return
+    if route.fallback == "sync":
+        # Never silent: the job pays the full price for these, and says why.
+        log.warning("batch_fallback_sync", job_id=str(job_id), inputs=len(missed), reason=reason)
+        messages.actor(messages.PARSE_DOCUMENT).send(str(job_id))
+        return
+    fail_job(
+        rt,
+        job_id,
+        f"{len(missed)} inputs were not embedded after {rt.settings.batch_max_attempts} batches ({reason})",
+    )
+
+
+def _completed(rt: Runtime, job_id: UUID) -> None:
+    DOCUMENTS_COMPLETED.inc()
+    leasing.drop_queued(rt, job_id)
+    log.info("job_completed", job_id=str(job_id), route="batch")
+    upgrade.after_job(rt, job_id)
