@@ -80,6 +80,11 @@ class ServiceRouter:
         key = self.settings.llama_cloud_api_key if service == "llamaparse" else self.settings.openai_api_key
         return key is not None and bool(key.get_secret_value())
 
+    def parses_remotely(self) -> bool:
+        """Whether a parse may go to LlamaParse now (real or hybrid mode, with its key): such a parse waits
+        on the vendor for seconds to minutes."""
+        return self.modes.get("llamaparse") is not Mode.MOCK and self.key_present("llamaparse")
+
     def _decide(self, service: str, budget_ok: bool | None = None) -> tuple[Mode, Decision]:
         """`budget_ok=False` re-routes a call whose reservation the budget refused (hybrid: mock)."""
         mode = self.modes.get(service)

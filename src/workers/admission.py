@@ -77,7 +77,8 @@ def admit(rt: Runtime, owner_id: int) -> int:
 
 def _grouped(rt: Runtime, job_ids: list[UUID]) -> list[list[UUID]]:
     limit = rt.settings.document_batch_tokens
-    if limit == 0 or len(job_ids) < 2:
+    # Vendor parses go alone: their waits would add up under one message's time limit (workers.batch).
+    if limit == 0 or len(job_ids) < 2 or rt.router.parses_remotely():
         return [[job_id] for job_id in job_ids]
     with autocommit(rt.pool) as conn:  # one read
         sizes = jobs.document_sizes(conn, job_ids)

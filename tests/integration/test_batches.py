@@ -12,6 +12,8 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.brokers.stub import StubBroker
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from costs import ledger
@@ -235,3 +237,27 @@ def test_a_batch_delivered_a_third_time_goes_on_as_its_documents_own_messages(
     assert deliveries.pop(message.message_id) == 3  # taken up once more, and split instead of run
     assert len(deliveries) >= len(paths)  # each document's own parse_document (and its embed_chunks)
     assert attempts == {1}  # each document claimed once: by its own message, not by the batch
+
+
+@pytest.mark.parametrize(("key", "batched"), [(None, True), ("llx-test-never-called", False)])
+def test_documents_that_may_be_parsed_by_the_vendor_are_sent_alone(
+    settings: Settings, tmp_path: Path, key: str | None, batched: bool
+) -> None:
+    """A LlamaParse parse waits on the vendor; in a batch those waits would add up under one message's time
+    limit and hold every other document back (a real-mode batch of four stalled past 150 s)."""
+    if key is not None:
+        settings = settings.model_copy(update={"llama_cloud_api_key": SecretStr(key)})
+    paths = write_small(tmp_path / "notes", 6)
+    with Runtime.open(settings) as rt:
+        rt.router.modes.set(Mode.HYBRID, ("llamaparse",))
+        with rt.pool.connection() as conn:
+            user = ensure_user(conn, "ada")
+        submit_files(rt, paths, user=user)  # no worker runs: the messages wait on the broker
+        broker = messages.started_broker()
+        assert isinstance(broker, StubBroker)
+        queued = [dramatiq.Message.decode(m) for m in list(broker.queues[messages.INGEST_QUEUE].queue)]
+    names = {m.actor_name for m in queued}
+    if batched:
+        assert names == {messages.INGEST_BATCH} and sum(len(m.args[0]) for m in queued) == len(paths)
+    else:
+        assert names == {messages.PARSE_DOCUMENT} and len(queued) == len(paths)
