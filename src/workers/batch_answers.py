@@ -111,6 +111,7 @@ def _collect(
             # left, so none is stored and the inputs go again, for the new space, as the job's fallback
             # says. The vendor billed these lines all the same: their charge above stands.
             switched = str(moved)
+            rt.router.target(fresh=True)  # this process's next embeddings (the sync fallback's) go there
             log.info(
                 "space_switched_under_batch", job_id=str(job_id), batch_id=str(batch.id), reason=switched
             )

@@ -10,6 +10,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 import psycopg
@@ -111,23 +112,40 @@ def test_a_when_cheapest_job_after_a_reembed_switch_lands_in_the_active_space(
     assert found["results"][0]["filename"] == "herons.txt"
 
 
+def job_charges(database_url: str, job_id: UUID) -> list[tuple[str, str, Decimal, dict[str, Any]]]:
+    """The job's OpenAI ledger entries: (key, state, amount, usage)."""
+    return [
+        (key, state, amount, usage)
+        for key, state, amount, usage in rows(
+            database_url,
+            "SELECT key, state, amount_usd, usage FROM cost_entries"
+            " WHERE service = 'openai' AND NOT simulated AND job_id = %s ORDER BY id",
+            job_id,
+        )
+    ]
+
+
+@pytest.mark.parametrize("fallback", ["batch", "sync"])
 def test_a_batch_answered_after_a_switch_stores_nothing_in_the_old_space_and_goes_again(
-    standin: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    standin: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback: str
 ) -> None:
     # A batch that embedded for a space searches left is not one of the inputs' attempts: one is allowed.
     monkeypatch.setenv("INGEST_BATCH_MAX_ATTEMPTS", "1")
     docs = tmp_path / "docs"
     ingest("add", str(write(docs, "otters.txt", "otters")))  # makes the small space active
     state = batches_of(standin)
+    endpoint = standin.state.openai.state.ledger
     state.delay_s = 3600  # the first batch runs until the switch has committed
     with Runtime.open(Settings(_env_file=None)) as rt:
         with rt.pool.connection() as conn:
             user = ensure_user(conn, "ada")
-        job_id = submit_file(rt, write(docs, "herons.txt", "herons"), user=user, when_cheapest=True).job_id
+        herons = write(docs, "herons.txt", "herons")
+        job_id = submit_file(rt, herons, user=user, when_cheapest=True, batch_fallback=fallback).job_id
         for part in parse_stage(rt, job_id):
             embed_stage(rt, job_id, part.first, part.last)
         batch_route.tend(rt)
         assert rows(database_url, "SELECT model, dimensions FROM embedding_batches") == [SMALL]
+        synced_before = endpoint.prompt_tokens
 
         # What a reembed run's last step does: the new space holds every chunk, then the switch.
         with rt.pool.connection() as conn, conn.transaction():
@@ -141,8 +159,11 @@ def test_a_batch_answered_after_a_switch_stores_nothing_in_the_old_space_and_goe
             in_old = vectors.count(conn, old)
 
         state.delay_s = 0
-        for _ in range(5):  # collect the first batch, send its inputs again, collect the second
+        for _ in range(5):  # collect the first batch, then send its inputs again and collect them
             batch_route.tend(rt)
+            if fallback == "sync":  # the job left the batch route: the stages its message runs
+                for part in parse_stage(rt, job_id):
+                    embed_stage(rt, job_id, part.first, part.last)
             with rt.pool.connection() as conn:
                 job = jobs.get(conn, job_id)
             assert job is not None
@@ -155,17 +176,29 @@ def test_a_batch_answered_after_a_switch_stores_nothing_in_the_old_space_and_goe
                 "SELECT DISTINCT space_id FROM chunks WHERE document_id = %s", (job.document_id,)
             ).fetchall()
     assert stored == [(new.id,)]
-    assert rows(database_url, "SELECT model, dimensions, status FROM embedding_batches ORDER BY created_at") == [
-        (*SMALL, "done"),
-        (*LARGE, "done"),
-    ]
 
-    # The vendor billed both batches: both are charged, each at its model's batch price.
-    first, second = (b.body["usage"]["input_tokens"] for b in state.batches.values())
-    assert first > 0 and second > 0
-    charges = batch_charges(database_url)
-    assert [(s, u["tokens"]) for s, _, u in charges] == [("charged", first), ("charged", second)]
-    assert [a for _, a, _ in charges] == [
-        DEFAULT_PRICES.batch_tokens_usd(first, SMALL[0]),
-        DEFAULT_PRICES.batch_tokens_usd(second, LARGE[0]),
+    # The vendor billed the first batch and the second embedding: both are charged, each at its price.
+    first, *again = state.batches.values()
+    first_tokens = first.body["usage"]["input_tokens"]
+    assert first.body["request_counts"]["completed"] > 0 and first_tokens > 0
+    charges = job_charges(database_url, job_id)
+    assert {s for _, s, _, _ in charges} == {"charged"}
+    [(first_id,)] = rows(database_url, "SELECT id FROM embedding_batches ORDER BY created_at LIMIT 1")
+    assert [(a, u["tokens"]) for k, _, a, u in charges if k.endswith(str(first_id))] == [
+        (DEFAULT_PRICES.batch_tokens_usd(first_tokens, SMALL[0]), first_tokens)
     ]
+    rest = [(a, u["tokens"]) for k, _, a, u in charges if not k.endswith(str(first_id))]
+    tokens = sum(t for _, t in rest)
+    if fallback == "batch":
+        [second] = again
+        assert rows(database_url, "SELECT model, dimensions FROM embedding_batches ORDER BY created_at") == [
+            SMALL,
+            LARGE,
+        ]
+        assert tokens == second.body["usage"]["input_tokens"] > 0
+        assert sum(a for a, _ in rest) == DEFAULT_PRICES.batch_tokens_usd(tokens, LARGE[0])
+        assert endpoint.prompt_tokens == synced_before
+    else:
+        assert again == []
+        assert tokens == endpoint.prompt_tokens - synced_before > 0
+        assert sum(a for a, _ in rest) == DEFAULT_PRICES.tokens_usd(tokens, LARGE[0])
