@@ -130,6 +130,10 @@ def latency(rt: Runtime, corpus: Path, sizes: list[int], queries: int = 100) -> 
         with rt.pool.connection() as conn:
             user = ensure_user(conn, f"bench-{size}")
             space = vectors.ensure_space(conn, embedder.model, embedder.dimensions, simulated=True)
+            # Each document's transaction commits on its own: nested in one open transaction they became
+            # savepoints, and every `keyword_terms` row then kept a version per document (all the
+            # transaction's own, none prunable), which each later update walked: the load slowed as it grew.
+            conn.commit()
             with conn.transaction():
                 space = vectors.defer_index(conn, space)  # load bare, build once: as a bulk load does
             started = time.perf_counter()

@@ -54,7 +54,9 @@ def pg_server() -> Iterator[str]:
     concurrent run must not delete the data of a server still in use.
     """
     folder = Path(tempfile.mkdtemp(prefix="ingest-test-pg-"))
-    yield embedded.start(folder / "pgdata")
+    # Stopped before its folder goes: a server whose data folder is gone cannot be stopped at exit.
+    with embedded.hold(folder / "pgdata") as uri:
+        yield uri
     shutil.rmtree(folder, ignore_errors=True)
 
 

