@@ -120,7 +120,9 @@ def _collect(
     if space is not None:
         indexing.after_write(rt, space)
     if switched is not None:
-        _not_embedded(rt, job_id, [i for i, _ in answered] + missed, switched, counts=False)
+        embedded = [i for i, _ in answered]
+        refunded = frozenset(i.chunk_id for i in embedded)
+        _not_embedded(rt, job_id, embedded + missed, switched, refunded=refunded)
     elif missed:
         _not_embedded(rt, job_id, missed, reason)
     if done:
@@ -181,10 +183,15 @@ def _store(
 
 
 def _not_embedded(
-    rt: Runtime, job_id: UUID, missed: list[store.Item], reason: str, *, counts: bool = True
+    rt: Runtime,
+    job_id: UUID,
+    missed: list[store.Item],
+    reason: str,
+    *,
+    refunded: frozenset[int] = frozenset(),
 ) -> None:
-    """`counts=False`: the batch embedded these but for a space searches left; that attempt does not
-    count against `batch_max_attempts`."""
+    """`refunded`: inputs the batch did embed, but for a space searches left; that batch is not counted
+    against their `batch_max_attempts`."""
     with rt.pool.connection() as conn, conn.transaction():
         job = jobs.lock(conn, job_id)
         route = store.route_of(conn, job_id)
@@ -192,8 +199,10 @@ def _not_embedded(
             return
         if route.fallback == "sync":
             store.go_sync(conn, job_id)
-        elif not counts or max(i.attempts for i in missed) < rt.settings.batch_max_attempts:
-            store.requeue(conn, [i.chunk_id for i in missed], refund=not counts)
+        elif max((i.attempts for i in missed if i.chunk_id not in refunded), default=0) < (
+            rt.settings.batch_max_attempts
+        ):
+            store.requeue(conn, [i.chunk_id for i in missed], refunded=list(refunded))
             log.warning("batch_inputs_requeued", job_id=str(job_id), inputs=len(missed), reason=reason)
             return
     if route.fallback == "sync":

@@ -222,13 +222,13 @@ def remove(conn: psycopg.Connection, chunk_ids: list[int]) -> None:
     conn.execute("DELETE FROM embedding_batch_items WHERE chunk_id = ANY(%s)", (chunk_ids,))
 
 
-def requeue(conn: psycopg.Connection, chunk_ids: list[int], *, refund: bool = False) -> None:
-    """Inputs a batch did not embed wait for the next one; `refund`: that batch is not counted as one of
-    their attempts."""
+def requeue(conn: psycopg.Connection, chunk_ids: list[int], *, refunded: list[int] | None = None) -> None:
+    """Inputs a batch did not embed wait for the next one; for those in `refunded` that batch is not
+    counted as one of their attempts."""
     conn.execute(
         "UPDATE embedding_batch_items SET batch_id = NULL, queued_at = now(),"
-        " attempts = attempts - %s::int WHERE chunk_id = ANY(%s)",
-        (1 if refund else 0, chunk_ids),
+        " attempts = attempts - (chunk_id = ANY(%s))::int WHERE chunk_id = ANY(%s)",
+        (refunded or [], chunk_ids),
     )
 
 
