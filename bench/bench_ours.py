@@ -12,6 +12,7 @@ import json
 import random
 import resource
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -27,7 +28,7 @@ import fake_embedder
 
 from ingest.config import Settings
 from ingest.search_mode import SearchMode
-from ingest.services.submit import submit_file
+from ingest.services.submit import submit_files
 from ingest.store.users import ensure_user
 from ingest.tokens import count_tokens, encoding
 from router.protocols import EmbedResult
@@ -50,13 +51,49 @@ class FakeEmbedder:
         return EmbedResult(vectors=vectors, prompt_tokens=sum(count_tokens(texts)), simulated=True)
 
 
+class StatementCounter:
+    """Counts the statements this process sends (execute, executemany, COPY), except the bench's own polls."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.quiet = threading.local()
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        for name in ("execute", "executemany", "copy"):
+            original = getattr(psycopg.Cursor, name)
+            setattr(psycopg.Cursor, name, self._counting(original))
+
+    def _counting(self, original):
+        def counted(cursor, *args, **kwargs):
+            if not getattr(self.quiet, "on", False):
+                with self._lock:
+                    self.count += 1
+            return original(cursor, *args, **kwargs)
+
+        return counted
+
+
+STATEMENTS = StatementCounter()
+
+
+def commits(rt: Runtime) -> int:
+    with rt.pool.connection() as conn:
+        return int(
+            conn.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()[0]
+        )
+
+
 def ingest(rt: Runtime, paths: list[Path], *, replace: bool = False) -> float:
     with rt.pool.connection() as conn:
         user = ensure_user(conn, "bench")
     with serving(rt, threads=rt.settings.worker_threads):
         # The clock starts with the workers up, as the floor's starts with its table made and tokenizer loaded.
         started = time.perf_counter()
-        jobs = [submit_file(rt, p, user=user, replace=replace).job_id for p in paths]
+        jobs = [s.job_id for s in submit_files(rt, paths, user=user, replace=replace)]  # as `ingest add` does
+        STATEMENTS.quiet.on = True  # the polls below are the bench's, not the pipeline's
         while True:
             with rt.pool.connection() as conn:
                 open_ = conn.execute(
@@ -70,7 +107,17 @@ def ingest(rt: Runtime, paths: list[Path], *, replace: bool = False) -> float:
             if not open_ and not deferred:
                 break
             time.sleep(0.05)
+        STATEMENTS.quiet.on = False
     return time.perf_counter() - started
+
+
+def embed_requests(rt: Runtime) -> int:
+    with rt.pool.connection() as conn:
+        return int(
+            conn.execute(
+                "SELECT coalesce(sum((usage->>'requests')::bigint), 0) FROM cost_entries WHERE service = 'openai'"
+            ).fetchone()[0]
+        )
 
 
 def embed_tokens_sent(rt: Runtime) -> int:
@@ -183,7 +230,7 @@ def floor(db: str, corpus: Path, dims: int, *, bulk: bool) -> dict:
         if bulk:
             conn.execute(f"CREATE INDEX ON lean {HNSW}")
         seconds = time.perf_counter() - started
-    return {"chunks": len(chunks), "seconds": seconds}
+    return {"chunks": len(chunks), "seconds": seconds, "embed_requests": -(-len(chunks) // 256)}
 
 
 def store_vs_raw(db: str, corpus: Path, dims: int) -> dict:
@@ -355,10 +402,18 @@ def main() -> None:
     paths = sorted(args.corpus.iterdir())
     with Runtime.open(settings) as rt:
         rt.router._mock_embedder = FakeEmbedder(args.dims)  # mock mode's client: the shared fake
+        STATEMENTS.install()
+        commits_before = commits(rt)
         seconds = ingest(rt, paths)
+        statements = STATEMENTS.count
+        time.sleep(1.5)  # backends report their commits to pg_stat_database within a second of going idle
         with rt.pool.connection() as conn:
             chunks = conn.execute("SELECT count(*) FROM chunks WHERE space_id IS NOT NULL").fetchone()[0]
-        out: dict[str, float | int] = {"chunks": chunks, "seconds": seconds}
+        out: dict[str, float | int] = {"chunks": chunks, "seconds": seconds, "docs": len(paths)}
+        # Every commit on the database during the run (the bench's polls included: one per 50 ms).
+        out["commits"] = commits(rt) - commits_before - 1
+        out["statements"] = statements
+        out["embed_requests"] = embed_requests(rt)
         out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if args.recall:
             out["recall"] = corpus_recall(rt)

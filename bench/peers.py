@@ -38,6 +38,7 @@ sys.path.insert(0, str(BENCH))
 import bench_ours  # noqa: E402
 import pipeline as corpus_gen  # noqa: E402
 import report  # noqa: E402
+import shapes  # noqa: E402
 
 PEERS_PY = BENCH / ".venv-peers" / "bin" / "python"
 
@@ -118,9 +119,28 @@ def main() -> None:
     parser.add_argument("--search-vectors", type=int, default=100_000)
     parser.add_argument("--skip-10x", action="store_true", help="Skip the 10x memory run (long on 2 cores).")
     parser.add_argument("--out", type=Path, default=BENCH.parent / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--shapes-only",
+        action="store_true",
+        help="Only the corpus-shapes table (bench/shapes.py), spliced in.",
+    )
+    parser.add_argument(
+        "--shapes-scale", type=float, default=1.0, help="Shrink the shapes' corpora (a quick look)."
+    )
     args = parser.parse_args()
 
     from ingest.db import embedded
+
+    if args.shapes_only:
+        with tempfile.TemporaryDirectory(prefix="ingest-bench-shapes-") as tmp:
+            root = Path(tmp)
+            server = embedded.start(root / "pgdata")
+            found = shapes.run(server, root, args.dims, fresh_db, ours, peer, scale=args.shapes_scale)
+        (BENCH / "results").mkdir(exist_ok=True)
+        (BENCH / "results" / "shapes.json").write_text(json.dumps(found, indent=2, default=str))
+        args.out.write_text(shapes.splice(args.out.read_text(), shapes.render(found)))
+        print(f"wrote {args.out}")
+        return
 
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ingest-bench-peers-") as tmp:
@@ -150,6 +170,7 @@ def main() -> None:
             big.mkdir()
             corpus_gen.generate_corpus(big, args.docs * 10, args.paragraphs, seed=11)
             results["ours_10x"] = ours(server, "ours_10x", big, root, d)
+        results["shapes"] = shapes.run(server, root, d, fresh_db, ours, peer)
         results["search"] = bench_ours.search_bench(
             fresh_db(server, "search"), root / "search-home", args.search_vectors
         )

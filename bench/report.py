@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shapes
+
 
 def _rate(r: dict, key: str) -> float:
     return r[key]["chunks"] / r[key]["seconds"]
@@ -229,4 +231,6 @@ def render(r: dict) -> str:
         "",
         "",
     ]
+    if "shapes" in r:
+        lines += [shapes.render(r["shapes"]), ""]
     return "\n".join(lines)

@@ -160,6 +160,16 @@ class Settings(BaseSettings):
         " request carries, 300,000 // chunk_tokens: the default is lowered to fit, a larger value refused.",
     )
 
+    document_batch_tokens: int = Field(
+        default=64_000,
+        ge=0,
+        le=300_000,
+        description="Small documents travel together: one message parses, chunks and embeds admitted documents"
+        " of one user up to about this many tokens (estimated from their size), and their chunks share"
+        " embedding requests. A document estimated above half of it goes alone; 0 sends every document"
+        " alone.",
+    )
+
     # --- the batch route: OpenAI's Batch API at half the price (workers/batch_route.py) -----------
     when_cheapest: bool = Field(
         default=False,

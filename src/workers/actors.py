@@ -11,31 +11,16 @@ from uuid import UUID
 import dramatiq
 import structlog
 
-from ingest.leases import PARSE, Lease, embed_unit
-from ingest.store import documents, jobs
+from ingest.leases import PARSE, embed_unit
 from workers import batch_route, callbacks, indexing, leasing, messages, reembed, upgrade
+from workers.batch import run_batch
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
 from workers.leasing import LeaseLost
 from workers.middleware.context import current_runtime
-from workers.pipeline import JobDeferred, embed_stage, parse_stage
-from workers.runtime import Runtime
+from workers.pipeline import JobDeferred, defer_job, embed_stage, parse_stage
 
 log = structlog.get_logger(__name__)
-
-
-def _defer(rt: Runtime, lease: Lease, deferred: JobDeferred) -> None:
-    with rt.pool.connection() as conn, conn.transaction():
-        job = jobs.lock(conn, lease.job_id)  # document, then job, then (fence) lease: a delete's order
-        if job is None or job.final:
-            return
-        leasing.fence(conn, lease)
-        jobs.defer(conn, job.id, str(deferred), deferred.delay_s)
-        documents.set_status(conn, job.document_id, "deferred")
-    messages.actor(messages.PARSE_DOCUMENT).send_with_options(
-        args=(str(lease.job_id),), delay=deferred.delay_s * 1000
-    )
-    log.info("job_deferred", job_id=str(lease.job_id), reason=str(deferred), delay_s=deferred.delay_s)
 
 
 def _skipped(unit: str) -> None:
@@ -62,7 +47,7 @@ def parse_document(job_id: str) -> None:
             try:
                 pending = parse_stage(rt, job_uuid, lease)
             except JobDeferred as deferred:
-                _defer(rt, lease, deferred)
+                defer_job(rt, lease, deferred)
                 return
             # Sent while the lease is held: a worker that dies before sending them leaves a lapsing lease,
             # and the sweep's parse_document sends the batches still missing.
@@ -88,7 +73,7 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
             try:
                 done = embed_stage(rt, job_uuid, first, last, lease)
             except JobDeferred as deferred:
-                _defer(rt, lease, deferred)
+                defer_job(rt, lease, deferred)
                 return
             if done:
                 leasing.drop_queued(rt, job_uuid)
@@ -96,6 +81,15 @@ def embed_chunks(job_id: str, first: int, last: int) -> None:
                 upgrade.after_job(rt, job_uuid)
     except LeaseLost as lost:
         _lost(lost)
+
+
+def ingest_batch(job_ids: list[str]) -> None:
+    """Small documents together (workers.batch): each is parsed, chunked and embedded under its own lease,
+    their chunks share embedding requests, and one transaction stores them. It never raises for one
+    document: a document it cannot finish fails alone (permanent errors) or goes on alone."""
+    rt = current_runtime()
+    done = run_batch(rt, [UUID(job_id) for job_id in job_ids])
+    log.info("batch_done", documents=len(job_ids), completed=len(done))
 
 
 def declare_actors(broker: dramatiq.Broker) -> None:
@@ -112,6 +106,10 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         throws=PERMANENT_ERRORS,
         broker=broker,
     )(embed_chunks)
+    # No retries of its own: what fails in a batch goes on as its documents' own messages.
+    dramatiq.actor(
+        actor_name=messages.INGEST_BATCH, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
+    )(ingest_batch)
     dramatiq.actor(
         actor_name=messages.TEND_BATCHES, queue_name=messages.INGEST_QUEUE, max_retries=0, broker=broker
     )(batch_route.tend_batches)

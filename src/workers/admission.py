@@ -18,7 +18,10 @@ from uuid import UUID
 import psycopg
 import structlog
 
+from ingest.db.pool import autocommit
+from ingest.store import jobs
 from workers import messages
+from workers.batch_plan import Sized, plan
 from workers.leasing import hold_queued
 from workers.runtime import Runtime
 
@@ -72,6 +75,19 @@ def admit(rt: Runtime, owner_id: int) -> int:
     return len(admitted)
 
 
+def _grouped(rt: Runtime, job_ids: list[UUID]) -> list[list[UUID]]:
+    limit = rt.settings.document_batch_tokens
+    if limit == 0 or len(job_ids) < 2:
+        return [[job_id] for job_id in job_ids]
+    with autocommit(rt.pool) as conn:  # one read
+        sizes = jobs.document_sizes(conn, job_ids)
+    sized = [Sized(job_id, sizes.get(job_id, 0)) for job_id in job_ids]
+    # A batch runs on one thread: the jobs admitted get the worker threads' share that their slots are of
+    # the user's (all of them at a fresh start; one message for the slots one finished batch frees).
+    share = round(rt.settings.worker_threads * len(job_ids) / rt.settings.user_active_jobs)
+    return plan(sized, limit, spread=max(1, share))
+
+
 def admit_everyone(rt: Runtime) -> int:
     """Top up every user who has held jobs (the sweeper's pass; it catches a top-up a crash skipped)."""
     with rt.pool.connection() as conn:
@@ -87,7 +103,10 @@ def admit_everyone(rt: Runtime) -> int:
 def send(rt: Runtime, job_ids: list[UUID]) -> None:
     if rt.settings.broker_url is None:
         hold_queued(rt, job_ids)  # in-process: the messages live in this process, their leases with it
-    for job_id in job_ids:
-        messages.actor(messages.PARSE_DOCUMENT).send(str(job_id))
+    for group in _grouped(rt, job_ids):
+        if len(group) == 1:
+            messages.actor(messages.PARSE_DOCUMENT).send(str(group[0]))
+        else:  # small documents travel together (workers.batch)
+            messages.actor(messages.INGEST_BATCH).send([str(job_id) for job_id in group])
     if job_ids:
         log.debug("jobs_admitted", count=len(job_ids))

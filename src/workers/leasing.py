@@ -10,7 +10,7 @@ died leaves a lease that lapses (at once, for a process of this host that is gon
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from uuid import UUID
 
@@ -39,37 +39,54 @@ class LeaseLost(Exception):
 def take(rt: Runtime, job_id: UUID, unit: str) -> Lease | None:
     """Take `unit` of the job for this process; None when another live worker holds it (a duplicate
     message, or the same one redelivered while its first delivery is still at work)."""
+    return take_many(rt, [job_id], unit).get(job_id)
+
+
+def take_many(rt: Runtime, job_ids: Sequence[UUID], unit: str) -> dict[UUID, Lease]:
+    """`take` for many jobs in one transaction (a batch of documents): the leases this process got."""
     owner = rt.leases.owner
+    taken: dict[UUID, Lease] = {}
     with rt.pool.connection() as conn, conn.transaction():
-        current = store.lock(conn, job_id, unit)
+        now = store.db_now(conn)
+        for job_id in sorted(set(job_ids)):  # one order: two batches sharing jobs lock them alike
+            current = store.lock(conn, job_id, unit)
+            if unit == PARSE:
+                store.drop(conn, job_id, QUEUED)  # the job's message was taken up: it waits nowhere now
+            dead = dead_owners(
+                [current.owner] if current and current.owner else [],
+                host=socket.gethostname(),
+                alive=pid_alive,
+            )
+            mine_now = rt.leases.holds(job_id, unit)
+            if not may_take(current, me=owner, mine_now=mine_now, now=now, dead=dead):
+                continue
+            lease = store.put(
+                conn, job_id, unit, owner, rt.settings.lease_s, seen=current.generation if current else None
+            )
+            if lease is not None:  # None: a concurrent first taker won
+                taken[job_id] = lease
+    for job_id, lease in taken.items():
         if unit == PARSE:
-            store.drop(conn, job_id, QUEUED)  # the job's message was taken up: it waits nowhere now
-        dead = dead_owners(
-            [current.owner] if current and current.owner else [], host=socket.gethostname(), alive=pid_alive
-        )
-        mine_now = rt.leases.holds(job_id, unit)
-        if not may_take(current, me=owner, mine_now=mine_now, now=store.db_now(conn), dead=dead):
-            return None
-        lease = store.put(
-            conn, job_id, unit, owner, rt.settings.lease_s, seen=current.generation if current else None
-        )
-    if lease is None:
-        return None  # a concurrent first taker won
-    if unit == PARSE:
-        rt.leases.discard(job_id, QUEUED)
-    rt.leases.add(lease)
-    return lease
+            rt.leases.discard(job_id, QUEUED)
+        rt.leases.add(lease)
+    return taken
 
 
-def release(rt: Runtime, lease: Lease) -> None:
-    """The unit is done, or handed to Dramatiq's retries: stop renewing it and delete it. Should the
-    database be away, it lapses by itself and a sweep re-sends the unit (harmless: stages are idempotent)."""
-    rt.leases.discard(lease.job_id, lease.unit)
+def release(rt: Runtime, *leases: Lease) -> None:
+    """The units are done, or handed to Dramatiq's retries: stop renewing them and delete them (one
+    statement). Should the database be away, they lapse by themselves and a sweep re-sends the units
+    (harmless: stages are idempotent)."""
+    for lease in leases:
+        rt.leases.discard(lease.job_id, lease.unit)
     try:
         with autocommit(rt.pool) as conn:
-            store.release(conn, lease)
+            store.release(conn, *leases)
     except (psycopg.Error, PoolTimeout) as exc:
-        log.warning("lease_not_released", unit=lease.unit, error=" ".join(str(exc).split())[:200])
+        log.warning(
+            "lease_not_released",
+            units=[lease.unit for lease in leases],
+            error=" ".join(str(exc).split())[:200],
+        )
 
 
 @contextmanager
@@ -110,12 +127,13 @@ def hold_queued(rt: Runtime, job_ids: list[UUID]) -> None:
         rt.leases.add(lease)
 
 
-def drop_queued(rt: Runtime, job_id: UUID) -> None:
-    """The job is done: no message of it waits in this process any more."""
-    rt.leases.discard(job_id, QUEUED)
+def drop_queued(rt: Runtime, *job_ids: UUID) -> None:
+    """The jobs are done: no message of theirs waits in this process any more."""
+    for job_id in job_ids:
+        rt.leases.discard(job_id, QUEUED)
     try:
         with autocommit(rt.pool) as conn:
-            store.drop(conn, job_id, QUEUED)
+            store.drop(conn, job_ids, QUEUED)
     except (psycopg.Error, PoolTimeout) as exc:  # it lapses with the process; its re-send finds the job done
         log.warning("lease_not_released", unit=QUEUED, error=" ".join(str(exc).split())[:200])
 
@@ -140,5 +158,6 @@ def renew(rt: Runtime) -> int:
     with autocommit(rt.pool) as conn:
         renewed = store.renew(conn, rt.leases.owner, held, rt.settings.lease_s)
     if renewed < len(held):
-        log.warning("leases_lost", held=len(held), renewed=renewed)
+        # Lost (taken over), or locked by a transaction of this process this beat (renewed next beat).
+        log.info("leases_not_renewed", held=len(held), renewed=renewed)
     return renewed

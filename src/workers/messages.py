@@ -21,6 +21,7 @@ CALLBACK_QUEUE = "callbacks"
 
 PARSE_DOCUMENT = "parse_document"
 EMBED_CHUNKS = "embed_chunks"
+INGEST_BATCH = "ingest_batch"
 DELIVER_CALLBACK = "deliver_callback"
 UPGRADE_EMBEDDINGS = "upgrade_embeddings"
 BUILD_VECTOR_INDEX = "build_vector_index"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from uuid import UUID
 
+import numpy as np
 import psycopg
 import structlog
 from psycopg_pool import PoolTimeout
@@ -32,7 +33,7 @@ from router.decide import Choice, Decision
 from router.factory import Client, Routed, Target
 from router.guarded import awaits_upgrade
 from router.protocols import Embedder, EmbedResult, Parser, ParseResult, resumes_jobs
-from workers import batch_route, billing, indexing, leasing
+from workers import batch_route, billing, indexing, leasing, messages
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.runtime import Runtime
 from workers.states import finish_if_done
@@ -47,6 +48,21 @@ class JobDeferred(Exception):
     def __init__(self, reason: str, delay_s: int = DEFER_RETRY_S) -> None:
         super().__init__(reason)
         self.delay_s = delay_s
+
+
+def defer_job(rt: Runtime, lease: Lease, deferred: JobDeferred) -> None:
+    """Mark the job deferred (its stage cannot be served now) and send its delayed `parse_document`."""
+    with rt.pool.connection() as conn, conn.transaction():
+        job = jobs.lock(conn, lease.job_id)  # document, then job, then (fence) lease: a delete's order
+        if job is None or job.final:
+            return
+        leasing.fence(conn, lease)
+        jobs.defer(conn, job.id, str(deferred), deferred.delay_s)
+        documents.set_status(conn, job.document_id, "deferred")
+    messages.actor(messages.PARSE_DOCUMENT).send_with_options(
+        args=(str(lease.job_id),), delay=deferred.delay_s * 1000
+    )
+    log.info("job_deferred", job_id=str(lease.job_id), reason=str(deferred), delay_s=deferred.delay_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +87,7 @@ def _served(routed: Routed[Client]) -> Client:
     return routed.client
 
 
-def _metered(
+def metered(
     rt: Runtime,
     service: str,
     route: Callable[..., Routed[Client]],
@@ -116,7 +132,7 @@ def _metered(
 Result = TypeVar("Result")
 
 
-def _billed(meter: Meter, held: Reservation, call: Callable[[], Result]) -> Result:
+def billed(meter: Meter, held: Reservation, call: Callable[[], Result]) -> Result:
     """Make the call. If it fails, the reservation goes back, unless the vendor may have billed it: then it
     is charged as `unknown` (workers.billing)."""
     try:
@@ -135,7 +151,7 @@ def _parsed_by_stand_in(
     data: bytes,
 ) -> tuple[ParseResult, Reservation]:
     """The real parse failed in hybrid: the mock parses the document instead, at a shadow cost."""
-    parser, held = _metered(
+    parser, held = metered(
         rt,
         "llamaparse",
         lambda **_: stand_in,
@@ -146,7 +162,7 @@ def _parsed_by_stand_in(
         job_id=job_id,
     )
     call = functools.partial(parser.parse, data, filename=doc.filename, media_type=doc.media_type)
-    return _billed(rt.router.meter, held, call), held
+    return billed(rt.router.meter, held, call), held
 
 
 def _remember_submission(rt: Runtime, job_id: UUID, submission: Submission) -> None:
@@ -217,7 +233,7 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
     data = rt.blobs.get_bytes(doc.sha256)
     estimate = meter.parse_estimate(count_pages(data, filename=doc.filename, media_type=doc.media_type))
     leasing.check(rt, lease)  # a worker that woke after its lease moved on does not pay for a parse
-    parser, held = _metered(
+    parser, held = metered(
         rt,
         "llamaparse",
         rt.router.parser,
@@ -230,7 +246,7 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
     )
     call = _parse_call(rt, parser, doc, job_id, data, recorded)
     try:
-        result = _billed(meter, held, call)
+        result = billed(meter, held, call)
     except Exception as failed:
         stand_in = rt.router.parse_fallback(failed)  # hybrid: parsing may fall back freely
         if stand_in is None:
@@ -269,7 +285,7 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
     return batches(list(range(len(pieces))), rt.settings.embed_batch_chunks)
 
 
-def _cached(
+def cached_in(
     rt: Runtime, embedder: Embedder | None, document_id: UUID, pending: list[chunks.StoredChunk]
 ) -> tuple[Space | None, set[bytes]]:
     """The embedder's space, and which of the pending texts its cache already holds for the owner."""
@@ -281,7 +297,7 @@ def _cached(
         return space, reuse.cached(conn, space, document_id, hashes) if space else set()
 
 
-def _misses(pending: list[chunks.StoredChunk], hits: set[bytes]) -> dict[bytes, chunks.StoredChunk]:
+def misses_of(pending: list[chunks.StoredChunk], hits: set[bytes]) -> dict[bytes, chunks.StoredChunk]:
     """The first chunk of each text the cache lacks: a text repeated in a batch is embedded once."""
     first: dict[bytes, chunks.StoredChunk] = {}
     for c in pending:
@@ -290,7 +306,7 @@ def _misses(pending: list[chunks.StoredChunk], hits: set[bytes]) -> dict[bytes, 
     return first
 
 
-def _same_space(a: Embedder | None, b: Embedder) -> bool:
+def same_space(a: Embedder | None, b: Embedder) -> bool:
     return a is not None and (a.model, a.dimensions) == (b.model, b.dimensions)
 
 
@@ -337,12 +353,12 @@ def _embed_batch(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease,
     key = _batch_key(rt, job.document_id, first, last, target)
     route = functools.partial(rt.router.embedder, target=target)
     embedder = route().client
-    space, hits = _cached(rt, embedder, job.document_id, pending)
-    misses = _misses(pending, hits)
+    space, hits = cached_in(rt, embedder, job.document_id, pending)
+    misses = misses_of(pending, hits)
     result = None
     if misses:
         leasing.check(rt, lease)  # a worker that woke after its lease moved on does not pay for the batch
-        client, held = _metered(
+        client, held = metered(
             rt,
             "openai",
             route,
@@ -353,14 +369,14 @@ def _embed_batch(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease,
             job_id=job_id,
             holder=lease.token,
         )
-        if not _same_space(embedder, client):  # the budget sent the call to another space: look there
+        if not same_space(embedder, client):  # the budget sent the call to another space: look there
             embedder = client
-            space, hits = _cached(rt, client, job.document_id, pending)
-            misses = _misses(pending, hits)
+            space, hits = cached_in(rt, client, job.document_id, pending)
+            misses = misses_of(pending, hits)
         texts = [c.text for c in misses.values()]
         if texts:
             try:
-                result = _billed(meter, held, functools.partial(client.embed, texts))
+                result = billed(meter, held, functools.partial(client.embed, texts))
             except Exception as failed:
                 stand_in = rt.router.embed_fallback(failed)  # hybrid: the mock stands in for this batch
                 if stand_in is None:
@@ -394,24 +410,12 @@ def _embed_batch(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease,
             # The job failed (its chunks deleted) or went while this batch embedded: nothing to store.
             return False
         spaces.check_writable(conn, space)  # before any chunk is written: a switch's lock order
-        saved = _store(conn, space, pending, hits, misses, result)
+        saved = store_vectors(conn, space, pending, hits, misses, None if result is None else result.vectors)
         if awaits_upgrade(embedder):  # mock vectors standing in for real ones: the upgrade job replaces them
             upgrades.mark(conn, [c.id for c in pending])
-        if saved:
-            tokens = sum(c.token_count for c in saved)
-            saving = savings.Saving(
-                key=key,
-                service="openai",
-                simulated=space.simulated,
-                day=meter.today(),
-                chunks=len(saved),
-                tokens=tokens,
-                usd=meter.embed_charge(tokens, model=target[0]).usd,
-                price_version=meter.prices.version,
-                document_id=job.document_id,
-                job_id=job_id,
-            )
-            savings.record(conn, saving)
+        record_saving(
+            conn, meter, space, saved, key=key, document_id=job.document_id, job_id=job_id, model=target[0]
+        )
         done = finish_if_done(conn, job_id)
     CHUNKS_EMBEDDED.inc(len(pending))
     if done:
@@ -420,18 +424,49 @@ def _embed_batch(rt: Runtime, job_id: UUID, first: int, last: int, lease: Lease,
     return done
 
 
+def record_saving(
+    conn: psycopg.Connection,
+    meter: Meter,
+    space: Space,
+    saved: list[chunks.StoredChunk],
+    *,
+    key: str,
+    document_id: UUID,
+    job_id: UUID,
+    model: str | None = None,
+) -> None:
+    """Record what the cache (or a text repeated in the call) saved: the chunks no call was made for,
+    priced at `model` (default: the configured one)."""
+    if not saved:
+        return
+    tokens = sum(c.token_count for c in saved)
+    saving = savings.Saving(
+        key=key,
+        service="openai",
+        simulated=space.simulated,
+        day=meter.today(),
+        chunks=len(saved),
+        tokens=tokens,
+        usd=meter.embed_charge(tokens, model=model).usd,
+        price_version=meter.prices.version,
+        document_id=document_id,
+        job_id=job_id,
+    )
+    savings.record(conn, saving)
+
+
 def _stood_in(
     rt: Runtime, stand_in: Routed[Embedder], job: jobs.Job, key: str, pending: list[chunks.StoredChunk]
 ) -> tuple[Embedder, Space | None, set[bytes], dict[bytes, chunks.StoredChunk], EmbedResult | None]:
     """The batch's real call failed in hybrid: the mock embeds it in its own space (a shadow cost), and the
     chunks will wait for upgrade. The mock space has its own cache, so hits and misses are looked up anew."""
     embedder = _served(stand_in)
-    space, hits = _cached(rt, embedder, job.document_id, pending)
-    misses = _misses(pending, hits)
+    space, hits = cached_in(rt, embedder, job.document_id, pending)
+    misses = misses_of(pending, hits)
     if not misses:
         return embedder, space, hits, misses, None
     meter: Meter = rt.router.meter
-    _, held = _metered(
+    _, held = metered(
         rt,
         "openai",
         lambda **_: stand_in,
@@ -441,27 +476,28 @@ def _stood_in(
         document_id=job.document_id,
         job_id=job.id,
     )
-    result = _billed(meter, held, functools.partial(embedder.embed, [c.text for c in misses.values()]))
+    result = billed(meter, held, functools.partial(embedder.embed, [c.text for c in misses.values()]))
     meter.settle(held, meter.embed_charge(result.billed_tokens, requests=result.billed_requests))
     return embedder, space, hits, misses, result
 
 
-def _store(
+def store_vectors(
     conn: psycopg.Connection,
     space: Space,
     pending: list[chunks.StoredChunk],
     hits: set[bytes],
     misses: dict[bytes, chunks.StoredChunk],
-    result: EmbedResult | None,
+    made: np.ndarray | None,
 ) -> list[chunks.StoredChunk]:
-    """Store every pending chunk's vector (cached or just made); return the chunks no call was made for."""
+    """Store every pending chunk's vector (cached, or `made`: one row per miss, in order); return the
+    chunks no call was made for."""
     served = set(reuse.copy_cached(conn, space, [c.id for c in pending if c.text_hash in hits]))
     fresh = [c for c in pending if c.text_hash in misses]
     if fresh:
-        assert result is not None  # misses are what was sent
+        assert made is not None  # misses are what was sent
         row = {h: i for i, h in enumerate(misses)}
         ids = [c.id for c in fresh]
-        vectors.write(conn, space, ids, result.vectors[[row[c.text_hash] for c in fresh]])
+        vectors.write(conn, space, ids, made[[row[c.text_hash] for c in fresh]])
         reuse.remember(conn, space, ids)
     chunks.mark_embedded(conn, [*served, *(c.id for c in fresh)], space.id)
     # Not sent: texts the cache served, and repeats of a text sent once.

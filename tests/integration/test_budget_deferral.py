@@ -22,8 +22,8 @@ from ingest.leases import embed_unit
 from ingest.services.submit import Submitted
 from ingest.store import chunks, documents, jobs
 from router.decide import Mode
-from workers import actors, leasing, messages
-from workers.pipeline import JobDeferred, embed_stage, parse_stage
+from workers import leasing, messages
+from workers.pipeline import JobDeferred, defer_job, embed_stage, parse_stage
 
 
 def _batch_cost(rt, document_id, batch) -> Decimal:
@@ -69,7 +69,7 @@ def test_real_mode_defers_to_the_next_budget_day_and_completes_after_rollover(
         )
         with leasing.holding(rt, sub.job_id, embed_unit(pending[1].first, pending[1].last)) as lease:
             assert lease is not None
-            actors._defer(rt, lease, deferred.value)
+            defer_job(rt, lease, deferred.value)
         assert sent == [{"args": (str(sub.job_id),), "delay": deferred.value.delay_s * 1000}]
         with rt.pool.connection() as conn:
             job = jobs.get(conn, sub.job_id)

@@ -52,6 +52,9 @@ SHARED_REDIS = "redis://127.0.0.1:6379/0"
 RABBITMQ = ("127.0.0.1", 5672)
 # Leases of seconds; the stage time limit far above any wait here, so only leases decide.
 LEASES = {
+    # Each document alone: these are the per-document path's units (its parse, each embedding batch);
+    # a batch of small documents is killed mid-call in test_batch_sigkill.py.
+    "INGEST_DOCUMENT_BATCH_TOKENS": "0",
     "INGEST_LEASE_S": "3",
     "INGEST_LEASE_HEARTBEAT_S": "0.5",
     "INGEST_SWEEP_INTERVAL_S": "1",

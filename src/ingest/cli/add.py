@@ -18,7 +18,7 @@ from ingest.cli.common import UserOption, err, handle_errors, out
 from ingest.cli.files import expand
 from ingest.cli.runtime import cli_user, runtime
 from ingest.errors import IngestError
-from ingest.services.submit import Submitted, submit_file
+from ingest.services.submit import Submitted, submit_files
 from ingest.store import documents, jobs
 from ingest.store.users import User
 from workers.runtime import Runtime
@@ -56,30 +56,25 @@ def submit_all(
     replace: bool = False,
     route: Route = Route(),
 ) -> list[Outcome]:
-    outcomes = []
     task = progress.add_task("files", total=len(files))
-    for path in files:
-        try:
-            outcomes.append(
-                Outcome(
-                    path,
-                    "queued",
-                    submitted=submit_file(
-                        rt,
-                        path,
-                        user=user,
-                        replace=replace,
-                        when_cheapest=route.when_cheapest,
-                        batch_fallback=route.batch_fallback,
-                    ),
-                )
-            )
-        except IngestError as exc:
-            outcomes.append(Outcome(path, "refused", str(exc)))
-        except OSError as exc:
-            outcomes.append(Outcome(path, "refused", f"cannot read the file: {exc.strerror or exc}"))
-        progress.advance(task)
-    return outcomes
+    results = submit_files(
+        rt,
+        files,
+        user=user,
+        replace=replace,
+        when_cheapest=route.when_cheapest,
+        batch_fallback=route.batch_fallback,
+        on_each=lambda: progress.advance(task),
+    )
+    return [_outcome(path, result) for path, result in zip(files, results, strict=True)]
+
+
+def _outcome(path: Path, result: Submitted | IngestError | OSError) -> Outcome:
+    if isinstance(result, IngestError):
+        return Outcome(path, "refused", str(result))
+    if isinstance(result, OSError):
+        return Outcome(path, "refused", f"cannot read the file: {result.strerror or result}")
+    return Outcome(path, "queued", submitted=result)
 
 
 def follow(rt: Runtime, outcomes: list[Outcome], user: User, progress: Progress, *, wait: bool) -> None:

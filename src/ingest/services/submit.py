@@ -6,17 +6,23 @@ Everything that can refuse a file runs before anything is written, so a refused 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 from ingest import formats
-from ingest.errors import Conflict, NotFound
+from ingest.errors import Conflict, IngestError, NotFound
 from ingest.store import blob_refs, documents, embedding_batches, jobs
 from ingest.store.users import User
 from workers.admission import admit
 from workers.runtime import Runtime
+
+# Files recorded per transaction and admitted together by `submit_files`.
+SUBMIT_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,41 +66,144 @@ def submit_file(
     `when_cheapest` sends the job's embeddings through the Batch API (workers.batch_route), with
     `batch_fallback` for what a batch does not embed; unset, the settings' defaults.
     """
-    filename = filename or path.name
-    sha256, size = digest or file_digest(path)
-    media_type = formats.sniff(path, filename)
-    formats.check(path, media_type, formats.Limits.from_settings(rt.settings))
-
+    checked = _check(rt, path, filename or path.name, digest)
     with rt.pool.connection() as conn, conn.transaction():
-        # Held until this commits, with the bytes stored: a delete of another document with these bytes
-        # cannot remove them in between (store.blob_refs).
-        blob_refs.lock(conn, sha256)
-        doc, created = documents.insert(
+        submitted = _record(
+            rt,
             conn,
-            owner_id=user.id,
-            sha256=sha256,
-            filename=filename,
-            media_type=media_type,
-            size=size,
+            checked,
+            user=user,
             metadata=metadata,
             callback_url=callback_url,
             external_id=external_id,
-            replaces="external_id" if external_id else "filename" if replace else None,
+            replace=replace,
+            route=Route(when_cheapest, batch_fallback),
         )
-        if not created:
-            job = jobs.latest_for_document(conn, doc.id)
-            assert job is not None  # a document is created with its job, in one transaction
-            return Submitted(doc.id, job.id, job.status, True, doc.filename)
-        rt.blobs.put_file(sha256, path)
-        job = jobs.create(conn, doc.id)
-        cheapest = rt.settings.when_cheapest if when_cheapest is None else when_cheapest
-        if cheapest:
-            fallback = batch_fallback or rt.settings.batch_fallback
-            embedding_batches.set_route(conn, job.id, embedding_batches.Route("batch", fallback))
+    if not submitted.duplicate:
+        # Sent now if the user has fewer than `user_active_jobs` jobs under way, else held until one ends.
+        admit(rt, user.id)
+    return submitted
 
-    # Sent now if the user has fewer than `user_active_jobs` jobs under way, else held until one ends.
+
+def submit_files(
+    rt: Runtime,
+    paths: Sequence[Path],
+    *,
+    user: User,
+    replace: bool = False,
+    when_cheapest: bool | None = None,
+    batch_fallback: str | None = None,
+    batch: int = SUBMIT_BATCH,
+    on_each: Callable[[], None] | None = None,
+) -> list[Submitted | IngestError | OSError]:
+    """`submit_file` for many files, a batch at a time: each batch's documents and jobs are recorded in one
+    transaction and admitted together (so small documents can travel together, workers.batch_plan).
+    Each file gets its Submitted, or the error that refused it (a refused file leaves nothing)."""
+    results: list[Submitted | IngestError | OSError] = []
+    for start in range(0, len(paths), batch):
+        results += _submit_batch(
+            rt,
+            paths[start : start + batch],
+            user=user,
+            replace=replace,
+            route=Route(when_cheapest, batch_fallback),
+            on_each=on_each,
+        )
+    return results
+
+
+def _submit_batch(
+    rt: Runtime,
+    paths: Sequence[Path],
+    *,
+    user: User,
+    replace: bool,
+    route: Route,
+    on_each: Callable[[], None] | None,
+) -> list[Submitted | IngestError | OSError]:
+    results: list[Submitted | IngestError | OSError | None] = [None] * len(paths)
+    checked: list[tuple[int, _Checked]] = []
+    for i, path in enumerate(paths):
+        try:
+            checked.append((i, _check(rt, path, path.name, None)))
+        except (IngestError, OSError) as refused:
+            results[i] = refused
+            if on_each:
+                on_each()
+    with rt.pool.connection() as conn, conn.transaction():
+        # In the order of their bytes: two batches that share files lock them alike (store.blob_refs).
+        for i, file in sorted(checked, key=lambda item: item[1].sha256):
+            results[i] = _record(rt, conn, file, user=user, replace=replace, route=route)
+            if on_each:
+                on_each()
     admit(rt, user.id)
-    return Submitted(doc.id, job.id, job.status, False, filename)
+    return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a job's embeddings go (workers.batch_route); None takes the settings' default."""
+
+    when_cheapest: bool | None = None
+    batch_fallback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    path: Path
+    filename: str
+    sha256: str
+    size: int
+    media_type: str
+
+
+def _check(rt: Runtime, path: Path, filename: str, digest: tuple[str, int] | None) -> _Checked:
+    """Everything that can refuse a file, before anything is written."""
+    sha256, size = digest or file_digest(path)
+    media_type = formats.sniff(path, filename)
+    formats.check(path, media_type, formats.Limits.from_settings(rt.settings))
+    return _Checked(path, filename, sha256, size, media_type)
+
+
+def _record(
+    rt: Runtime,
+    conn: psycopg.Connection,
+    file: _Checked,
+    *,
+    user: User,
+    metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
+    external_id: str | None = None,
+    replace: bool = False,
+    route: Route = Route(),
+) -> Submitted:
+    """The document and its job (or the earlier document with these bytes), in the caller's transaction."""
+    # Held until this commits, with the bytes stored: a delete of another document with these bytes
+    # cannot remove them in between (store.blob_refs).
+    blob_refs.lock(conn, file.sha256)
+    doc, created = documents.insert(
+        conn,
+        owner_id=user.id,
+        sha256=file.sha256,
+        filename=file.filename,
+        media_type=file.media_type,
+        size=file.size,
+        metadata=metadata,
+        callback_url=callback_url,
+        external_id=external_id,
+        replaces="external_id" if external_id else "filename" if replace else None,
+    )
+    if not created:
+        job = jobs.latest_for_document(conn, doc.id)
+        assert job is not None  # a document is created with its job, in one transaction
+        return Submitted(doc.id, job.id, job.status, True, doc.filename)
+    rt.blobs.put_file(file.sha256, file.path)
+    job = jobs.create(conn, doc.id)
+    cheapest = rt.settings.when_cheapest if route.when_cheapest is None else route.when_cheapest
+    if cheapest:
+        fallback = route.batch_fallback or rt.settings.batch_fallback
+        embedding_batches.set_route(conn, job.id, embedding_batches.Route("batch", fallback))
+    return Submitted(doc.id, job.id, job.status, False, file.filename)
 
 
 def retry_job(rt: Runtime, job_id: UUID, *, owner_id: int | None = None) -> jobs.Job:

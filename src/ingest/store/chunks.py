@@ -100,6 +100,25 @@ def pending_in_range(conn: psycopg.Connection, document_id: UUID, first: int, la
     return [StoredChunk(i, o, t, n, bytes(h)) for i, o, t, n, h in rows]
 
 
+def pending_for_jobs(
+    conn: psycopg.Connection, job_ids: Sequence[UUID]
+) -> dict[UUID, tuple[UUID, list[StoredChunk]]]:
+    """For each running job among `job_ids`: its document and the chunks without a vector, in order (one
+    round trip for a batch of documents)."""
+    rows = conn.execute(
+        "SELECT j.id, j.document_id, c.id, c.ordinal, c.text, c.token_count, c.text_hash FROM jobs j"
+        " LEFT JOIN chunks c ON c.document_id = j.document_id AND c.space_id IS NULL"
+        " WHERE j.id = ANY(%s) AND j.status = 'running' ORDER BY j.id, c.ordinal",
+        (list(job_ids),),
+    ).fetchall()
+    found: dict[UUID, tuple[UUID, list[StoredChunk]]] = {}
+    for job_id, document_id, i, o, t, n, h in rows:
+        _, pending = found.setdefault(job_id, (document_id, []))
+        if i is not None:
+            pending.append(StoredChunk(i, o, t, n, bytes(h)))
+    return found
+
+
 def missing_ordinals(conn: psycopg.Connection, document_id: UUID) -> list[int]:
     rows = conn.execute(
         "SELECT ordinal FROM chunks WHERE document_id = %s AND space_id IS NULL ORDER BY ordinal",

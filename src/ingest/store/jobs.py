@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -268,6 +269,15 @@ def backlog(conn: psycopg.Connection) -> tuple[int, int, int]:
         )
     )
     return int(row[0]), int(row[1]), int(row[2])
+
+
+def document_sizes(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The size in bytes of each job's document."""
+    rows = conn.execute(
+        "SELECT j.id, d.bytes FROM jobs j JOIN documents d ON d.id = j.document_id WHERE j.id = ANY(%s)",
+        (list(job_ids),),
+    ).fetchall()
+    return {job_id: size for job_id, size in rows}
 
 
 def open_count(conn: psycopg.Connection) -> int:

@@ -4,6 +4,7 @@ the database's clock."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -84,14 +85,17 @@ def holds(conn: psycopg.Connection, lease: Lease) -> bool:
 
 def renew(conn: psycopg.Connection, owner: str, held: list[Lease], lease_s: float) -> int:
     """Push back the expiry of every lease in `held` that is still the owner's (one statement); return
-    how many were."""
+    how many were. A lease a transaction has locked right now (a batch fencing or taking several) is
+    skipped until the next beat: waiting for it while holding others could deadlock with that transaction."""
     if not held:
         return 0
     cur = conn.execute(
-        "UPDATE job_leases l SET expires_at = now() + make_interval(secs => %(lease)s), renewed_at = now()"
-        " FROM unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[]) AS h(job_id, unit, generation)"
-        " WHERE l.job_id = h.job_id AND l.unit = h.unit AND l.generation = h.generation"
-        " AND l.owner = %(owner)s",
+        "WITH h AS (SELECT l.job_id, l.unit FROM job_leases l"
+        " JOIN unnest(%(jobs)s::uuid[], %(units)s::text[], %(gens)s::bigint[]) AS h(job_id, unit, generation)"
+        " ON l.job_id = h.job_id AND l.unit = h.unit AND l.generation = h.generation"
+        " WHERE l.owner = %(owner)s ORDER BY l.job_id, l.unit FOR UPDATE OF l SKIP LOCKED)"
+        " UPDATE job_leases l SET expires_at = now() + make_interval(secs => %(lease)s), renewed_at = now()"
+        " FROM h WHERE l.job_id = h.job_id AND l.unit = h.unit",
         {
             "lease": lease_s,
             "owner": owner,
@@ -103,17 +107,27 @@ def renew(conn: psycopg.Connection, owner: str, held: list[Lease], lease_s: floa
     return cur.rowcount
 
 
-def release(conn: psycopg.Connection, lease: Lease) -> None:
-    """The unit is done (or given up to Dramatiq's retries): the lease goes, if it is still this one."""
+def release(conn: psycopg.Connection, *leases: Lease) -> None:
+    """The units are done (or given up to Dramatiq's retries): each lease goes, if it is still this one."""
+    if not leases:
+        return
     conn.execute(
-        "DELETE FROM job_leases WHERE job_id = %s AND unit = %s AND owner = %s AND generation = %s",
-        (lease.job_id, lease.unit, lease.owner, lease.generation),
+        "DELETE FROM job_leases l USING unnest(%s::uuid[], %s::text[], %s::text[], %s::bigint[])"
+        " AS r(job_id, unit, owner, generation) WHERE (l.job_id, l.unit, l.owner, l.generation)"
+        " = (r.job_id, r.unit, r.owner, r.generation)",
+        (
+            [lease.job_id for lease in leases],
+            [lease.unit for lease in leases],
+            [lease.owner for lease in leases],
+            [lease.generation for lease in leases],
+        ),
     )
 
 
-def drop(conn: psycopg.Connection, job_id: UUID, unit: str) -> None:
-    """Forget the unit's lease whoever holds it (a message taken up: it no longer waits anywhere)."""
-    conn.execute("DELETE FROM job_leases WHERE job_id = %s AND unit = %s", (job_id, unit))
+def drop(conn: psycopg.Connection, job_id: UUID | Sequence[UUID], unit: str) -> None:
+    """Delete the jobs' lease on `unit`, whoever holds it."""
+    ids = [job_id] if isinstance(job_id, UUID) else list(job_id)
+    conn.execute("DELETE FROM job_leases WHERE job_id = ANY(%s) AND unit = %s", (ids, unit))
 
 
 def expire(conn: psycopg.Connection, owner: str) -> int:

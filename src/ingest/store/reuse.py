@@ -28,6 +28,22 @@ def cached(conn: psycopg.Connection, space: Space, document_id: UUID, hashes: Se
     return {bytes(r[0]) for r in rows}
 
 
+def cached_for_documents(
+    conn: psycopg.Connection, space: Space, wanted: Sequence[tuple[UUID, bytes]]
+) -> set[tuple[UUID, bytes]]:
+    """`cached` for many documents in one round trip: the (document, hash) pairs among `wanted` whose
+    vector the space's cache holds for the document's owner."""
+    if not wanted:
+        return set()
+    rows = conn.execute(
+        "SELECT w.document_id, w.text_hash FROM unnest(%s::uuid[], %s::bytea[]) AS w(document_id, text_hash)"
+        " JOIN documents d ON d.id = w.document_id JOIN embedding_cache e"
+        " ON e.owner_id = d.owner_id AND e.space_id = %s AND e.text_hash = w.text_hash",
+        ([d for d, _ in wanted], [h for _, h in wanted], space.id),
+    ).fetchall()
+    return {(document_id, bytes(text_hash)) for document_id, text_hash in rows}
+
+
 def copy_cached(conn: psycopg.Connection, space: Space, chunk_ids: Sequence[int]) -> list[int]:
     """Give each chunk the cached vector of its text; return the chunks served (a redelivery overwrites)."""
     if not chunk_ids:

@@ -24,7 +24,7 @@ class JobFailures(Middleware):
         if exception is None or not message.failed:
             return
         job_id = message.kwargs.get("job_id") or (message.args[0] if message.args else None)
-        if job_id is None:
+        if not isinstance(job_id, str):  # none, or a batch's list (workers.batch hands its failures on)
             return
         error = one_line(exception)
         if fail_job(runtime_middleware(broker).runtime(), job_id, error):

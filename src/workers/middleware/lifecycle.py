@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import dramatiq
 import psycopg
 import structlog
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, SkipMessage
 from psycopg_pool import PoolTimeout
 
 from ingest.config import Settings
 from ingest.db.pool import autocommit
 from ingest.db.rows import one
 from ingest.logs import configure_logging
+from workers import messages
 from workers.admission import admit
 from workers.middleware.callback_workers import is_callback_worker
 from workers.middleware.context import runtime_middleware
@@ -37,7 +38,10 @@ from workers.states import fail_job
 log = structlog.get_logger(__name__)
 
 # The actors that move a job, and the stage each one's lines are labelled with.
-JOB_STAGES = {"parse_document": "parse", "embed_chunks": "embed"}
+JOB_STAGES = {"parse_document": "parse", "embed_chunks": "embed", "ingest_batch": "batch"}
+# A batch whose worker died under it this many times is split: each document goes on with its own message
+# (and its own delivery count), so a document that kills its worker fails alone.
+BATCH_MAX_DELIVERIES = 2
 CONTEXT_KEYS = ("job_id", "document_id", "user", "stage")
 # A lookup must not hold a message while the database is away: the stage itself will find out.
 LOOKUP_TIMEOUT_S = 5
@@ -91,9 +95,11 @@ class JobLifecycle(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         stage = JOB_STAGES.get(message.actor_name)
-        if stage is None or not message.args:
+        if stage is None or not message.args or not message.args[0]:
             return
-        job_id = str(message.args[0])
+        first = message.args[0]
+        batch = [str(job) for job in first] if isinstance(first, list) else None
+        job_id = batch[0] if batch else str(first)  # a batch's documents are one user's (admission)
         structlog.contextvars.bind_contextvars(job_id=job_id, stage=stage)
         rt = runtime_middleware(broker).runtime()
         try:
@@ -105,6 +111,13 @@ class JobLifecycle(Middleware):
         if delivery.owner_id is not None:
             with self._lock:
                 self._owners[message.message_id] = delivery.owner_id
+        if batch is not None:
+            if delivery.deliveries > BATCH_MAX_DELIVERIES:
+                log.warning("batch_split", documents=len(batch), deliveries=delivery.deliveries)
+                for job in batch:
+                    messages.actor(messages.PARSE_DOCUMENT).send(job)
+                raise SkipMessage()
+            return
         if delivery.deliveries > self.max_deliveries:
             error = (
                 f"gave up after {delivery.deliveries - 1} deliveries of one message: the worker running it"
