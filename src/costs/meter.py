@@ -96,10 +96,11 @@ class Meter:
             tokens, model=model or self.settings.openai_embedding_model, prices=self.prices, requests=requests
         )
 
-    def batch_embed_charge(self, tokens: int, *, requests: int = 1) -> Charge:
-        """Through the Batch API, priced at the configured real model (real and shadow calls alike)."""
+    def batch_embed_charge(self, tokens: int, *, requests: int = 1, model: str | None = None) -> Charge:
+        """Through the Batch API, priced at `model` (default: the configured real model), for real calls
+        and mock (shadow) calls alike."""
         return charges.batch_embed_charge(
-            tokens, model=self.settings.openai_embedding_model, prices=self.prices, requests=requests
+            tokens, model=model or self.settings.openai_embedding_model, prices=self.prices, requests=requests
         )
 
     # --- the budget day ----------------------------------------------------------------------------

@@ -35,9 +35,10 @@ class BatchState:
 
 class BatchClient(Protocol):
     kind: str  # 'real', 'mock' or 'standin' (mock vectors standing in for real ones: hybrid)
-    model: str
-    dimensions: int
-    send_dimensions: bool  # whether input lines name `dimensions` (the -3 models)
+
+    def names_dimensions(self, model: str) -> bool:
+        """Whether input lines for `model` name `dimensions` (the -3 models take it)."""
+        ...
 
     def upload(self, content: bytes) -> str: ...
     def create(self, input_file_id: str, *, tag: str) -> BatchState: ...
@@ -51,12 +52,13 @@ class MockBatchClient:
     """Answers a batch when it is created, with the mock embedder; keeps nothing across processes (a batch
     a restarted process asks about is gone, `expired`, and its inputs follow the job's fallback)."""
 
-    send_dimensions = True
-
     def __init__(self, model: str, dimensions: int, *, kind: str) -> None:
         self.model, self.dimensions, self.kind = model, dimensions, kind
         self._files: dict[str, bytes] = {}
         self._done: dict[str, list[Answer]] = {}
+
+    def names_dimensions(self, model: str) -> bool:
+        return True
 
     def upload(self, content: bytes) -> str:
         file_id = f"mock-file-{secrets.token_hex(8)}"

@@ -157,6 +157,13 @@ class ServiceRouter:
             return Routed(decision, self.real_batches())
         return Routed(decision, None)
 
+    def batch_target(self, client: BatchClient) -> Target:
+        """The space a new batch of `client` embeds for: the active space, read now (a batch waits hours,
+        so a cached answer saves nothing), for the real client; the mock space for the mock ones."""
+        if client.kind == "real":
+            return self.target(fresh=True)
+        return self._mock_embedder.model, self._mock_embedder.dimensions
+
     def batch_client_of(self, kind: str) -> BatchClient:
         """The client that made a batch of `kind`, to follow it up."""
         return self.real_batches() if kind == "real" else self._mock_batches[kind]

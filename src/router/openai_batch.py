@@ -16,6 +16,7 @@ from ingest.config import Settings
 from ingest.errors import ServiceUnavailable
 from router.batch_packing import ENDPOINT, Answer, read_answers
 from router.batches import BatchState
+from router.openai_real import supports_dimensions
 
 SERVICE = "openai"
 TAG = "ingest_batch"  # the metadata key that carries our batch id
@@ -39,21 +40,23 @@ def _state(batch: openai.types.Batch) -> BatchState:
 
 
 class OpenAIBatchClient:
+    """Not tied to a model: each batch's lines name the model and dimensions of the space it embeds for
+    (the active one when it is made, recorded on its row)."""
+
     kind = "real"
-    send_dimensions = True
 
     def __init__(self, settings: Settings) -> None:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
         if not key:
             raise ServiceUnavailable(f"{SERVICE}: OPENAI_API_KEY is not set")
-        self.model = settings.openai_embedding_model
-        self.dimensions = settings.openai_embedding_dimensions
-        self.send_dimensions = self.model.startswith("text-embedding-3")
         # The SDK's own retries: these calls are few (one upload and create per batch, a status read per
         # poll), and a failed one is simply made again at the next poll.
         self._client = openai.OpenAI(
             api_key=key, base_url=settings.openai_base_url, timeout=settings.vendor_timeout_s
         )
+
+    def names_dimensions(self, model: str) -> bool:
+        return supports_dimensions(model)
 
     def upload(self, content: bytes) -> str:
         return self._client.files.create(file=("embeddings.jsonl", content), purpose="batch").id

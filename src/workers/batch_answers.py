@@ -19,7 +19,7 @@ import structlog
 from costs import savings
 from costs.ledger import find as find_entry
 from ingest.db.pool import autocommit
-from ingest.store import chunks, jobs, reuse, upgrades, vectors
+from ingest.store import chunks, jobs, reuse, spaces, upgrades, vectors
 from ingest.store import embedding_batches as store
 from router.batch_packing import Answer
 from router.batches import BatchState
@@ -34,6 +34,11 @@ log = structlog.get_logger(__name__)
 def reservation_key(document_id: UUID, batch_id: UUID) -> str:
     """The ledger key of one job's share of a batch."""
     return f"{document_id}:embed-batch:{batch_id}"
+
+
+def priced_model(client_kind: str, model: str) -> str | None:
+    """The model a batch is priced at: its own when real; the configured one for mock shadow costs."""
+    return model if client_kind == "real" else None
 
 
 def follow(rt: Runtime, batch: store.Batch) -> None:
@@ -78,6 +83,7 @@ def _collect(
     ]
     missed = [i for i in share if not (a := answers.get(str(i.chunk_id))) or not a.embedding]
     simulated = batch.client != "real"
+    model = priced_model(batch.client, batch.model)
     tokens = sum(a.tokens for _, a in answered)
     # The vendor billed the lines it answered, whatever became of the job meanwhile. Charged before the
     # vectors are stored: a process that dies in between finds the inputs still here, settles again
@@ -86,10 +92,11 @@ def _collect(
         held = find_entry(conn, reservation_key(document_id, batch.id), simulated=simulated)
     if held is not None:
         if answered:
-            meter.settle(held, meter.batch_embed_charge(tokens, requests=len(answered)))
+            meter.settle(held, meter.batch_embed_charge(tokens, requests=len(answered), model=model))
         else:
             meter.release(held)
     done = False
+    switched: str | None = None
     space = None
     if answered:
         with rt.pool.connection() as conn:
@@ -97,51 +104,94 @@ def _collect(
                 conn, batch.model, batch.dimensions, simulated=simulated, index_kind=rt.settings.vector_index
             )
         space = indexing.before_write(rt, space)
-        ids = [i.chunk_id for i, _ in answered]
-        rows = np.asarray([a.embedding for _, a in answered], dtype=np.float32)
-        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-        with rt.pool.connection() as conn, conn.transaction():
-            if jobs.is_running(conn, job_id):
-                current = store.without_vector(conn, ids)
-                keep = [k for k, chunk_id in enumerate(ids) if chunk_id in current]
-                if keep:
-                    kept = [ids[k] for k in keep]
-                    vectors.write(conn, space, kept, rows[keep])
-                    reuse.remember(conn, space, kept)
-                    chunks.mark_embedded(conn, kept, space.id)
-                    if batch.client == "standin":  # mock vectors standing in for real ones (hybrid)
-                        upgrades.mark(conn, kept)
-                store.remove(conn, ids)
-                full = meter.embed_charge(tokens).usd
-                saved = full - meter.batch_embed_charge(tokens).usd
-                if saved > 0:
-                    savings.record(
-                        conn,
-                        savings.Saving(
-                            key=reservation_key(document_id, batch.id),
-                            service="openai",
-                            simulated=simulated,
-                            day=meter.today(),
-                            chunks=len(answered),
-                            tokens=tokens,
-                            usd=saved,
-                            price_version=meter.prices.version,
-                            document_id=document_id,
-                            job_id=job_id,
-                            kind="batch",
-                        ),
-                    )
-                done = finish_if_done(conn, job_id)
-        CHUNKS_EMBEDDED.inc(len(answered))
+        try:
+            done = _store(rt, batch, job_id, space, answered, tokens, model)
+        except spaces.SpaceSwitched as moved:
+            # `ingest reembed` switched spaces while the batch ran: its vectors belong to a space searches
+            # left, so none is stored and the inputs go again, for the new space, as the job's fallback
+            # says. The vendor billed these lines all the same: their charge above stands.
+            switched = str(moved)
+            rt.router.target(fresh=True)  # this process's next embeddings (the sync fallback's) go there
+            log.info(
+                "space_switched_under_batch", job_id=str(job_id), batch_id=str(batch.id), reason=switched
+            )
+        else:
+            CHUNKS_EMBEDDED.inc(len(answered))
     if space is not None:
         indexing.after_write(rt, space)
-    if missed:
+    if switched is not None:
+        embedded = [i for i, _ in answered]
+        refunded = frozenset(i.chunk_id for i in embedded)
+        _not_embedded(rt, job_id, embedded + missed, switched, refunded=refunded)
+    elif missed:
         _not_embedded(rt, job_id, missed, reason)
     if done:
         _completed(rt, job_id)
 
 
-def _not_embedded(rt: Runtime, job_id: UUID, missed: list[store.Item], reason: str) -> None:
+def _store(
+    rt: Runtime,
+    batch: store.Batch,
+    job_id: UUID,
+    space: vectors.Space,
+    answered: list[tuple[store.Item, Answer]],
+    tokens: int,
+    model: str | None,
+) -> bool:
+    """Store a job's answered vectors and the saving in one transaction; True when that completed the job.
+    Raises SpaceSwitched, storing nothing, when `space` is a real space searches no longer read."""
+    meter = rt.router.meter
+    document_id = answered[0][0].document_id
+    ids = [i.chunk_id for i, _ in answered]
+    rows = np.asarray([a.embedding for _, a in answered], dtype=np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    done = False
+    with rt.pool.connection() as conn, conn.transaction():
+        if jobs.is_running(conn, job_id):
+            spaces.check_writable(conn, space)  # before any chunk is written: a switch's lock order
+            current = store.without_vector(conn, ids)
+            keep = [k for k, chunk_id in enumerate(ids) if chunk_id in current]
+            if keep:
+                kept = [ids[k] for k in keep]
+                vectors.write(conn, space, kept, rows[keep])
+                reuse.remember(conn, space, kept)
+                chunks.mark_embedded(conn, kept, space.id)
+                if batch.client == "standin":  # mock vectors standing in for real ones (hybrid)
+                    upgrades.mark(conn, kept)
+            store.remove(conn, ids)
+            full = meter.embed_charge(tokens, model=model).usd
+            saved = full - meter.batch_embed_charge(tokens, model=model).usd
+            if saved > 0:
+                savings.record(
+                    conn,
+                    savings.Saving(
+                        key=reservation_key(document_id, batch.id),
+                        service="openai",
+                        simulated=space.simulated,
+                        day=meter.today(),
+                        chunks=len(answered),
+                        tokens=tokens,
+                        usd=saved,
+                        price_version=meter.prices.version,
+                        document_id=document_id,
+                        job_id=job_id,
+                        kind="batch",
+                    ),
+                )
+            done = finish_if_done(conn, job_id)
+    return done
+
+
+def _not_embedded(
+    rt: Runtime,
+    job_id: UUID,
+    missed: list[store.Item],
+    reason: str,
+    *,
+    refunded: frozenset[int] = frozenset(),
+) -> None:
+    """`refunded`: inputs the batch did embed, but for a space searches left; that batch is not counted
+    against their `batch_max_attempts`."""
     with rt.pool.connection() as conn, conn.transaction():
         job = jobs.lock(conn, job_id)
         route = store.route_of(conn, job_id)
@@ -149,8 +199,10 @@ def _not_embedded(rt: Runtime, job_id: UUID, missed: list[store.Item], reason: s
             return
         if route.fallback == "sync":
             store.go_sync(conn, job_id)
-        elif max(i.attempts for i in missed) < rt.settings.batch_max_attempts:
-            store.requeue(conn, [i.chunk_id for i in missed])
+        elif max((i.attempts for i in missed if i.chunk_id not in refunded), default=0) < (
+            rt.settings.batch_max_attempts
+        ):
+            store.requeue(conn, [i.chunk_id for i in missed], refunded=list(refunded))
             log.warning("batch_inputs_requeued", job_id=str(job_id), inputs=len(missed), reason=reason)
             return
     if route.fallback == "sync":

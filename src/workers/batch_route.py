@@ -44,8 +44,9 @@ from ingest.store import jobs
 from router.batch_packing import Input, input_line, pack
 from router.batches import BatchClient, BatchState
 from router.decide import Choice
+from router.factory import Target
 from workers import admission, leasing, messages
-from workers.batch_answers import finish, follow, reservation_key
+from workers.batch_answers import finish, follow, priced_model, reservation_key
 from workers.middleware.context import current_runtime
 from workers.runtime import Runtime
 from workers.states import fail_job, finish_if_done
@@ -163,17 +164,20 @@ def _send_waiting(rt: Runtime) -> None:
             fail_job(rt, job_id, routed.decision.reason)
         return
     client = routed.client
-    dimensions = client.dimensions if client.send_dimensions else None
-    lines = [
-        input_line(Input(str(i.chunk_id), i.text), model=client.model, dimensions=dimensions) for i in waiting
-    ]
+    target = rt.router.batch_target(client)
+    model, dimensions = target
+    named = dimensions if client.names_dimensions(model) else None
+    lines = [input_line(Input(str(i.chunk_id), i.text), model=model, dimensions=named) for i in waiting]
     max_bytes = rt.settings.batch_max_file_mb * 1024 * 1024
     for run in pack(lines, max_requests=rt.settings.batch_max_requests, max_bytes=max_bytes):
-        _open_batch(rt, client, [waiting[i] for i in run], [lines[i] for i in run])
+        _open_batch(rt, client, target, [waiting[i] for i in run], [lines[i] for i in run])
 
 
-def _open_batch(rt: Runtime, client: BatchClient, items: list[store.Item], lines: list[bytes]) -> None:
-    """Reserve each job's share at the batch price, record the batch and its inputs, then send it."""
+def _open_batch(
+    rt: Runtime, client: BatchClient, target: Target, items: list[store.Item], lines: list[bytes]
+) -> None:
+    """Reserve each job's share at the batch price, record the batch (with the space it embeds for) and
+    its inputs, then send it."""
     batch_id = uuid.uuid4()
     meter = rt.router.meter
     by_job: dict[UUID, list[store.Item]] = defaultdict(list)
@@ -186,7 +190,11 @@ def _open_batch(rt: Runtime, client: BatchClient, items: list[store.Item], lines
                 key=reservation_key(share[0].document_id, batch_id),
                 service="openai",
                 stage="embed",
-                estimate=meter.batch_embed_charge(sum(i.tokens for i in share), requests=len(share)),
+                estimate=meter.batch_embed_charge(
+                    sum(i.tokens for i in share),
+                    requests=len(share),
+                    model=priced_model(client.kind, target[0]),
+                ),
                 simulated=client.kind != "real",
                 document_id=share[0].document_id,
                 job_id=job_id,
@@ -209,8 +217,8 @@ def _open_batch(rt: Runtime, client: BatchClient, items: list[store.Item], lines
             conn,
             batch_id,
             client=client.kind,
-            model=client.model,
-            dimensions=client.dimensions,
+            model=target[0],
+            dimensions=target[1],
             chunk_ids=[items[i].chunk_id for i in keep],
             input_bytes=len(content),
         )
@@ -232,7 +240,7 @@ def _send(rt: Runtime, batch: store.Batch, content: bytes | None = None) -> None
             if not items:
                 finish(rt, batch, BatchState("", "cancelled"), {})
                 return
-            dimensions = batch.dimensions if client.send_dimensions else None
+            dimensions = batch.dimensions if client.names_dimensions(batch.model) else None
             content = b"\n".join(
                 input_line(Input(str(i.chunk_id), i.text), model=batch.model, dimensions=dimensions)
                 for i in items

@@ -222,11 +222,13 @@ def remove(conn: psycopg.Connection, chunk_ids: list[int]) -> None:
     conn.execute("DELETE FROM embedding_batch_items WHERE chunk_id = ANY(%s)", (chunk_ids,))
 
 
-def requeue(conn: psycopg.Connection, chunk_ids: list[int]) -> None:
-    """Inputs a batch did not embed wait for the next one."""
+def requeue(conn: psycopg.Connection, chunk_ids: list[int], *, refunded: list[int] | None = None) -> None:
+    """Inputs a batch did not embed wait for the next one; for those in `refunded` that batch is not
+    counted as one of their attempts."""
     conn.execute(
-        "UPDATE embedding_batch_items SET batch_id = NULL, queued_at = now() WHERE chunk_id = ANY(%s)",
-        (chunk_ids,),
+        "UPDATE embedding_batch_items SET batch_id = NULL, queued_at = now(),"
+        " attempts = attempts - (chunk_id = ANY(%s))::int WHERE chunk_id = ANY(%s)",
+        (refunded or [], chunk_ids),
     )
 
 
