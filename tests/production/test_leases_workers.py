@@ -300,7 +300,9 @@ def test_an_interrupted_add_resumes_at_once_when_run_again(
     standins: object, ingest_env: dict[str, str], settings: Settings, tmp_path: Path, sig: signal.Signals
 ) -> None:
     set_modes(settings, openai="real")
-    standins.state.openai.state.injector.plan = FaultPlan(latency_ms=300)  # type: ignore[attr-defined]
+    # Slow enough that work is left when the signal lands: small documents travel in batches, and a run
+    # at 300 ms a request once finished all 24 before the signal arrived.
+    standins.state.openai.state.injector.plan = FaultPlan(latency_ms=1000)  # type: ignore[attr-defined]
     # Jobs run inside `ingest add`; a few at a time per user, so the interrupted run's jobs fill the cap.
     env = {
         **os.environ,
