@@ -12,7 +12,7 @@ a crashed worker's hold lapses by itself; `sweep_expired` merely records that.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -219,6 +219,55 @@ def put_shadow(
         entry = find(conn, hold.key, simulated=True)
     assert entry is not None  # it is the row the insert conflicted with
     return entry
+
+
+def put_shadow_charges(
+    conn: psycopg.Connection,
+    charges: Sequence[tuple[Hold, Decimal, Mapping[str, Any]]],
+    *,
+    day: date,
+    at: datetime,
+) -> list[Entry]:
+    """Simulated calls charged at once, without a reservation first (a shadow cost holds no budget): one
+    statement for all of them, (hold, amount, usage) each. A key charged before keeps its charge (settling
+    is once); return the rows charged now."""
+    if not charges:
+        return []
+    return (
+        _cur(conn)
+        .execute(
+            f"INSERT INTO cost_entries (key, service, stage, simulated, state, budget_day, estimate_usd,"
+            f" amount_usd, estimate, usage, price_version, document_id, job_id, reserved_at, expires_at,"
+            f" settled_at)"
+            f" SELECT r.key, r.service, r.stage, true, 'charged', %(day)s, r.estimate_usd, r.amount_usd,"
+            f" r.estimate, r.usage, r.price_version, r.document_id, r.job_id, %(at)s, %(at)s, %(at)s"
+            f" FROM unnest(%(keys)s::text[], %(services)s::text[], %(stages)s::text[],"
+            f" %(estimates_usd)s::numeric[], %(amounts)s::numeric[], %(estimates)s::jsonb[], %(usages)s::jsonb[],"
+            f" %(versions)s::text[], %(documents)s::uuid[], %(jobs)s::uuid[])"
+            f" AS r(key, service, stage, estimate_usd, amount_usd, estimate, usage, price_version, document_id,"
+            f" job_id)"
+            f" ON CONFLICT (key, simulated) DO UPDATE SET state = 'charged', budget_day = EXCLUDED.budget_day,"
+            f" estimate_usd = EXCLUDED.estimate_usd, amount_usd = EXCLUDED.amount_usd,"
+            f" estimate = EXCLUDED.estimate, usage = EXCLUDED.usage, price_version = EXCLUDED.price_version,"
+            f" settled_at = EXCLUDED.settled_at"
+            f" WHERE cost_entries.state <> 'charged' RETURNING {COLUMNS}",
+            {
+                "day": day,
+                "at": at,
+                "keys": [h.key for h, _, _ in charges],
+                "services": [h.service for h, _, _ in charges],
+                "stages": [h.stage for h, _, _ in charges],
+                "estimates_usd": [h.estimate_usd for h, _, _ in charges],
+                "amounts": [amount for _, amount, _ in charges],
+                "estimates": [Jsonb(dict(h.estimate)) for h, _, _ in charges],
+                "usages": [Jsonb(dict(usage)) for _, _, usage in charges],
+                "versions": [h.price_version for h, _, _ in charges],
+                "documents": [h.document_id for h, _, _ in charges],
+                "jobs": [h.job_id for h, _, _ in charges],
+            },
+        )
+        .fetchall()
+    )
 
 
 def extend(

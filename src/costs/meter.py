@@ -17,8 +17,9 @@ budget left for this service today?
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from uuid import UUID
 
@@ -52,7 +53,20 @@ CHARGED = Counter(
     "ingest_cost_charged_usd", "Dollars charged (a metric; the ledger is exact).", ["service", "simulated"]
 )
 
-__all__ = ["BudgetExhausted", "Charge", "Meter", "Reservation"]
+__all__ = ["BudgetExhausted", "Charge", "Meter", "Reservation", "Shadow"]
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """A simulated call made, to be charged its shadow cost (`Meter.charge_shadows`)."""
+
+    key: str
+    service: str
+    stage: str
+    estimate: Charge
+    actual: Charge
+    document_id: UUID | None = None
+    job_id: UUID | None = None
 
 
 def utc_now() -> datetime:
@@ -171,6 +185,31 @@ class Meter:
             estimate_usd=fmt_usd(entry.estimate_usd),
         )
         return entry
+
+    def charge_shadows(self, conn: psycopg.Connection, calls: Sequence[Shadow]) -> None:
+        """Mock calls made without a reservation (a shadow cost holds no budget, so none is needed before
+        the call): their shadow charges in one statement, in the caller's transaction, so they commit with
+        what the calls produced (a batch redelivered before that commit charges them then, once)."""
+        holds = [
+            (
+                Hold(
+                    key=c.key,
+                    service=c.service,
+                    stage=c.stage,
+                    estimate_usd=c.estimate.usd,
+                    estimate=c.estimate.usage,
+                    price_version=self.prices.version,
+                    simulated=True,
+                    document_id=c.document_id,
+                    job_id=c.job_id,
+                ),
+                c.actual.usd,
+                c.actual.usage,
+            )
+            for c in calls
+        ]
+        for entry in ledger.put_shadow_charges(conn, holds, day=self.today(), at=self.clock()):
+            self._observe(entry)
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:

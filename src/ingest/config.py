@@ -170,6 +170,15 @@ class Settings(BaseSettings):
         " alone.",
     )
 
+    batch_documents_per_slot: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="How many small documents (those that travel together, see document_batch_tokens) count"
+        " as one of a user's user_active_jobs slots, so batches are not capped at user_active_jobs spread"
+        " over the worker threads; a document that goes alone is one slot. 1 counts every document as one.",
+    )
+
     # --- the batch route: OpenAI's Batch API at half the price (workers/batch_route.py) -----------
     when_cheapest: bool = Field(
         default=False,

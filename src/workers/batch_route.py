@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -63,6 +63,14 @@ def wanted(rt: Runtime, job_id: UUID) -> bool:
     with autocommit(rt.pool) as conn:
         route = store.route_of(conn, job_id)
     return route is not None and route.route == "batch"
+
+
+def wanted_among(rt: Runtime, job_ids: Sequence[UUID]) -> set[UUID]:
+    """`wanted` for many jobs, in one read."""
+    if not job_ids:
+        return set()
+    with autocommit(rt.pool) as conn:
+        return store.batch_routed(conn, job_ids)
 
 
 def enqueue(rt: Runtime, job_id: UUID, lease: Lease) -> bool:

@@ -15,6 +15,7 @@ INGEST_OUTBOUND_ALLOW_NETWORKS) is never contacted, and the attempt says so with
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Literal
 from uuid import UUID
 
@@ -88,6 +89,22 @@ def announce(conn: psycopg.Connection, job_id: UUID, document_id: UUID, outcome:
     # the job to fail, and a callback that is given up must never fail its document's job.
     deliver = messages.actor(messages.DELIVER_CALLBACK)
     deliver.send_with_options(kwargs={"callback": pending.model_dump(mode="json")})
+
+
+def announce_many(conn: psycopg.Connection, done: Sequence[tuple[UUID, UUID]], outcome: Outcome) -> None:
+    """`announce` for many (job, document) pairs made `outcome` in this transaction: one look-up."""
+    urls = documents.callback_urls(conn, [document_id for _, document_id in done])
+    deliver = messages.actor(messages.DELIVER_CALLBACK)
+    for job_id, document_id in done:
+        if document_id not in urls:
+            continue
+        pending = PendingCallback(
+            webhook_id=new_message_id(),
+            type="document.completed" if outcome == "completed" else "document.failed",
+            document_id=document_id,
+            job_id=job_id,
+        )
+        deliver.send_with_options(kwargs={"callback": pending.model_dump(mode="json")})
 
 
 def deliver_callback(callback: dict[str, str]) -> None:

@@ -43,28 +43,33 @@ def take(rt: Runtime, job_id: UUID, unit: str) -> Lease | None:
 
 
 def take_many(rt: Runtime, job_ids: Sequence[UUID], unit: str) -> dict[UUID, Lease]:
-    """`take` for many jobs in one transaction (a batch of documents): the leases this process got."""
+    """`take` for many jobs in one transaction of four statements (a batch of documents): the leases this
+    process got."""
     owner = rt.leases.owner
-    taken: dict[UUID, Lease] = {}
+    ids = sorted(set(job_ids))  # one order: two batches sharing jobs lock them alike
     with rt.pool.connection() as conn, conn.transaction():
         now = store.db_now(conn)
-        for job_id in sorted(set(job_ids)):  # one order: two batches sharing jobs lock them alike
-            current = store.lock(conn, job_id, unit)
-            if unit == PARSE:
-                store.drop(conn, job_id, QUEUED)  # the job's message was taken up: it waits nowhere now
-            dead = dead_owners(
-                [current.owner] if current and current.owner else [],
-                host=socket.gethostname(),
-                alive=pid_alive,
+        current = store.lock_many(conn, ids, unit)
+        if unit == PARSE:
+            store.drop(conn, ids, QUEUED)  # the jobs' messages were taken up: they wait nowhere now
+        dead = dead_owners(
+            {state.owner for state in current.values() if state.owner},
+            host=socket.gethostname(),
+            alive=pid_alive,
+        )
+        seen = {
+            job_id: state.generation if state else None
+            for job_id in ids
+            if may_take(
+                state := current.get(job_id),
+                me=owner,
+                mine_now=rt.leases.holds(job_id, unit),
+                now=now,
+                dead=dead,
             )
-            mine_now = rt.leases.holds(job_id, unit)
-            if not may_take(current, me=owner, mine_now=mine_now, now=now, dead=dead):
-                continue
-            lease = store.put(
-                conn, job_id, unit, owner, rt.settings.lease_s, seen=current.generation if current else None
-            )
-            if lease is not None:  # None: a concurrent first taker won
-                taken[job_id] = lease
+        }
+        got = store.put_many(conn, seen, unit, owner, rt.settings.lease_s)
+    taken = {lease.job_id: lease for lease in got}
     for job_id, lease in taken.items():
         if unit == PARSE:
             rt.leases.discard(job_id, QUEUED)

@@ -7,6 +7,7 @@ A document is `completed` only in the transaction that sees every one of its chu
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 from uuid import UUID
 
@@ -58,6 +59,22 @@ def finish_if_done(conn: psycopg.Connection, job_id: UUID) -> bool:
     documents.supersede(conn, job.document_id)  # a new version swaps in with this commit
     _announce(conn, job.id, job.document_id, "completed")
     return True
+
+
+def finish_many(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> list[UUID]:
+    """`finish_if_done` for many jobs, set-based; the caller holds their documents (`jobs.hold_documents`)
+    in this transaction, which stored their last vectors. Return the jobs completed now."""
+    if not job_ids:
+        return []
+    jobs.lock_many(conn, job_ids)
+    done = jobs.complete_when_done(conn, job_ids)
+    if not done:
+        return []
+    document_ids = [document_id for _, document_id in done]
+    documents.set_status_many(conn, document_ids, "completed")
+    documents.supersede_many(conn, document_ids)  # the new versions swap in with this commit
+    callbacks.announce_many(conn, done, "completed")
+    return [job_id for job_id, _ in done]
 
 
 def _announce(

@@ -15,6 +15,7 @@ One run at a time: a run holds a PostgreSQL advisory lock, so two never pay for 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -138,6 +139,16 @@ def after_job(rt: Runtime, job_id: UUID) -> None:
     """A job completed: if its document has chunks waiting for upgrade, try them now."""
     with autocommit(rt.pool) as conn:  # one read: no BEGIN and COMMIT round trips
         waiting = upgrades.count_for_job(conn, job_id)
+    if waiting:
+        messages.actor(messages.UPGRADE_EMBEDDINGS).send()
+
+
+def after_jobs(rt: Runtime, job_ids: Sequence[UUID]) -> None:
+    """`after_job` for the jobs a batch completed, in one read."""
+    if not job_ids:
+        return
+    with autocommit(rt.pool) as conn:
+        waiting = upgrades.waiting_among(conn, job_ids)
     if waiting:
         messages.actor(messages.UPGRADE_EMBEDDINGS).send()
 

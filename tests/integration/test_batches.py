@@ -91,9 +91,10 @@ def test_a_folder_of_small_files_shares_messages_and_embedding_requests(
     embeds = [(doc, usage) for doc, service, _, _, _, usage in rows if service == "openai"]
     # One embedding charge per document (its share of the shared call), covering exactly its chunks' tokens.
     assert sorted(doc for doc, _ in embeds) == sorted(states)
-    # The user's 32 admitted jobs went as 4 messages (one per worker thread), the 8 left as a fifth; each
-    # message sent one embedding request for all its documents.
-    assert batch_messages == 5
+    # The 40 small documents, 5 of the user's 32 slots (8 small documents a slot), were admitted at once
+    # and went as 4 messages (one per worker thread); each message sent one embedding request for all its
+    # documents.
+    assert batch_messages == 4
     assert sum(usage["requests"] for _, usage in embeds) == batch_messages
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -69,6 +69,56 @@ def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]
                     language.search_text(chunk.text),
                 )
             )
+
+
+def replace_many(conn: psycopg.Connection, pieces: Mapping[UUID, Sequence[Chunk]]) -> None:
+    """`replace` for many documents: one DELETE and one COPY for all of them (and one look-up of the
+    languages they are read in)."""
+    if not pieces:
+        return
+    configs = {doc: language.detect("\n".join(c.text for c in chunks[:8])) for doc, chunks in pieces.items()}
+    names = sorted(set(configs.values()))
+    oids: dict[str, int] = dict(
+        conn.execute("SELECT c, c::regconfig::oid FROM unnest(%s::text[]) AS c", (names,)).fetchall()
+    )
+    conn.execute("DELETE FROM chunks WHERE document_id = ANY(%s)", (list(pieces),))
+    with conn.cursor().copy(
+        "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata, start_key, search_config,"
+        " search_text) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["uuid", "int4", "text", "int4", "bytea", "jsonb", "bytea", "oid", "text"])
+        for document_id, chunks in pieces.items():
+            config_oid = oids[configs[document_id]]
+            for chunk in chunks:
+                copy.write_row(
+                    (
+                        document_id,
+                        chunk.ordinal,
+                        chunk.text,
+                        chunk.token_count,
+                        text_hash(chunk.text),
+                        Jsonb(chunk.metadata),
+                        chunk.start_key or None,
+                        config_oid,
+                        language.search_text(chunk.text),
+                    )
+                )
+
+
+def anchors_of_many(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> dict[UUID, set[bytes]]:
+    """`anchors_of_replaced` for many documents in one query (a document without any is left out)."""
+    rows = conn.execute(
+        "SELECT n.id, c.start_key FROM documents n JOIN documents o ON o.owner_id = n.owner_id"
+        " AND o.id <> n.id AND o.created_at < n.created_at"
+        " AND ((n.replaces = 'external_id' AND o.external_id = n.external_id)"
+        " OR (n.replaces = 'filename' AND o.filename = n.filename))"
+        " JOIN chunks c ON c.document_id = o.id WHERE n.id = ANY(%s) AND c.start_key IS NOT NULL",
+        (list(document_ids),),
+    ).fetchall()
+    found: dict[UUID, set[bytes]] = {}
+    for document_id, key in rows:
+        found.setdefault(document_id, set()).add(bytes(key))
+    return found
 
 
 def anchors_of_replaced(conn: psycopg.Connection, document_id: UUID) -> set[bytes]:

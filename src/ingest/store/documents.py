@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -136,6 +137,63 @@ def supersede(conn: psycopg.Connection, document_id: UUID) -> int:
         " OR (n.replaces = 'filename' AND o.filename = n.filename))",
         (document_id,),
     ).rowcount
+
+
+def get_many(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> dict[UUID, Document]:
+    cur = conn.cursor(row_factory=class_row(Document))
+    rows = cur.execute(f"SELECT {COLUMNS} FROM documents WHERE id = ANY(%s)", (list(document_ids),))
+    return {doc.id: doc for doc in rows}
+
+
+def set_status_many(conn: psycopg.Connection, document_ids: Sequence[UUID], status: str) -> None:
+    conn.execute(
+        "UPDATE documents SET status = %s, error = NULL, updated_at = now() WHERE id = ANY(%s)",
+        (status, list(document_ids)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    document_id: UUID
+    parser: str
+    pages: int | None
+    partial: bool
+
+
+def set_parsed_many(conn: psycopg.Connection, parsed: Sequence[Parsed]) -> None:
+    """`set_parsed` for many documents in one statement."""
+    conn.execute(
+        "UPDATE documents d SET parser = r.parser, pages = r.pages, partial = r.partial, updated_at = now()"
+        " FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::bool[]) AS r(id, parser, pages, partial)"
+        " WHERE d.id = r.id",
+        (
+            [p.document_id for p in parsed],
+            [p.parser for p in parsed],
+            [p.pages for p in parsed],
+            [p.partial for p in parsed],
+        ),
+    )
+
+
+def supersede_many(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> int:
+    """`supersede` for many documents completed in this transaction, in one statement."""
+    return conn.execute(
+        "DELETE FROM documents o USING documents n WHERE n.id = ANY(%s) AND o.owner_id = n.owner_id"
+        " AND o.id <> n.id AND o.created_at < n.created_at"
+        " AND ((n.replaces = 'external_id' AND o.external_id = n.external_id)"
+        " OR (n.replaces = 'filename' AND o.filename = n.filename))",
+        (list(document_ids),),
+    ).rowcount
+
+
+def callback_urls(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The callback URL of each of the documents that has one."""
+    rows = conn.execute(
+        "SELECT id, callback_url FROM documents WHERE id = ANY(%s) AND callback_url IS NOT NULL"
+        " AND callback_url <> ''",
+        (list(document_ids),),
+    ).fetchall()
+    return {document_id: url for document_id, url in rows}
 
 
 def delete(conn: psycopg.Connection, document_id: UUID) -> str | None:

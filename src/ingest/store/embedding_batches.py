@@ -5,6 +5,7 @@ Plain functions over a connection; callers own transactions (migration 0014 desc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -79,6 +80,14 @@ def set_route(conn: psycopg.Connection, job_id: UUID, route: Route) -> None:
 def route_of(conn: psycopg.Connection, job_id: UUID) -> Route | None:
     row = conn.execute("SELECT embed_route, batch_fallback FROM jobs WHERE id = %s", (job_id,)).fetchone()
     return None if row is None else Route(row[0], row[1])
+
+
+def batch_routed(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> set[UUID]:
+    """The jobs among `job_ids` whose embeddings go through the Batch API (one statement)."""
+    rows = conn.execute(
+        "SELECT id FROM jobs WHERE id = ANY(%s) AND embed_route = 'batch'", (list(job_ids),)
+    ).fetchall()
+    return {job_id for (job_id,) in rows}
 
 
 def queue_missing(conn: psycopg.Connection, job_id: UUID, document_id: UUID) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -187,6 +187,69 @@ def is_running(conn: psycopg.Connection, job_id: UUID) -> bool:
     the job's chunks or vectors."""
     row = conn.execute(_HOLD_DOCUMENT, (job_id,)).fetchone()
     return row is not None and row[0] == "running"
+
+
+def hold_documents(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> dict[UUID, str]:
+    """`is_running` for many jobs in one statement: each existing job's status, its document held (the
+    documents in one order, so two transactions that share some lock them alike)."""
+    rows = conn.execute(
+        "SELECT j.id, j.status FROM jobs j JOIN documents d ON d.id = j.document_id WHERE j.id = ANY(%s)"
+        " ORDER BY d.id FOR KEY SHARE OF d",
+        (list(job_ids),),
+    ).fetchall()
+    return {job_id: status for job_id, status in rows}
+
+
+def lock_many(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> None:
+    """Lock the job rows (in one order) for the rest of the transaction; hold their documents first."""
+    conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(job_ids),))
+
+
+def claim_many(conn: psycopg.Connection, job_ids: Sequence[UUID], *, by: str) -> list[Job]:
+    """`claim` for the parse of many jobs whose documents and rows the caller holds (`hold_documents`,
+    `lock_many`): the jobs not final, running now; a job already chunked moves straight to `embed`."""
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE jobs SET status = 'running',"
+            f" stage = CASE WHEN chunks_total IS NULL THEN 'parse' ELSE 'embed' END,"
+            f" attempts = attempts + 1, error = NULL, claimed_by = %s,"
+            f" started_at = coalesce(started_at, now()), updated_at = now()"
+            f" WHERE id = ANY(%s) AND status NOT IN ('completed', 'failed') RETURNING {COLUMNS}",
+            (by, list(job_ids)),
+        )
+        .fetchall()
+    )
+
+
+def set_chunked(conn: psycopg.Connection, chunked: Mapping[UUID, int]) -> None:
+    """Many jobs parsed for good (`set_stage(..., "embed", chunks_total=n, clear_vendor_submission=True)`)
+    in one statement: job -> its chunk count."""
+    conn.execute(
+        "UPDATE jobs j SET stage = 'embed', chunks_total = r.n, vendor_parse_job_id = NULL,"
+        " vendor_parse_file_id = NULL, vendor_parse_jobs = 0, updated_at = now()"
+        " FROM unnest(%s::uuid[], %s::int[]) AS r(id, n) WHERE j.id = r.id",
+        (list(chunked), list(chunked.values())),
+    )
+
+
+def complete_when_done(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
+    """`record_progress`, then `complete` when every chunk has a vector, for many running jobs whose rows
+    the caller has locked (one statement); return (job, document) of each job completed now."""
+    rows = conn.execute(
+        "WITH counted AS (SELECT j.id, count(c.id) FILTER (WHERE c.space_id IS NOT NULL) AS done,"
+        "  count(c.id) FILTER (WHERE c.space_id IS NOT NULL) >= j.chunks_total AND j.chunks_total > 0 AS whole"
+        "  FROM jobs j LEFT JOIN chunks c ON c.document_id = j.document_id"
+        "  WHERE j.id = ANY(%s) AND j.status = 'running' AND j.chunks_total IS NOT NULL GROUP BY j.id)"
+        " UPDATE jobs j SET chunks_done = counted.done, updated_at = now(),"
+        " status = CASE WHEN counted.whole THEN 'completed' ELSE j.status END,"
+        " stage = CASE WHEN counted.whole THEN 'done' ELSE j.stage END,"
+        " error = CASE WHEN counted.whole THEN NULL ELSE j.error END,"
+        " finished_at = CASE WHEN counted.whole THEN now() ELSE j.finished_at END"
+        " FROM counted WHERE j.id = counted.id RETURNING j.id, j.document_id, counted.whole",
+        (list(job_ids),),
+    ).fetchall()
+    return [(job_id, document_id) for job_id, document_id, whole in rows if whole]
 
 
 def lock(conn: psycopg.Connection, job_id: UUID) -> Job | None:

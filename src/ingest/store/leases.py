@@ -4,7 +4,7 @@ the database's clock."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -54,6 +54,37 @@ def put(
         {"job": job_id, "unit": unit, "owner": owner, "lease": lease_s, "seen": seen},
     ).fetchone()
     return Lease(job_id, unit, owner, row[0]) if row is not None else None
+
+
+def lock_many(conn: psycopg.Connection, job_ids: Sequence[UUID], unit: str) -> dict[UUID, LeaseState]:
+    """`lock` for many jobs' `unit`, in one order: the leases that exist."""
+    rows = _cur(conn).execute(
+        f"SELECT {COLUMNS} FROM job_leases WHERE job_id = ANY(%s) AND unit = %s ORDER BY job_id FOR UPDATE",
+        (list(job_ids), unit),
+    )
+    return {lease.job_id: lease for lease in rows}
+
+
+def put_many(
+    conn: psycopg.Connection, seen: Mapping[UUID, int | None], unit: str, owner: str, lease_s: float
+) -> list[Lease]:
+    """`put` for many jobs in one statement, job -> the generation `lock_many` showed (None: no lease);
+    the leases taken (a job deleted meanwhile, or whose new unit a concurrent taker inserted, is not)."""
+    if not seen:
+        return []
+    rows = conn.execute(
+        "INSERT INTO job_leases (job_id, unit, owner, generation, expires_at)"
+        " SELECT r.job_id, %(unit)s, %(owner)s, coalesce(r.seen, 0) + 1, now() + make_interval(secs => %(lease)s)"
+        " FROM unnest(%(jobs)s::uuid[], %(seen)s::bigint[]) AS r(job_id, seen) JOIN jobs j ON j.id = r.job_id"
+        " ORDER BY r.job_id"
+        " ON CONFLICT (job_id, unit) DO UPDATE SET owner = EXCLUDED.owner,"
+        "  generation = EXCLUDED.generation, taken_at = now(), renewed_at = now(),"
+        "  expires_at = EXCLUDED.expires_at"
+        "  WHERE job_leases.generation = EXCLUDED.generation - 1"  # still the one seen (a new unit: never)
+        " RETURNING job_id, generation",
+        {"unit": unit, "owner": owner, "lease": lease_s, "jobs": list(seen), "seen": list(seen.values())},
+    ).fetchall()
+    return [Lease(job_id, unit, owner, generation) for job_id, generation in rows]
 
 
 def put_over(conn: psycopg.Connection, job_id: UUID, unit: str, owner: str, lease_s: float) -> Lease:
@@ -183,3 +214,23 @@ def of_jobs(conn: psycopg.Connection, job_ids: list[UUID]) -> dict[UUID, list[Le
     for lease in rows:
         found[lease.job_id].append(lease)
     return found
+
+
+def holding(conn: psycopg.Connection, leases: Sequence[Lease]) -> set[UUID]:
+    """`holds` for many leases in one statement: the jobs whose lease is still the current one, each row
+    share-locked until the transaction ends."""
+    if not leases:
+        return set()
+    rows = conn.execute(
+        "SELECT l.job_id FROM job_leases l"
+        " JOIN unnest(%s::uuid[], %s::text[], %s::text[], %s::bigint[]) AS r(job_id, unit, owner, generation)"
+        " ON (l.job_id, l.unit, l.owner, l.generation) = (r.job_id, r.unit, r.owner, r.generation)"
+        " ORDER BY l.job_id FOR SHARE OF l",
+        (
+            [lease.job_id for lease in leases],
+            [lease.unit for lease in leases],
+            [lease.owner for lease in leases],
+            [lease.generation for lease in leases],
+        ),
+    ).fetchall()
+    return {job_id for (job_id,) in rows}

@@ -62,6 +62,19 @@ def count_for_job(conn: psycopg.Connection, job_id: UUID) -> int:
     )
 
 
+def waiting_among(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> bool:
+    """Whether any of the jobs' documents has a chunk waiting for upgrade (one statement)."""
+    return bool(
+        scalar(
+            conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM jobs j JOIN chunks c ON c.document_id = j.document_id"
+                " WHERE j.id = ANY(%s) AND c.awaiting_upgrade)",
+                (list(job_ids),),
+            )
+        )
+    )
+
+
 def next_batch(conn: psycopg.Connection, limit: int) -> Batch | None:
     """Up to `limit` waiting chunks of the completed document waiting longest, all in one space.
 
