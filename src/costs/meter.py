@@ -33,7 +33,7 @@ from costs import report as reports
 from costs.budget import BudgetExhausted
 from costs.charges import Charge
 from costs.ledger import Entry, Hold
-from costs.money import fmt_usd
+from costs.money import ZERO, fmt_usd
 from costs.prices import PriceTable, price_table
 from ingest.config import Settings
 from ingest.db.pool import autocommit
@@ -208,8 +208,16 @@ class Meter:
             )
             for c in calls
         ]
-        for entry in ledger.put_shadow_charges(conn, holds, day=self.today(), at=self.clock()):
-            self._observe(entry)
+        charged = ledger.put_shadow_charges(conn, holds, day=self.today(), at=self.clock())
+        for entry in charged:
+            self._observe(entry, logged=False)
+        if charged:  # one line for the lot: a line per document would cost more than its statement
+            log.info(
+                "shadow_costs_charged",
+                entries=len(charged),
+                services=sorted({e.service for e in charged}),
+                amount_usd=fmt_usd(sum((e.amount_usd for e in charged), start=ZERO)),
+            )
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:
@@ -306,12 +314,14 @@ class Meter:
             tz = self.settings.budget_timezone
             return reports.day_report(conn, day, tz=tz, at=self.clock(), owner_id=owner_id)
 
-    def _observe(self, entry: Entry) -> None:
+    def _observe(self, entry: Entry, *, logged: bool = True) -> None:
         labels = {"service": entry.service, "simulated": str(entry.simulated).lower()}
         CHARGED.labels(**labels).inc(float(entry.amount_usd))
         if entry.estimate_usd:
             ratio = float((entry.amount_usd - entry.estimate_usd) / entry.estimate_usd)
             ESTIMATE_DRIFT.labels(stage=entry.stage, **labels).observe(ratio)
+        if not logged:
+            return
         log.info(
             "cost_charged",
             key=entry.key,

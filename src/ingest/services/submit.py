@@ -130,10 +130,13 @@ def _submit_batch(
             results[i] = refused
             if on_each:
                 on_each()
-    with rt.pool.connection() as conn, conn.transaction():
-        # In the order of their bytes: two batches that share files lock them alike (store.blob_refs).
-        for i, file in sorted(checked, key=lambda item: item[1].sha256):
-            results[i] = _record(rt, conn, file, user=user, replace=replace, route=route)
+    if checked:
+        with rt.pool.connection() as conn, conn.transaction():
+            recorded = _record_many(
+                rt, conn, [file for _, file in checked], user=user, replace=replace, route=route
+            )
+        for (i, _), submitted in zip(checked, recorded, strict=True):
+            results[i] = submitted
             if on_each:
                 on_each()
     admit(rt, user.id)
@@ -204,6 +207,39 @@ def _record(
         fallback = route.batch_fallback or rt.settings.batch_fallback
         embedding_batches.set_route(conn, job.id, embedding_batches.Route("batch", fallback))
     return Submitted(doc.id, job.id, job.status, False, file.filename)
+
+
+def _record_many(
+    rt: Runtime, conn: psycopg.Connection, files: list[_Checked], *, user: User, replace: bool, route: Route
+) -> list[Submitted]:
+    """`_record` for many files in a few statements: their blobs locked (in one order: two batches that
+    share files lock them alike, store.blob_refs), the new documents and their jobs inserted together.
+    A file whose bytes the user already has, or an earlier file of the batch had, is a duplicate."""
+    blob_refs.lock_many(conn, [file.sha256 for file in files])
+    new = [documents.New(f.sha256, f.filename, f.media_type, f.size) for f in files]
+    found = documents.insert_many(conn, user.id, new, replaces="filename" if replace else None)
+    created = {sha: doc for sha, (doc, is_new) in found.items() if is_new}
+    stored: set[str] = set()
+    for file in files:
+        if file.sha256 in created and file.sha256 not in stored:
+            rt.blobs.put_file(file.sha256, file.path)
+            stored.add(file.sha256)
+    made = jobs.create_many(conn, [doc.id for doc in created.values()])
+    earlier = jobs.latest_for_documents(conn, [doc.id for doc, is_new in found.values() if not is_new])
+    cheapest = rt.settings.when_cheapest if route.when_cheapest is None else route.when_cheapest
+    if cheapest:
+        fallback = route.batch_fallback or rt.settings.batch_fallback
+        for job in made.values():
+            embedding_batches.set_route(conn, job.id, embedding_batches.Route("batch", fallback))
+    out: list[Submitted] = []
+    first: set[str] = set()
+    for file in files:
+        doc, is_new = found[file.sha256]
+        job = made[doc.id] if is_new else earlier[doc.id]
+        fresh = is_new and file.sha256 not in first
+        first.add(file.sha256)
+        out.append(Submitted(doc.id, job.id, job.status, not fresh, file.filename if fresh else doc.filename))
+    return out
 
 
 def retry_job(rt: Runtime, job_id: UUID, *, owner_id: int | None = None) -> jobs.Job:

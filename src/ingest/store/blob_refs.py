@@ -20,6 +20,15 @@ def lock(conn: psycopg.Connection, sha256: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (BLOB_LOCK_CLASS, sha256))
 
 
+def lock_many(conn: psycopg.Connection, sha256s: list[str]) -> None:
+    """`lock` for many blobs in one statement, in one order (two uploads sharing blobs take turns)."""
+    conn.execute(
+        "SELECT count(pg_advisory_xact_lock(%s, hashtext(s))) FROM (SELECT DISTINCT s FROM unnest(%s::text[]) s"
+        " ORDER BY s) b",
+        (BLOB_LOCK_CLASS, sha256s),
+    )
+
+
 def in_use(conn: psycopg.Connection, sha256: str) -> bool:
     row = conn.execute("SELECT EXISTS (SELECT 1 FROM documents WHERE sha256 = %s)", (sha256,)).fetchone()
     return bool(row and row[0])

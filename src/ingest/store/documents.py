@@ -83,6 +83,47 @@ def insert(
     return existing, False
 
 
+@dataclass(frozen=True, slots=True)
+class New:
+    """A document to insert (`insert_many`)."""
+
+    sha256: str
+    filename: str
+    media_type: str
+    size: int
+
+
+def insert_many(
+    conn: psycopg.Connection, owner_id: int, new: Sequence[New], *, replaces: Replaces | None = None
+) -> dict[str, tuple[Document, bool]]:
+    """`insert` for many documents of one owner in two statements: by sha256, the document and whether
+    it is new (the first of equal bytes in `new` is the one inserted)."""
+    cur = conn.cursor(row_factory=class_row(Document))
+    created = cur.execute(
+        f"INSERT INTO documents (owner_id, sha256, filename, media_type, bytes, replaces)"
+        f" SELECT %s, r.sha256, r.filename, r.media_type, r.bytes, %s"
+        f" FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) WITH ORDINALITY"
+        f" AS r(sha256, filename, media_type, bytes, n) ORDER BY r.n"
+        f" ON CONFLICT (owner_id, sha256) DO NOTHING RETURNING {COLUMNS}",
+        (
+            owner_id,
+            replaces,
+            [d.sha256 for d in new],
+            [d.filename for d in new],
+            [d.media_type for d in new],
+            [d.size for d in new],
+        ),
+    ).fetchall()
+    found = {doc.sha256: (doc, True) for doc in created}
+    rest = sorted({d.sha256 for d in new} - set(found))
+    if rest:
+        existing = cur.execute(
+            f"SELECT {COLUMNS} FROM documents WHERE owner_id = %s AND sha256 = ANY(%s)", (owner_id, rest)
+        ).fetchall()
+        found |= {doc.sha256: (doc, False) for doc in existing}
+    return found
+
+
 def get(conn: psycopg.Connection, document_id: UUID, *, owner_id: int | None = None) -> Document | None:
     cur = conn.cursor(row_factory=class_row(Document))
     if owner_id is None:

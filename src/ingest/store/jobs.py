@@ -63,6 +63,33 @@ def create(conn: psycopg.Connection, document_id: UUID) -> Job:
     )
 
 
+def create_many(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> dict[UUID, Job]:
+    """`create` for many documents in one statement: document -> its new job."""
+    rows = (
+        _cur(conn)
+        .execute(
+            f"INSERT INTO jobs (document_id) SELECT unnest(%s::uuid[]) RETURNING {COLUMNS}",
+            (list(document_ids),),
+        )
+        .fetchall()
+    )
+    return {job.document_id: job for job in rows}
+
+
+def latest_for_documents(conn: psycopg.Connection, document_ids: Sequence[UUID]) -> dict[UUID, Job]:
+    """`latest_for_document` for many documents in one query."""
+    rows = (
+        _cur(conn)
+        .execute(
+            f"SELECT DISTINCT ON (document_id) {COLUMNS} FROM jobs WHERE document_id = ANY(%s)"
+            " ORDER BY document_id, created_at DESC",
+            (list(document_ids),),
+        )
+        .fetchall()
+    )
+    return {job.document_id: job for job in rows}
+
+
 def get(conn: psycopg.Connection, job_id: UUID, *, owner_id: int | None = None) -> Job | None:
     if owner_id is None:
         return _cur(conn).execute(f"SELECT {COLUMNS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
