@@ -25,7 +25,7 @@ def test_a_batch_that_ran_out_of_time_hands_its_documents_on(
     settings.job_max_retries = 0  # the batch's first failure is its last
     settings.requeue_idle_s = 3600  # the sweep would not re-send them within the test
     paths = write_small(tmp_path / "notes", 5)
-    embedded = batch._embedded
+    embedded = batch.embed_batch
     struck: list[int] = []
 
     def out_of_time(*args: object, **kwargs: object) -> object:
@@ -34,7 +34,7 @@ def test_a_batch_that_ran_out_of_time_hands_its_documents_on(
             raise TimeLimitExceeded()
         return embedded(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(batch, "_embedded", out_of_time)
+    monkeypatch.setattr(batch, "embed_batch", out_of_time)
     with Runtime.open(settings) as rt:
         with rt.pool.connection() as conn:
             user = ensure_user(conn, "ada")
