@@ -1,6 +1,7 @@
 """Fair sharing (workers.admission): one user's upload of 200 files does not starve another user's single
-file. The broker holds at most INGEST_USER_ACTIVE_JOBS jobs of a user; the rest wait in the database, so
-the second user's job is queued behind a handful of the first user's, not behind all 200."""
+file. The broker holds at most INGEST_USER_ACTIVE_JOBS slots of a user's jobs (INGEST_BATCH_DOCUMENTS_PER_SLOT
+small documents to a slot); the rest wait in the database, so the second user's job is queued behind a
+handful of the first user's, not behind all 200."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 BACKLOG = 200
 ACTIVE = 4
+PER_SLOT = 2
 
 
 def jobs_of(conninfo: str, user: str) -> dict[str, int]:
@@ -33,7 +35,9 @@ def jobs_of(conninfo: str, user: str) -> dict[str, int]:
 def test_one_users_backlog_does_not_starve_another_users_single_file(
     worker_env, settings: Settings, shared_redis: redis.Redis, tmp_path: Path
 ) -> None:
-    env = worker_env(USER_ACTIVE_JOBS=str(ACTIVE))
+    # Two small documents to a slot: the broker holds 4 slots (8 of alice's documents, in 4 batch messages)
+    # before bob's.
+    env = worker_env(USER_ACTIVE_JOBS=str(ACTIVE), BATCH_DOCUMENTS_PER_SLOT=str(PER_SLOT))
     conninfo = settings.database_url or ""
     write_documents(tmp_path / "alice", BACKLOG, seed=51, words=20, prefix="alice")
     bob_file = write_documents(tmp_path / "bob", 1, seed=52, words=20, prefix="bob")[0]

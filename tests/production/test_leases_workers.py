@@ -305,11 +305,13 @@ def test_an_interrupted_add_resumes_at_once_when_run_again(
     # Slow enough that work is left when the signal lands: small documents travel in batches, and a run
     # at 300 ms a request once finished all 24 before the signal arrived.
     standins.state.openai.state.injector.plan = FaultPlan(latency_ms=1000)  # type: ignore[attr-defined]
-    # Jobs run inside `ingest add`; a few at a time per user, so the interrupted run's jobs fill the cap.
+    # Jobs run inside `ingest add`; a few at a time per user, so the interrupted run's jobs fill the cap
+    # (each small document a slot of its own: eight to a slot would admit all 24 at once).
     env = {
         **os.environ,
         **ingest_env,
         "INGEST_USER_ACTIVE_JOBS": "4",
+        "INGEST_BATCH_DOCUMENTS_PER_SLOT": "1",
         "INGEST_WORKER_THREADS": "2",
         "INGEST_LOG_FORMAT": "json",
     }
