@@ -16,6 +16,7 @@ more than the estimate the ledger records the bill and the meter logs the overru
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -81,6 +82,45 @@ def has_room(service: str, counted: dict[str, Decimal], limits: dict[str, Decima
         if limit is not None and used >= limit:
             return False
     return True
+
+
+def reserve_many(
+    conn: psycopg.Connection, holds: Sequence[Hold], *, at: datetime, tz: str, ttl_s: int
+) -> list[Entry]:
+    """`reserve` for many real holds in order, under one lock of the day and one count of it: the entries
+    of those that fit, up to the first the budget refuses (it and the rest are not reserved; `reserve`
+    then gives the refusal). Call inside a transaction."""
+    day = budget_day(at, tz)
+    expires_at = at + timedelta(seconds=ttl_s)
+    ledger.lock_day(conn, day)
+    existing = ledger.find_many(conn, [hold.key for hold in holds], simulated=False)
+    counted = ledger.counted(conn, day, at)
+    limits = ledger.limits(conn)
+    swept = False
+    out: list[Entry] = []
+    for hold in holds:
+        assert not hold.simulated  # a shadow cost holds no budget: `reserve` writes it alone
+        found = existing.get(hold.key)
+        if found is not None and found.state == "charged":
+            out.append(found)
+            continue
+        if found is not None and found.live(at):
+            out.append(ledger.extend(conn, found.id, expires_at, holder=hold.holder))
+            continue
+        if refusal(hold.service, hold.estimate_usd, counted, limits) is not None:
+            break
+        if not swept:
+            ledger.sweep_expired(conn, at)
+            swept = True
+        entry = ledger.put_reserved(
+            conn, hold, day=day, at=at, expires_at=expires_at, reopen=found.id if found is not None else None
+        )
+        if entry is None:  # a reserver of the same key under another day's lock (across midnight) was first
+            entry = ledger.find(conn, hold.key, simulated=False)
+        assert entry is not None
+        counted[hold.service] = total([counted.get(hold.service, ZERO), hold.estimate_usd])
+        out.append(entry)
+    return out
 
 
 def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_s: int) -> Entry:

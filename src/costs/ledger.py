@@ -115,6 +115,15 @@ def find(conn: psycopg.Connection, key: str, *, simulated: bool) -> Entry | None
     )
 
 
+def find_many(conn: psycopg.Connection, keys: Sequence[str], *, simulated: bool) -> dict[str, Entry]:
+    """`find` for many keys in one statement (rows locked in one order)."""
+    rows = _cur(conn).execute(
+        f"SELECT {COLUMNS} FROM cost_entries WHERE key = ANY(%s) AND simulated = %s ORDER BY key FOR UPDATE",
+        (list(keys), simulated),
+    )
+    return {entry.key: entry for entry in rows}
+
+
 def get(conn: psycopg.Connection, entry_id: int) -> Entry | None:
     return _cur(conn).execute(f"SELECT {COLUMNS} FROM cost_entries WHERE id = %s", (entry_id,)).fetchone()
 

@@ -53,7 +53,7 @@ CHARGED = Counter(
     "ingest_cost_charged_usd", "Dollars charged (a metric; the ledger is exact).", ["service", "simulated"]
 )
 
-__all__ = ["BudgetExhausted", "Charge", "Meter", "Reservation", "Shadow"]
+__all__ = ["BudgetExhausted", "Charge", "Meter", "Reservation", "Shadow", "Wanted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,19 @@ class Shadow:
     actual: Charge
     document_id: UUID | None = None
     job_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A real call's share to reserve (`Meter.reserve_many`), under the job lease `holder`."""
+
+    key: str
+    service: str
+    stage: str
+    estimate: Charge
+    document_id: UUID | None = None
+    job_id: UUID | None = None
+    holder: str | None = None
 
 
 def utc_now() -> datetime:
@@ -218,6 +231,36 @@ class Meter:
                 services=sorted({e.service for e in charged}),
                 amount_usd=fmt_usd(sum((e.amount_usd for e in charged), start=ZERO)),
             )
+
+    def reserve_many(self, wanted: Sequence[Wanted]) -> list[Reservation]:
+        """`reserve` for many real calls' shares in one transaction, in order: the reservations of those
+        that fit, up to the first the budget refuses (`reserve` it alone to get the refusal)."""
+        holds = [
+            Hold(
+                key=w.key,
+                service=w.service,
+                stage=w.stage,
+                estimate_usd=w.estimate.usd,
+                estimate=w.estimate.usage,
+                price_version=self.prices.version,
+                document_id=w.document_id,
+                job_id=w.job_id,
+                holder=w.holder,
+            )
+            for w in wanted
+        ]
+        if not holds:
+            return []
+        with self._transaction() as conn:
+            entries = budget.reserve_many(
+                conn,
+                holds,
+                at=self.clock(),
+                tz=self.settings.budget_timezone,
+                ttl_s=self.settings.reservation_ttl_s,
+            )
+        log.debug("budget_reserved_many", wanted=len(holds), reserved=len(entries))
+        return entries
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:

@@ -19,7 +19,8 @@ import numpy as np
 import psycopg
 import structlog
 
-from costs.meter import Meter, Reservation, Shadow
+from costs.meter import Meter, Reservation, Shadow, Wanted
+from ingest.db.pool import autocommit
 from ingest.leases import PARSE, Lease
 from ingest.store import chunks, jobs, reuse, spaces, upgrades, vectors
 from ingest.store import leases as lease_store
@@ -98,11 +99,41 @@ def embed_batch(rt: Runtime, parsed: list[Lease], hand_off: HandOff) -> list[UUI
     if routed.decision.choice is Choice.MOCK and default is not None:
         calls = {_identity(default): _Call(default, space, shadow=True, docs=docs)}
     else:
+        if routed.decision.choice is Choice.REAL:
+            docs = _reserve_together(rt, meter, docs)
         calls = _reserved_calls(rt, meter, docs, default, space, target)
     done: list[UUID] = []
     for call in calls.values():
         done += _call_and_store(rt, meter, call, hand_off)
     return done
+
+
+def _reserve_together(rt: Runtime, meter: Meter, docs: list[Doc]) -> list[Doc]:
+    """Reserve the documents' shares of a real call in one transaction, in order, up to the first the
+    budget refuses (that one and the rest go through `_reserve`, which defers them or, in hybrid, sends
+    them to the mock). A document whose lease another worker took over is left out: it pays nothing."""
+    with autocommit(rt.pool) as conn:  # one read: a worker that woke after its leases moved on does not pay
+        mine = lease_store.holding(conn, [d.lease for d in docs])
+    for doc in docs:
+        if doc.job_id not in mine:
+            log.warning("lease_lost", job_id=str(doc.job_id), unit=PARSE)
+    docs = [d for d in docs if d.job_id in mine]
+    sending = [d for d in docs if d.misses]
+    wanted = [
+        Wanted(
+            key=d.key,
+            service="openai",
+            stage="embed",
+            estimate=meter.embed_charge(sum(c.token_count for c in d.misses.values()), model=d.model),
+            document_id=d.document_id,
+            job_id=d.job_id,
+            holder=d.lease.token,
+        )
+        for d in sending
+    ]
+    for doc, held in zip(sending, meter.reserve_many(wanted), strict=False):
+        doc.held = held
+    return docs
 
 
 def _reserved_calls(
@@ -112,7 +143,7 @@ def _reserved_calls(
     calls: dict[tuple[str, int, bool], _Call] = {}
     for i, doc in enumerate(docs):
         embedder: Embedder | None = default
-        if doc.misses:
+        if doc.misses and doc.held is None:
             try:
                 embedder = _reserve(rt, meter, doc, target)
             except JobDeferred as deferred:  # the budget ran out: this document and the rest wait for it

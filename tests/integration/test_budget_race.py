@@ -116,3 +116,41 @@ def test_threads_and_processes_never_overshoot_a_budget(database_url: str) -> No
     assert spent["openai"] + spent["llamaparse"] == sum(Decimal(amount) for _, amount in charges)
     # The race was real: the budget ran out and refused some work.
     assert len(charges) < (PROCESSES + THREADS) * ATTEMPTS
+
+
+def test_shares_reserved_together_never_overshoot_and_stop_at_the_first_refused(settings: Settings) -> None:
+    """A batch's shares reserved in one transaction (`Meter.reserve_many`), while single reservations race
+    it: the shares that fit are held in order, the first that does not fit ends the run, a charged share is
+    returned as it is, and no limit is overshot."""
+    from costs.meter import Wanted
+
+    with open_pool(settings.database_url or "", max_size=8) as pool:
+        meter = Meter(settings, pool)
+        with pool.connection() as conn:
+            ledger.set_limit(conn, "openai", Decimal("0.0001"))
+        share = Charge(Decimal("0.00003"), {"tokens": 1500})
+        first = meter.reserve_many([Wanted(f"doc{n}:embed:0-0", "openai", "embed", share) for n in range(5)])
+        assert [e.key for e in first] == [f"doc{n}:embed:0-0" for n in range(3)]  # 3 x 0.00003 fit, not 4
+        meter.settle(first[0], share)
+        again = meter.reserve_many([Wanted(f"doc{n}:embed:0-0", "openai", "embed", share) for n in range(5)])
+        assert [e.state for e in again] == ["charged", "reserved", "reserved"]  # taken over, not re-held
+        for entry in again[1:]:
+            meter.release(entry)  # room left: 0.00007, two shares, for six racing batches of three
+        racers = [
+            threading.Thread(
+                target=lambda n=n: meter.reserve_many(
+                    [Wanted(f"race{n}:{i}", "openai", "embed", share) for i in range(3)]
+                )
+            )
+            for n in range(6)
+        ]
+        for t in racers:
+            t.start()
+        for t in racers:
+            t.join()
+        with pool.connection() as conn:
+            held, raced = conn.execute(
+                "SELECT coalesce(sum(amount_usd), 0), count(*) FILTER (WHERE key LIKE 'race%%')"
+                " FROM cost_entries WHERE NOT simulated AND state IN ('reserved', 'charged')"
+            ).fetchone()
+    assert raced == 2 and held == Decimal("0.00009")  # exactly what fits, never more
