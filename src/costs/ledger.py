@@ -319,6 +319,33 @@ def settle(
     )
 
 
+def settle_many(
+    conn: psycopg.Connection, settled: Sequence[tuple[Entry, Decimal, Mapping[str, Any]]], *, at: datetime
+) -> list[Entry]:
+    """`settle` for many reservations in one statement, (reservation, amount, usage) each, each under its
+    own holder: the rows charged now (one already charged, or taken over by another lease, is not)."""
+    if not settled:
+        return []
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE cost_entries e SET state = 'charged', amount_usd = r.amount, usage = r.usage,"
+            f" settled_at = %s"
+            f" FROM unnest(%s::bigint[], %s::numeric[], %s::jsonb[], %s::text[]) AS r(id, amount, usage, holder)"
+            f" WHERE e.id = r.id AND e.state <> 'charged' AND (r.holder IS NULL OR e.holder = r.holder)"
+            f" RETURNING {', '.join('e.' + c.strip() for c in COLUMNS.split(','))}",
+            (
+                at,
+                [entry.id for entry, _, _ in settled],
+                [amount for _, amount, _ in settled],
+                [Jsonb(dict(usage)) for _, _, usage in settled],
+                [entry.holder for entry, _, _ in settled],
+            ),
+        )
+        .fetchall()
+    )
+
+
 def put_charged(
     conn: psycopg.Connection,
     entry: Entry,

@@ -308,6 +308,33 @@ class Meter:
             self._alert(entry.budget_day, entry.service)
         return entry
 
+    def settle_many(self, settled: Sequence[tuple[Reservation, Charge]]) -> None:
+        """`settle` for the shares of one call in one statement; a share it could not charge (charged
+        before, or taken over by another lease) goes through `settle` alone, which knows what to do."""
+        if not settled:
+            return
+        with autocommit(self.pool) as conn:
+            charged = ledger.settle_many(
+                conn, [(held, actual.usd, actual.usage) for held, actual in settled], at=self.clock()
+            )
+        done = {entry.id for entry in charged}
+        for entry in charged:
+            self._observe(entry)
+            if not entry.simulated and entry.amount_usd > entry.estimate_usd:
+                log.warning(
+                    "cost_overrun",
+                    key=entry.key,
+                    service=entry.service,
+                    stage=entry.stage,
+                    estimate_usd=fmt_usd(entry.estimate_usd),
+                    actual_usd=fmt_usd(entry.amount_usd),
+                )
+        for held, actual in settled:
+            if held.id not in done:
+                self.settle(held, actual)
+        for day, service in sorted({(e.budget_day, e.service) for e in charged if not e.simulated}):
+            self._alert(day, service)
+
     @staticmethod
     def _taken_over(conn: psycopg.Connection, reservation: Reservation) -> bool:
         if reservation.holder is None or reservation.simulated:

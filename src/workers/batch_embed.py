@@ -19,7 +19,7 @@ import numpy as np
 import psycopg
 import structlog
 
-from costs.meter import Meter, Reservation, Shadow, Wanted
+from costs.meter import Charge, Meter, Reservation, Shadow, Wanted
 from ingest.db.pool import autocommit
 from ingest.leases import PARSE, Lease
 from ingest.store import chunks, jobs, reuse, spaces, upgrades, vectors
@@ -209,13 +209,15 @@ def _call_and_store(rt: Runtime, meter: Meter, call: _Call, hand_off: HandOff) -
         )
         requests = result.billed_requests
         offset = 0
+        settling: list[tuple[Reservation, Charge]] = []
         for n, (doc, share) in enumerate(zip(sending, tokens, strict=True)):
             doc.share = share
             if doc.held is not None:
                 counted = requests if n == 0 else 0  # the call's requests, counted once
-                meter.settle(doc.held, meter.embed_charge(share, requests=counted, model=doc.model))
+                settling.append((doc.held, meter.embed_charge(share, requests=counted, model=doc.model)))
             doc.made = result.vectors[offset : offset + len(doc.misses)]
             offset += len(doc.misses)
+        meter.settle_many(settling)
         if space is None:
             with rt.pool.connection() as conn:
                 space = vectors.ensure_space(
