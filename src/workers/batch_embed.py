@@ -3,9 +3,10 @@ then one transaction that stores all their vectors and completes their jobs, set
 
 Money: a mock call (a shadow cost, which holds no budget) reserves nothing before it is made; its shadow
 charges, each document's share, are written with one insert in the transaction that stores the vectors,
-so they commit together and once. A real call reserves each document's share first, in order: when the
-budget refuses one, it and the rest are deferred, and those already reserved go on, so a budget is never
-overshot; each share is settled after the call.
+so they commit together and once. A real call reserves the documents' shares first, together (one
+transaction, in order): when the budget refuses one, it and the rest are deferred (or, in hybrid, go to
+the mock), and those already reserved go on, so a budget is never overshot; the shares are settled in
+one statement after the call.
 """
 
 from __future__ import annotations
