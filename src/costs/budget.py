@@ -16,6 +16,7 @@ more than the estimate the ledger records the bill and the meter logs the overru
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -25,6 +26,10 @@ import psycopg
 from costs import ledger
 from costs.ledger import ALL, Entry, Hold
 from costs.money import ZERO, fmt_usd, total
+
+LAPSED_REASON = (
+    "its worker stopped before settling the call (lease taken over); the vendor may have billed it"
+)
 
 
 class BudgetExhausted(Exception):
@@ -83,23 +88,61 @@ def has_room(service: str, counted: dict[str, Decimal], limits: dict[str, Decima
     return True
 
 
-def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_s: int) -> Entry:
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """A reservation (or the budget's refusal), and the reservation of the same key that an earlier holder
+    left unsettled, now charged `unknown` (see `reserve`)."""
+
+    entry: Entry | None
+    lapsed: Entry | None = None
+    refused: BudgetExhausted | None = None  # set (and `entry` None) when the budget has no room
+
+
+def left_unsettled(existing: Entry, hold: Hold, *, resumes: bool) -> bool:
+    """Whether `existing` is a reservation another job lease made and never settled (its worker was
+    killed or froze) for a call that `hold` will make again. Its call may have reached the vendor, who
+    billed it; a holder that `resumes` the same vendor job makes no second call."""
+    return (
+        not resumes
+        and existing.state in ("reserved", "expired")
+        and existing.holder is not None
+        and hold.holder is not None
+        and existing.holder != hold.holder
+    )
+
+
+def reserve(
+    conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_s: int, resumes: bool = False
+) -> Reserved:
     """Hold `hold.estimate_usd` against today's budget, or raise BudgetExhausted. Call inside a transaction.
 
-    The same key again returns its row: a charged one as it is (never charged twice), a live reservation
-    with a fresh expiry (a redelivery takes it over, under its own job lease, `hold.holder`); a released
-    or expired one is reserved anew.
+    The same key again returns its row: a charged one as it is (never charged twice); a released one is
+    reserved anew. An unsettled reservation of another job lease (`left_unsettled`) is charged `unknown`
+    at its estimate, so the ledger never reads less than the vendor's bill, and this call reserves anew
+    (its holder, should it wake, settles its own row to what it was billed). A live reservation that
+    `resumes` takes over gets a fresh expiry under the new holder.
     """
     day = budget_day(at, tz)
     expires_at = at + timedelta(seconds=ttl_s)
     if hold.simulated:
-        return ledger.put_shadow(conn, hold, day=day, at=at, expires_at=expires_at)
+        return Reserved(ledger.put_shadow(conn, hold, day=day, at=at, expires_at=expires_at))
     ledger.lock_day(conn, day)
     existing = ledger.find(conn, hold.key, simulated=False)
     if existing is not None and existing.state == "charged":
-        return existing
+        return Reserved(existing)
+    lapsed = None
+    if existing is not None and left_unsettled(existing, hold, resumes=resumes):
+        lapsed = ledger.mark_unknown(
+            conn,
+            existing.id,
+            amount_usd=existing.estimate_usd,
+            usage=existing.estimate,
+            reason=LAPSED_REASON,
+            at=at,
+        )
+        existing = None
     if existing is not None and existing.live(at):
-        return ledger.extend(conn, existing.id, expires_at, holder=hold.holder)
+        return Reserved(ledger.extend(conn, existing.id, expires_at, holder=hold.holder))
     counted = ledger.counted(conn, day, at)
     limits = ledger.limits(conn)
     limit_of = refusal(hold.service, hold.estimate_usd, counted, limits)
@@ -110,7 +153,7 @@ def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_
         else:
             why = "the daily budget is spent"
         of = f"{limit_of} ${fmt_usd(used)} of ${fmt_usd(limits[limit_of])} used on {day}"
-        raise BudgetExhausted(
+        refused = BudgetExhausted(
             f"{hold.service}: {why} ({of})",
             service=hold.service,
             limit_of=limit_of,
@@ -118,12 +161,15 @@ def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_
             resume_at=next_day_start(at, tz),
             now=at,
         )
+        if lapsed is None:
+            raise refused
+        return Reserved(None, lapsed, refused)  # the stopped holder's charge commits; the caller raises
     ledger.sweep_expired(conn, at)
     reopen = existing.id if existing is not None else None
     entry = ledger.put_reserved(conn, hold, day=day, at=at, expires_at=expires_at, reopen=reopen)
     if entry is None:  # a reserver of the same key under another day's lock (across midnight) was first
         entry = ledger.find(conn, hold.key, simulated=False)
-    return entry  # type: ignore[return-value]
+    return Reserved(entry, lapsed)
 
 
 def budget_left(conn: psycopg.Connection, service: str, *, at: datetime, tz: str) -> bool:

@@ -325,6 +325,25 @@ def mark_unknown(
     )
 
 
+def charge_abandoned(conn: psycopg.Connection, *, reason: str, at: datetime) -> list[Entry]:
+    """Charge `unknown`, at their estimates, the reservations that stages made under a job lease and never
+    settled (their workers stopped) once their jobs are final: no later delivery will settle them, and
+    their calls may have reached the vendor. One statement; the rows charged now."""
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE cost_entries c SET state = 'unknown', key = key || ':unknown:' || id,"
+            f" amount_usd = estimate_usd, usage = estimate, unknown_reason = %s, settled_at = %s"
+            f" WHERE NOT simulated AND holder IS NOT NULL"
+            f" AND (state = 'expired' OR (state = 'reserved' AND expires_at <= %s))"
+            f" AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = c.job_id AND j.status IN ('completed', 'failed'))"
+            f" RETURNING {COLUMNS}",
+            (reason, at, at),
+        )
+        .fetchall()
+    )
+
+
 def release(conn: psycopg.Connection, entry_id: int, holder: str | None = None) -> bool:
     """Give the reserved amount back (the call failed and was not billed), unless another lease's call
     holds the row by now."""

@@ -473,7 +473,8 @@ class Settings(BaseSettings):
         default=900,
         ge=1,
         description="A budget reservation not settled this long is presumed abandoned (crashed worker) and"
-        " stops counting. Keep it above the longest vendor call (job_time_limit_s).",
+        " stops counting; a stage's, once its job is final, is charged `unknown` at its estimate (its call"
+        " may have been billed). Keep it above the longest vendor call (job_time_limit_s).",
     )
     budget_alert_url: str | None = Field(
         default=None,

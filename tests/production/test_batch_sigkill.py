@@ -4,6 +4,7 @@ Every document completes once, with one copy of each chunk and vector and one ch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 from production_support import (
     WorkerGroup,
     assert_completed_once,
+    assert_ledger_covers_the_bill,
     run_cli,
     set_modes,
     wait_until,
@@ -20,6 +22,7 @@ from production_support import (
 
 from ingest.config import Settings
 from mocks.faults import FaultPlan
+from mocks.openai_api import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 DOCUMENTS = 8
@@ -31,7 +34,11 @@ def statuses(conninfo: str) -> dict[str, int]:
 
 
 def test_a_batch_redelivered_after_its_worker_is_killed_stores_and_charges_once(
-    standins: object, worker_env, settings: Settings, tmp_path: Path
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    openai_records: Callable[[object], Ledger],
 ) -> None:
     set_modes(settings, openai="real")
     conninfo = settings.database_url or ""
@@ -61,7 +68,10 @@ def test_a_batch_redelivered_after_its_worker_is_killed_stores_and_charges_once(
         )
         log = second.output()
 
-    assert_completed_once(conninfo)
+    # The killed call reached the stand-in, which billed it: each document's share of it is charged
+    # `unknown` (the ledger never reads less than the bill), and every chunk's tokens are charged once.
+    assert_completed_once(conninfo, stopped_calls=True)
+    assert assert_ledger_covers_the_bill(conninfo, openai_records(standins)) == DOCUMENTS
     with psycopg.connect(conninfo) as conn:
         deliveries = conn.execute("SELECT max(deliveries) FROM message_deliveries").fetchone()[0]
     # Parsed once per document (assert_completed_once: one parse charge each) although claimed again: by

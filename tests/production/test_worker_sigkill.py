@@ -4,6 +4,7 @@ one copy of each chunk, one vector per chunk and each embedding batch charged on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 from production_support import (
     WorkerGroup,
     assert_completed_once,
+    assert_ledger_covers_the_bill,
     run_cli,
     set_modes,
     wait_until,
@@ -20,6 +22,7 @@ from production_support import (
 
 from ingest.config import Settings
 from mocks.faults import FaultPlan
+from mocks.openai_api import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -52,7 +55,11 @@ def kill_mid_embedding(env: dict[str, str], standins: object, settings: Settings
 
 
 def test_a_worker_killed_mid_embedding_loses_nothing_and_charges_once(
-    standins: object, worker_env, settings: Settings, tmp_path: Path
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    openai_records: Callable[[object], Ledger],
 ) -> None:
     set_modes(settings, openai="real")
     env = worker_env(EMBED_BATCH_CHUNKS="1")
@@ -70,7 +77,10 @@ def test_a_worker_killed_mid_embedding_loses_nothing_and_charges_once(
         log = second.output()
 
     doc_id, job_id, total, _ = job_of_only_document(conninfo)
-    assert_completed_once(conninfo)
+    # The calls the killed worker had in flight were billed: each is charged `unknown` beside the charge
+    # of its redo, so the ledger never reads less than the bill.
+    assert_completed_once(conninfo, stopped_calls=True)
+    assert 1 <= assert_ledger_covers_the_bill(conninfo, openai_records(standins)) <= before_kill
     served = standins.state.openai.state.injector.stats.served  # type: ignore[attr-defined]
     # The call the killed worker was waiting for was made again: the vendor saw more requests than batches.
     assert served > total and before_kill >= 1
