@@ -16,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from production_support import (
     PrivateRedis,
+    db_activity,
     documents_by_id,
     job_of,
+    job_states,
     json_lines,
     poison_document,
     run_cli,
@@ -82,7 +84,10 @@ def test_secrets_are_redacted_from_logs_and_errors(
                     == {"completed", "failed"}
                 ),
                 timeout=120,
-                what=f"one document to complete and one to fail; worker:\n{worker.output()[-3000:]}",
+                what=lambda: (
+                    f"one document to complete and one to fail ({job_states(settings.database_url or '')});"
+                    f" sessions:\n{db_activity(settings.database_url or '')}\nworker:\n{worker.output()[-6000:]}"
+                ),
             )
             failed = job_of(settings.database_url or "", doc_ids[failing.name])
             cli.append(run_cli(env, "status", failed["id"], "--json"))
