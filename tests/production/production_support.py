@@ -1,5 +1,5 @@
-"""Helpers of the production tests: `ingest` worker processes, a private redis-server, bounded waits,
-generated documents, and the checks that every document completed exactly once."""
+"""Helpers of the production tests: `ingest` worker processes (and one killed mid-embedding), a private
+redis-server, bounded waits, generated documents, and the checks that every document completed exactly once."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ import redis
 from psycopg import sql
 
 from ingest.config import Settings
+from mocks.faults import FaultPlan
+from mocks.openai_api import Ledger
 from router.decide import Mode
 from workers.runtime import Runtime
-from mocks.openai_api import Ledger
 
 INGEST = str(Path(sys.executable).parent / "ingest")
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -160,6 +161,32 @@ def worker_group(env: dict[str, str], log_path: Path, **kwargs: int) -> Iterator
         yield group
     finally:
         group.stop()
+
+
+def kill_mid_embedding(
+    env: dict[str, str],
+    standins: object,
+    documents: Path,
+    log_path: Path,
+    *,
+    check: Callable[[], object] = lambda: None,
+) -> int:
+    """Queue `documents` (a file or a folder) with `ingest add --no-wait`, start a worker, and SIGKILL it
+    while an embedding request hangs at the OpenAI stand-in (each takes 3 s until the test changes the
+    plan); `check` looks at the state at that moment. Return how many embedding requests the stand-in had
+    received by the kill."""
+    injector = standins.state.openai.state.injector  # type: ignore[attr-defined]
+    injector.plan = FaultPlan(latency_ms=3000)  # a wide window to kill the worker inside a request
+    count = len(list(documents.iterdir())) if documents.is_dir() else 1
+    assert f"{count} queued" in run_cli(env, "add", "--no-wait", str(documents)).stdout
+    worker = WorkerGroup(env, log_path)
+    try:
+        worker.wait_ready()
+        wait_until(lambda: injector.stats.served >= 1, timeout=90, what="an embedding request in flight")
+        check()
+    finally:
+        worker.kill()
+    return int(injector.stats.served)
 
 
 class PrivateRedis:

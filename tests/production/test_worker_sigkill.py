@@ -10,10 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from production_support import (
-    WorkerGroup,
     assert_completed_once,
     assert_ledger_covers_the_bill,
-    run_cli,
+    kill_mid_embedding,
     set_modes,
     wait_until,
     worker_group,
@@ -21,7 +20,6 @@ from production_support import (
 )
 
 from ingest.config import Settings
-from mocks.faults import FaultPlan
 from mocks.openai_api import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -35,25 +33,6 @@ def job_of_only_document(conninfo: str) -> tuple[str, str, int | None, str]:
     return str(doc_id), str(job_id), total, status
 
 
-def kill_mid_embedding(env: dict[str, str], standins: object, settings: Settings, tmp_path: Path) -> int:
-    """Start a worker, SIGKILL it while an embedding request of the only document hangs at the OpenAI
-    stand-in; return how many embedding requests the stand-in had received by then."""
-    injector = standins.state.openai.state.injector  # type: ignore[attr-defined]
-    # Every embedding request takes 3 s: a wide window to kill the worker inside one.
-    injector.plan = FaultPlan(latency_ms=3000)
-    doc = write_documents(tmp_path / "docs", 1, seed=11, words=320)[0]
-    assert "queued" in run_cli(env, "add", "--no-wait", str(doc)).stdout
-    first = WorkerGroup(env, tmp_path / "first-worker.log")
-    try:
-        first.wait_ready()
-        wait_until(lambda: injector.stats.served >= 1, timeout=90, what="an embedding request in flight")
-        _, _, total, status = job_of_only_document(settings.database_url or "")
-        assert status == "running" and total is not None and total >= 2, (status, total)
-    finally:
-        first.kill()
-    return injector.stats.served
-
-
 def test_a_worker_killed_mid_embedding_loses_nothing_and_charges_once(
     standins: object,
     worker_env,
@@ -63,8 +42,16 @@ def test_a_worker_killed_mid_embedding_loses_nothing_and_charges_once(
 ) -> None:
     set_modes(settings, openai="real")
     env = worker_env(EMBED_BATCH_CHUNKS="1")
-    before_kill = kill_mid_embedding(env, standins, settings, tmp_path)
     conninfo = settings.database_url or ""
+    doc = write_documents(tmp_path / "docs", 1, seed=11, words=320)[0]
+
+    def embedding_under_way() -> None:
+        _, _, total, status = job_of_only_document(conninfo)
+        assert status == "running" and total is not None and total >= 2, (status, total)
+
+    before_kill = kill_mid_embedding(
+        env, standins, doc, tmp_path / "first-worker.log", check=embedding_under_way
+    )
 
     with worker_group(env, tmp_path / "second-worker.log") as second:
         wait_until(
