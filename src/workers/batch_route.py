@@ -18,6 +18,10 @@
    then the job fails saying so). `sync`: the job leaves the batch route and its remaining chunks are
    embedded through the endpoint at the full price; logged (`batch_fallback_sync`), never silent.
 
+The tender also sends the inputs of `ingest reembed --when-cheapest` runs (`_send_runs`: at once, in
+batches of their own embedding for the run's target, reserved for the run); workers.reembed_batches
+queues them and collects their answers.
+
 Nothing waits in a thread: the state is in PostgreSQL, and every sweep sends `tend` while anything is owed.
 """
 

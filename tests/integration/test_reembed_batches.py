@@ -9,13 +9,20 @@ no second batch; an expired batch ends as the run's fallback says; the run switc
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from starlette.types import ASGIApp
 from typer.testing import CliRunner
 
 from costs.money import fmt_usd
@@ -24,11 +31,15 @@ from ingest.cli.main import app as cli
 from ingest.config import Settings
 from ingest.services import reembed as service
 from ingest.store import embedding_batches, reembeds
+from mocks import server
+from mocks.faults import FaultPlan
 from mocks.openai_batch_api import BatchStandin
+from tests.integration.conftest import INGEST
 from workers import batch_route, reembed
 from workers.runtime import Runtime
 
 LARGE = ("text-embedding-3-large", 32)
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def ingest(*args: str, code: int = 0) -> str:
@@ -285,3 +296,100 @@ def test_inputs_no_batch_embedded_fail_the_run_and_release_its_hold(
         database_url, "SELECT s.model FROM active_space a JOIN embedding_spaces s ON s.id = a.space_id"
     )
     assert active == ("text-embedding-3-small",)  # searches never left the old space
+
+
+@pytest.mark.redis
+def test_a_worker_killed_while_the_runs_batch_runs_makes_no_second_batch(
+    ingest_env: dict[str, str],
+    redis_namespace: str,
+    no_fault_env: None,
+    serving: Callable[[ASGIApp], AbstractContextManager[str]],
+    worker_process: Callable[..., AbstractContextManager[subprocess.Popen[bytes]]],
+    run_ingest: Callable[..., subprocess.CompletedProcess[str]],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """Production shape: Redis, separate `ingest worker` processes; the first is SIGKILLed while the
+    run's batch is out, and the second collects it and switches."""
+    app = server.create_app(FaultPlan())
+    batches = app.state.openai.state.batches
+    with serving(app) as base:
+        env = {
+            **os.environ,
+            **ingest_env,
+            "REDIS_URL": REDIS_URL,
+            "INGEST_BROKER_NAMESPACE": redis_namespace,
+            "OPENAI_API_KEY": "sk-standin-key",
+            "OPENAI_BASE_URL": f"{base}/v1",
+            "INGEST_OPENAI_EMBEDDING_DIMENSIONS": "64",
+            "INGEST_CHUNK_TOKENS": "32",
+            "INGEST_CHUNK_OVERLAP": "0",
+            "INGEST_SWEEP_INTERVAL_S": "0.5",
+            "INGEST_BATCH_POLL_S": "0.1",
+        }
+        assert run_ingest(env, "mode", "set", "real", "--service", "openai").returncode == 0
+        docs = tmp_path / "docs"
+        with open(tmp_path / "first.log", "wb") as log:
+            first = subprocess.Popen(
+                [INGEST, "worker", "--processes", "1", "--threads", "2"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            added = run_ingest(
+                env,
+                "add",
+                str(_write(docs, "otters.txt", "otters")),
+                str(_write(docs, "herons.txt", "herons")),
+            )
+            assert added.returncode == 0, added.stdout + added.stderr
+            batches.delay_s = 3600  # in progress until the first worker is dead
+            started = run_ingest(
+                env,
+                "reembed",
+                "--model",
+                LARGE[0],
+                "--dimensions",
+                str(LARGE[1]),
+                "--when-cheapest",
+                "--yes",
+                "--no-wait",
+            )
+            assert started.returncode == 0, started.stdout + started.stderr
+            _until(
+                lambda: (
+                    _rows(database_url, "SELECT count(*) FROM embedding_batches WHERE status = 'submitted'")
+                    == [(1,)]
+                ),
+                "the run's batch to be sent",
+            )
+            status = run_ingest(env, "reembed", "--status").stdout
+            assert "waiting for batch batch_" in status and "(deadline 20" in status
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+
+        batches.delay_s = 0  # the batch finishes while no worker is there
+        with worker_process(env, tmp_path / "second.log"):
+            _until(
+                lambda: _rows(database_url, "SELECT status FROM reembeds") == [("switched",)], "the switch"
+            )
+    assert len(batches.batches) == 1
+    chunk_ids = sorted(r[0] for r in _rows(database_url, "SELECT id FROM chunks"))
+    answered = Counter(int(c) for c in batches.completed_lines())
+    assert sorted(answered) == chunk_ids and set(answered.values()) == {1}
+    assert set(_target_vectors(database_url, *LARGE).values()) == {1}
+    [(_, state, amount, usage)] = _reembed_charges(database_url)
+    assert state == "charged" and usage["tokens"] == batches.billed_tokens
+    assert amount == DEFAULT_PRICES.batch_tokens_usd(batches.billed_tokens, LARGE[0])
+
+
+def _until(check: Callable[[], bool], what: str, limit_s: float = 180) -> None:
+    """Poll until `check` holds (a guard against hanging, not a timing assertion)."""
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting: {what}")
+        time.sleep(0.2)
