@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from decimal import Decimal
+import time
 from pathlib import Path
 
 from bench.batch_saving import serve
@@ -29,17 +29,6 @@ def run(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> str:
     if done.returncode not in ok:
         raise SystemExit(done.stdout + done.stderr)
     return done.stdout
-
-
-def reembed_charged(env: dict[str, str]) -> Decimal:
-    rows = run(
-        env,
-        "db",
-        "shell",
-        "-c",
-        "SELECT coalesce(sum(amount_usd), 0) FROM cost_entries WHERE stage = 'reembed'",
-    )
-    return Decimal(next(line.strip() for line in rows.splitlines() if line.strip()[:1].isdigit()))
 
 
 def main(paths: list[str]) -> None:
@@ -67,16 +56,18 @@ def main(paths: list[str]) -> None:
             model = ["--model", TARGET[0], "--dimensions", TARGET[1]]
             quote = run(env, "reembed", *model, *extra, "--estimate")
             endpoint_before, batch_before = openai.ledger.prompt_tokens, openai.batches.billed_tokens
+            began = time.monotonic()
             run(env, "reembed", *model, *extra, "--yes")
+            took = time.monotonic() - began
             billed = (openai.ledger.prompt_tokens - endpoint_before) + (
                 openai.batches.billed_tokens - batch_before
             )
-            saved = json.loads(run(env, "costs", "--json"))["batch_saved"]
+            report = json.loads(run(env, "costs", "--json"))
+            charged, saved = report["stages"]["openai:reembed"]["actual_usd"], report["batch_saved"]
             print(f"--- {route}")
             print(quote.strip())
-            print(
-                f"billed by the stand-in for the run: {billed} tokens; ledger (stage reembed): ${reembed_charged(env)}"
-            )
+            print(f"the run, from start to switch: {took:.1f} s")
+            print(f"billed by the stand-in for the run: {billed} tokens; ledger (stage reembed): ${charged}")
             print(f"batch_saved: {saved}")
 
 
