@@ -164,12 +164,9 @@ def advance(rt: Runtime, run_id: int, step: int) -> tuple[int, int] | None:
 def _batch_step(rt: Runtime, run: Run, source: Space, target: Space) -> tuple[int, int] | None:
     """A step of a run through the Batch API (workers.reembed_batches): queue what is missing, then wait
     for the batches, or switch once nothing is missing."""
-    action = reembed_batches.prepare(rt, run, source, target)
-    if action == "wait":
-        return _wait_for_batches(rt, run)
-    if action == "switch" and switch(rt, run, source, target):
+    if reembed_batches.prepare(rt, run, source, target) == "switch" and switch(rt, run, source, target):
         return None
-    return _next(rt, run, None)
+    return _wait_for_batches(rt, run)
 
 
 def _wait_for_batches(rt: Runtime, run: Run) -> tuple[int, int] | None:

@@ -43,12 +43,11 @@ def reservation_key(run_id: int, batch_id: UUID) -> str:
 
 
 def step_action(*, missing: int, outstanding: int) -> str:
-    """What a batch run's step does once its inputs are queued: `wait` for its batches while any input
-    is out, `switch` when nothing is missing, `again` when chunks are missing that no input carries (a
-    text whose vector reached the cache meanwhile: the next step copies it)."""
-    if outstanding:
-        return "wait"
-    return "again" if missing else "switch"
+    """What a batch run's step does once its inputs are queued: `switch` when nothing is missing and no
+    input is out, else `wait` and look again. Missing chunks that no input of the run carries are a text
+    whose vector is on its way to the cache (the run's or an earlier cancelled run's batch, still out):
+    the next look copies it or, that batch having failed, queues it."""
+    return "switch" if not (missing or outstanding) else "wait"
 
 
 def missed_action(fallback: str, attempts: int, max_attempts: int) -> str:
@@ -61,6 +60,11 @@ def missed_action(fallback: str, attempts: int, max_attempts: int) -> str:
 
 def prepare(rt: Runtime, run: Run, source: Space, target: Space) -> str:
     """The step of a batch run: copy what the cache holds, queue the rest, and say what comes next."""
+    with autocommit(rt.pool) as conn:
+        if store.outstanding(conn, run.id):
+            # Its batches are out: a look costs one count. Chunks stored in the source meanwhile are
+            # queued by the step their collection wakes.
+            return "wait"
     with rt.pool.connection() as conn, conn.transaction():
         copied = reuse.copy_cached(conn, target, store.missing_ids(conn, source, target))
         queued = store.queue(conn, run.id, source, target)

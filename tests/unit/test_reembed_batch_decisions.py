@@ -16,9 +16,9 @@ from workers.reembed_batches import missed_action, reservation_key, step_action
     ("missing", "outstanding", "action"),
     [
         (10, 10, "wait"),  # inputs out: wait for their batches
-        (0, 3, "wait"),  # nothing missing yet inputs out (a chunk deleted meanwhile): the batch still ends
+        (0, 3, "wait"),  # every chunk has its vector, yet inputs are out: their batch still ends first
         (0, 0, "switch"),  # nothing missing, nothing out: verify and switch
-        (4, 0, "again"),  # missing, no input for it (its text reached the cache meanwhile): look again
+        (4, 0, "wait"),  # missing, no input of the run for it (another batch brings its text): look again
     ],
 )
 def test_step_action(missing: int, outstanding: int, action: str) -> None:

@@ -107,10 +107,12 @@ def pending(conn: psycopg.Connection) -> list[Item]:
 
 
 def oldest_pending_s(conn: psycopg.Connection) -> float | None:
-    """Seconds the oldest waiting input has waited (None when none waits)."""
+    """Seconds the oldest waiting input of a job has waited (None when none waits; a reembed run's go at
+    once)."""
     value = scalar(
         conn.execute(
-            "SELECT extract(epoch FROM now() - min(queued_at)) FROM embedding_batch_items WHERE batch_id IS NULL"
+            "SELECT extract(epoch FROM now() - min(queued_at)) FROM embedding_batch_items"
+            " WHERE batch_id IS NULL AND job_id IS NOT NULL"
         )
     )
     return None if value is None else float(value)

@@ -185,7 +185,7 @@ def stalled(conn: psycopg.Connection, idle_s: float) -> list[tuple[int, int]]:
 
 def finish(conn: psycopg.Connection, run_id: int, status: str) -> None:
     conn.execute(
-        "UPDATE reembeds SET status = %s, touched_at = now(),"
+        "UPDATE reembeds SET status = %s, touched_at = now(), waiting_reason = NULL,"
         " switched_at = CASE WHEN %s = 'switched' THEN now() END WHERE id = %s",
         (status, status, run_id),
     )
