@@ -47,7 +47,7 @@ from mocks.faults import FaultPlan
 from router.decide import Mode
 from router.openai_real import MAX_INPUTS_PER_REQUEST, MAX_TOKENS_PER_REQUEST, plan_batches
 from workers.inprocess import serving
-from workers.pipeline import batches
+from workers.parse_stage import batches
 from workers.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]

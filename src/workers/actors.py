@@ -16,9 +16,11 @@ from workers import batch_route, callbacks, indexing, leasing, messages, reembed
 from workers.batch import run_batch
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
+from workers.embed_stage import embed_stage
 from workers.leasing import LeaseLost
+from workers.metering import JobDeferred, defer_job
 from workers.middleware.context import current_runtime
-from workers.pipeline import JobDeferred, defer_job, embed_stage, parse_stage
+from workers.parse_stage import parse_stage
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Small documents together: one message takes many documents through parse, chunk and embed.
 
 Every document keeps its own job, parse lease, reservation and verdict in PostgreSQL, as when it travels
-alone (workers.pipeline). What a batch shares is the message, the embedding call (the texts of all its
+alone (workers.parse_stage, workers.embed_stage). What a batch shares is the message, the embedding call (the texts of all its
 documents; the client splits them only at the API's per-request limits) and the transaction that stores
 their vectors and completes their jobs. So:
 - a redelivered batch redoes only what is not committed: a document already chunked is not parsed again,
@@ -35,19 +35,11 @@ from workers import batch_route, billing, indexing, leasing, messages, upgrade
 from workers.batch_plan import shares
 from workers.broker import PERMANENT_ERRORS
 from workers.deleted import stops_if_deleted
+from workers.embed_stage import cached_in, misses_of, record_saving, same_space, store_vectors
 from workers.leasing import LeaseLost
+from workers.metering import JobDeferred, defer_job, metered
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
-from workers.pipeline import (
-    JobDeferred,
-    cached_in,
-    defer_job,
-    metered,
-    misses_of,
-    parse_stage,
-    record_saving,
-    same_space,
-    store_vectors,
-)
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 from workers.states import fail_job, finish_if_done, one_line
 

@@ -28,7 +28,8 @@ from ingest.store import embedding_batches, jobs
 from ingest.store.users import ensure_user
 from mocks.openai_batch_api import BatchStandin
 from workers import batch_answers, batch_route
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

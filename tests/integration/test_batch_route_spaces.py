@@ -25,7 +25,8 @@ from ingest.store import jobs, spaces, vectors
 from ingest.store.users import ensure_user
 from mocks.openai_batch_api import BatchStandin
 from workers import batch_route
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 SMALL = ("text-embedding-3-small", 64)

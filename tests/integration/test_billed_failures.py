@@ -28,7 +28,8 @@ from ingest.store.users import ensure_user
 from ingest.tokens import count_tokens
 from router.modes import Mode
 from router.openai_real import OpenAIEmbedder
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 DIMS = 8

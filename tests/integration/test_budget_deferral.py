@@ -23,7 +23,9 @@ from ingest.services.submit import Submitted
 from ingest.store import chunks, documents, jobs
 from router.decide import Mode
 from workers import leasing, messages
-from workers.pipeline import JobDeferred, defer_job, embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.metering import JobDeferred, defer_job
+from workers.parse_stage import parse_stage
 
 
 def _batch_cost(rt, document_id, batch) -> Decimal:

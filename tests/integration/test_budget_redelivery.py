@@ -18,7 +18,8 @@ from ingest.db.pool import open_pool
 from ingest.services.submit import Submitted
 from ingest.store import vectors
 from router.decide import Mode
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 
 
 @pytest.fixture

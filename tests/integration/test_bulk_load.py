@@ -17,8 +17,9 @@ from ingest.services.submit import submit_file
 from ingest.store import jobs, vectors
 from ingest.store.users import ensure_user
 from workers import indexing
+from workers.embed_stage import embed_stage
 from workers.inprocess import serving
-from workers.pipeline import embed_stage, parse_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 WORDS = [

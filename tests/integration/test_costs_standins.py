@@ -24,7 +24,8 @@ from mocks.faults import FaultPlan
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
 from router.decide import Mode
 from router.llamaparse.client import LlamaParseParser
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -12,7 +12,8 @@ from ingest.config import Settings
 from ingest.services.search import search
 from ingest.services.submit import submit_file
 from ingest.store.users import User, ensure_user
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 QUERY = "ledger quorum replica"

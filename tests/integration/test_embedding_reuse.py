@@ -14,7 +14,8 @@ from ingest.services.submit import submit_file
 from ingest.store.users import ensure_user
 from router.embedder_mock import MockEmbedder
 from router.protocols import EmbedResult
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 

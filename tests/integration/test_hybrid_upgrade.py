@@ -32,7 +32,7 @@ from router.decide import Mode
 from router.embedder_mock import MockEmbedder
 from router.vendor_errors import ErrorClass
 from workers.inprocess import serving as in_process_workers
-from workers.pipeline import parse_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 from workers.upgrade import upgrade_waiting
 

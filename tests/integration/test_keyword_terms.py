@@ -18,7 +18,8 @@ from ingest.db import migrate
 from ingest.services.submit import Submitted, submit_file
 from ingest.store import documents, vectors
 from ingest.store.users import User, ensure_user
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 

@@ -25,8 +25,9 @@ from router.decide import Mode
 from router.protocols import EmbedResult
 from tests.integration.conftest import BillingEmbedder
 from workers import leasing, messages
+from workers.embed_stage import embed_stage
 from workers.middleware.sweeper import requeue_unfinished
-from workers.pipeline import embed_stage, parse_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 MeteredRuntime = Callable[[Settings], AbstractContextManager[Any]]

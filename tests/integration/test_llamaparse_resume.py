@@ -31,7 +31,8 @@ from mocks.llamaparse_jobs import StandinState
 from router.backoff import Cooldown, LocalCooldownBackend, RetryPolicy
 from router.decide import Mode
 from router.llamaparse.client import LlamaParseParser
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 from workers.states import fail_job
 

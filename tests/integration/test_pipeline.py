@@ -12,7 +12,8 @@ from ingest.errors import UnsupportedType
 from ingest.services.submit import submit_file
 from ingest.store import chunks, documents, jobs, vectors
 from ingest.store.users import ensure_user
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()

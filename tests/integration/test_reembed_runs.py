@@ -23,7 +23,8 @@ from ingest.store import reembeds, spaces, vectors
 from router.decide import Mode
 from tests.integration.conftest import BillingEmbedder
 from workers import reembed
-from workers.pipeline import embed_stage, parse_stage
+from workers.embed_stage import embed_stage
+from workers.parse_stage import parse_stage
 
 LARGE = ("text-embedding-3-large", 16)
 

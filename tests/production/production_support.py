@@ -47,15 +47,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll `check` until it returns something true; fail the test with `what` after `timeout` seconds."""
+def wait_until(
+    check: Callable[[], T], *, timeout: float, what: str | Callable[[], str], interval: float = 0.2
+) -> T:
+    """Poll `check` until it returns something true; fail the test with `what` after `timeout` seconds
+    (a callable is called then, so a log it quotes is the log at the failure, not at the start)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 
@@ -102,7 +105,9 @@ class WorkerGroup:
                 pytest.fail(f"ingest worker exited ({self.proc.returncode}):\n{self.output()[-3000:]}")
             return self.output().count('"worker_ready"') >= self.processes
 
-        wait_until(ready, timeout=timeout, what=f"ingest worker to start; its log:\n{self.output()[-2000:]}")
+        wait_until(
+            ready, timeout=timeout, what=lambda: f"ingest worker to start; its log:\n{self.output()[-2000:]}"
+        )
 
     def kill(self) -> None:
         """SIGKILL every process of the run at once (the supervisor and each worker command's process
@@ -209,6 +214,17 @@ def _pings(client: redis.Redis) -> bool:
 def job_states(conninfo: str) -> dict[str, int]:
     with psycopg.connect(conninfo) as conn:
         return dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+
+
+def db_activity(conninfo: str) -> str:
+    """What every other session on the test's database is doing: for a failure message (a wait on a lock
+    shows as its wait event and the statement that waits)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, state, wait_event_type, wait_event, now() - xact_start, left(query, 160)"
+            " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return "\n".join(" | ".join(str(v) for v in row) for row in rows)
 
 
 def all_jobs_final(conninfo: str, expected: int) -> bool:

@@ -57,7 +57,7 @@ def test_a_batch_redelivered_after_its_worker_is_killed_stores_and_charges_once(
         wait_until(
             lambda: statuses(conninfo) == {"completed": DOCUMENTS},
             timeout=120,
-            what=f"the batch to complete after the kill; second worker:\n{second.output()[-3000:]}",
+            what=lambda: f"the batch to complete after the kill; second worker:\n{second.output()[-3000:]}",
         )
         log = second.output()
 

@@ -73,7 +73,7 @@ def test_a_message_that_spends_its_retries_is_a_visible_dead_letter_and_replays(
                 == {"failed", "completed"}
             ),
             timeout=90,
-            what=f"one document to fail and one to complete; worker:\n{worker.output()[-3000:]}",
+            what=lambda: f"one document to fail and one to complete; worker:\n{worker.output()[-3000:]}",
         )
         failed_job = job_of(conninfo, ids[poisoned.name])["id"]
         # The metrics process starts once the worker process is ready, and may still be importing.
@@ -102,7 +102,7 @@ def test_a_message_that_spends_its_retries_is_a_visible_dead_letter_and_replays(
         wait_until(
             lambda: job_of(conninfo, ids[poisoned.name])["status"] == "completed",
             timeout=90,
-            what=f"the replayed job to complete; worker:\n{worker.output()[-3000:]}",
+            what=lambda: f"the replayed job to complete; worker:\n{worker.output()[-3000:]}",
         )
     assert failed_listing(env) == []
 
@@ -131,7 +131,7 @@ def test_a_message_whose_worker_keeps_dying_is_given_up_without_running(
         job = wait_until(
             lambda: (found := job_of(conninfo, doc_id))["status"] == "failed" and found,
             timeout=60,
-            what=f"the job to be given up; worker:\n{worker.output()[-3000:]}",
+            what=lambda: f"the job to be given up; worker:\n{worker.output()[-3000:]}",
         )
     assert "gave up after 2 deliveries" in str(job["error"])
     with psycopg.connect(conninfo) as conn:

@@ -47,7 +47,7 @@ def test_one_users_backlog_does_not_starve_another_users_single_file(
         wait_until(
             lambda: jobs_of(conninfo, "bob").get("completed") == 1,
             timeout=120,
-            what=f"bob's job to complete; worker:\n{worker.output()[-3000:]}",
+            what=lambda: f"bob's job to complete; worker:\n{worker.output()[-3000:]}",
         )
         alice_now = jobs_of(conninfo, "alice")
     # Bob waited for a few of alice's jobs (those admitted before his, and top-ups racing his), while

@@ -229,15 +229,17 @@ def test_a_killed_and_a_frozen_worker_lose_nothing_and_the_frozen_one_writes_not
         wait_until(
             lambda: statuses(conninfo).get("completed", 0) == count,
             timeout=300,
-            what=f"every job to complete after the faults: {statuses(conninfo)}; third worker:\n"
-            f"{third.output()[-3000:]}",
+            what=lambda: (
+                f"every job to complete after the faults: {statuses(conninfo)}; third worker:\n"
+                f"{third.output()[-3000:]}"
+            ),
         )
         _signal_group(frozen, signal.SIGCONT)
         # It wakes with its billed answer: it charges the call, then finds its lease gone and stops.
         wait_until(
             lambda: entry_state(conninfo, entry_id) == "charged" and '"lease_lost"' in frozen.output(),
             timeout=120,
-            what=f"the frozen worker to wake and stop; its log:\n{frozen.output()[-3000:]}",
+            what=lambda: f"the frozen worker to wake and stop; its log:\n{frozen.output()[-3000:]}",
         )
     finally:
         _signal_group(frozen, signal.SIGCONT)
@@ -281,7 +283,7 @@ def test_a_stage_longer_than_several_leases_runs_once(
         wait_until(
             lambda: statuses(conninfo) == {"completed": 1},
             timeout=180,
-            what=f"the document to complete: {statuses(conninfo)}",
+            what=lambda: f"the document to complete: {statuses(conninfo)}",
         )
         logs = a.output() + b.output()
 

@@ -52,7 +52,7 @@ def test_a_poison_document_fails_visibly_leaves_nothing_searchable_and_retries(
         failed = wait_until(
             lambda: (job := job_of(conninfo, doc_id))["status"] == "failed" and job,
             timeout=90,
-            what=f"the poison document to fail; worker:\n{worker.output()[-3000:]}",
+            what=lambda: f"the poison document to fail; worker:\n{worker.output()[-3000:]}",
         )
         # The configured attempts, no more: the first delivery and MAX_RETRIES retries of one message.
         assert max_deliveries(conninfo) == MAX_RETRIES + 1
@@ -83,7 +83,7 @@ def test_a_poison_document_fails_visibly_leaves_nothing_searchable_and_retries(
         wait_until(
             lambda: job_of(conninfo, doc_id)["status"] == "completed",
             timeout=90,
-            what=f"the retried job to complete; worker:\n{worker.output()[-3000:]}",
+            what=lambda: f"the retried job to complete; worker:\n{worker.output()[-3000:]}",
         )
 
     done = job_of(conninfo, doc_id)

@@ -76,7 +76,7 @@ def test_a_job_started_before_a_database_outage_completes_after_it(
         wait_until(
             lambda: job_status(conninfo) == "completed",
             timeout=150,
-            what=f"the job to complete after the outage; worker:\n{worker.output()[-3000:]}",
+            what=lambda: f"the job to complete after the outage; worker:\n{worker.output()[-3000:]}",
         )
         log = worker.output()
 

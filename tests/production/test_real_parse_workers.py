@@ -94,7 +94,9 @@ def ingest_through_a_worker(env: dict[str, str], settings: Settings, standins: o
         wait_until(
             lambda: all_jobs_final(conninfo, len(DOCUMENTS)),
             timeout=150,
-            what=f"every document to end ({job_states(conninfo)}); worker:\n{worker.output()[-4000:]}",
+            what=lambda: (
+                f"every document to end ({job_states(conninfo)}); worker:\n{worker.output()[-4000:]}"
+            ),
         )
         log = worker.output()
     assert job_states(conninfo) == {"completed": len(DOCUMENTS)}, log[-4000:]

@@ -48,7 +48,9 @@ def test_no_accepted_document_is_lost_when_redis_restarts_empty(
         wait_until(
             lambda: job_states(conninfo).get("completed", 0) == DOCUMENTS,
             timeout=150,
-            what=f"every document after the restart ({job_states(conninfo)}); worker:\n{worker.output()[-3000:]}",
+            what=lambda: (
+                f"every document after the restart ({job_states(conninfo)}); worker:\n{worker.output()[-3000:]}"
+            ),
         )
         log = worker.output()
 

@@ -67,7 +67,7 @@ def test_a_worker_killed_mid_reembed_resumes_without_duplicates_or_double_charge
         wait_until(
             lambda: run_state(conninfo)[0] == "switched",
             timeout=120,
-            what=f"the run to switch after the kill; second worker:\n{second.output()[-3000:]}",
+            what=lambda: f"the run to switch after the kill; second worker:\n{second.output()[-3000:]}",
         )
     with psycopg.connect(conninfo) as conn:
         table = conn.execute(

@@ -63,7 +63,9 @@ def test_a_worker_killed_mid_embedding_loses_nothing_and_charges_once(
         wait_until(
             lambda: job_of_only_document(conninfo)[3] == "completed",
             timeout=120,
-            what=f"the document to complete after the kill; second worker:\n{second.output()[-3000:]}",
+            what=lambda: (
+                f"the document to complete after the kill; second worker:\n{second.output()[-3000:]}"
+            ),
         )
         log = second.output()
 

@@ -63,7 +63,7 @@ def test_a_killed_worker_process_is_restarted_and_the_others_go_on(
         wait_until(
             lambda: group.output().count('"worker_ready"') > ready,
             timeout=60,
-            what=f"a new worker process to start; log:\n{group.output()[-3000:]}",
+            what=lambda: f"a new worker process to start; log:\n{group.output()[-3000:]}",
         )
         assert '"worker_process_died"' in group.output()
         assert group.proc.poll() is None  # the supervisor carries on
@@ -77,7 +77,7 @@ def test_a_killed_worker_process_is_restarted_and_the_others_go_on(
         wait_until(
             lambda: all_jobs_final(conninfo, 6),
             timeout=120,
-            what=f"the documents to complete; log:\n{group.output()[-3000:]}",
+            what=lambda: f"the documents to complete; log:\n{group.output()[-3000:]}",
         )
         assert job_states(conninfo) == {"completed": 6}
         assert alive(other)

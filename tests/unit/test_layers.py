@@ -71,7 +71,7 @@ def test_the_code_keeps_every_contract(tree: Path) -> None:
             "ingest.services.search -> ingest.api.app",
         ),
         # The workers reaching sideways into the vendor stand-ins.
-        ("src/workers/pipeline.py", "import mocks.server", LAYERS, "workers.pipeline -> mocks.server"),
+        ("src/workers/parse_stage.py", "import mocks.server", LAYERS, "workers.parse_stage -> mocks.server"),
         # The web framework below the shells.
         ("src/router/decide.py", "import fastapi", NO_WEB, "router.decide -> fastapi"),
     ],

@@ -283,3 +283,14 @@ def document_sizes(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> dict[UU
 def open_count(conn: psycopg.Connection) -> int:
     """Jobs queued or running (a deferred job waits for its time and is not counted)."""
     return scalar(conn.execute("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"))
+
+
+def owed_a_message(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> list[UUID]:
+    """Those of the jobs that still wait for a message to move them: queued or running, and not waiting
+    for a Batch API batch (a deferred job waits for its time; the sweep sends it then)."""
+    rows = conn.execute(
+        "SELECT id FROM jobs WHERE id = ANY(%s) AND status IN ('queued', 'running') AND stage IS DISTINCT FROM 'batch'"
+        " ORDER BY id",
+        (list(job_ids),),
+    ).fetchall()
+    return [job_id for (job_id,) in rows]
