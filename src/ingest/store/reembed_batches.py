@@ -1,4 +1,4 @@
-"""A reembed run's inputs on the batch route (`ingest reembed --when-cheapest`, migration 0017).
+"""A reembed run's inputs on the batch route (`ingest reembed --when-cheapest`, migration 0016).
 
 An input of a run is a chunk of its source still without a vector in its target: one chunk per distinct
 (owner, text), the others of that text copied from the target's embedding cache once its vector is
