@@ -266,9 +266,11 @@ def _open_batch(
             held = _hold(meter, share, batch_id, estimate, client.kind != "real")
         except BudgetExhausted as refused:
             log.info("batch_budget_refused", share=str(owner), reason=str(refused))
-            if share[0].run_id is not None:  # `ingest reembed --status` says why the run waits
-                with autocommit(rt.pool) as conn:
+            with autocommit(rt.pool) as conn:  # `ingest reembed --status`, `ingest status` say why it waits
+                if share[0].run_id is not None:
                     reembeds.note_waiting(conn, share[0].run_id, str(refused))
+                else:
+                    jobs.note_batch_wait(conn, {i.job_id for i in share if i.job_id is not None}, str(refused))
             continue
         accepted[owner] = held
     keep = [i for i, item in enumerate(items) if share_of(item) in accepted]
@@ -292,6 +294,7 @@ def _open_batch(
         )
         for run_id in {r for i in keep if (r := items[i].run_id) is not None}:
             reembeds.note_waiting(conn, run_id, None)  # a budget refusal noted before no longer holds
+        jobs.note_batch_wait(conn, {j for i in keep if (j := items[i].job_id) is not None}, None)
         batch = store.get(conn, batch_id)
     assert batch is not None
     log.info(

@@ -269,3 +269,28 @@ def test_hybrid_without_a_key_batches_through_the_mock_and_marks_the_chunks_for_
     assert db_rows(database_url, "SELECT client FROM embedding_batches") == [("standin",)]
     # Mock vectors standing in for real ones: the hybrid upgrade re-embeds them once the service is back.
     assert f"chunks waiting for upgrade to the real embedder: {chunks}" in ingest("status")
+
+
+def test_a_share_the_budget_refuses_waits_and_says_why_until_the_budget_allows(
+    batch_standin: Any, database_url: str
+) -> None:
+    ingest("budget", "set", "0.000001", "--service", "openai")
+    with Runtime.open(Settings(_env_file=None)) as rt:
+        job_id = _submit(rt, ONE_FILE)
+        _embed(rt, job_id)
+        batch_route.tend(rt)
+        job = _job(rt, job_id)
+        assert (job.status, job.stage) == ("running", "batch")
+        assert job.error is not None and job.error.startswith("openai: ") and "daily limit" in job.error
+        assert batches_of(batch_standin).batches == {}  # nothing sent, nothing reserved
+        assert _openai_charges(database_url) == []
+        status = " ".join(ingest("status", "--all").split())
+        assert "waiting for batch: openai" in status
+
+        ingest("budget", "unset", "--service", "openai")
+        batch_route.tend(rt)
+        job = _job(rt, job_id)
+        assert job.error is None  # its batch is out: the refusal no longer holds
+        batch_route.tend(rt)
+        assert _job(rt, job_id).status == "completed"
+    _embedded_once_by_batches(database_url, batch_standin)
