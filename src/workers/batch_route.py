@@ -270,7 +270,9 @@ def _open_batch(
                 if share[0].run_id is not None:
                     reembeds.note_waiting(conn, share[0].run_id, str(refused))
                 else:
-                    jobs.note_batch_wait(conn, {i.job_id for i in share if i.job_id is not None}, str(refused))
+                    jobs.note_batch_wait(
+                        conn, {i.job_id for i in share if i.job_id is not None}, str(refused)
+                    )
             continue
         accepted[owner] = held
     keep = [i for i, item in enumerate(items) if share_of(item) in accepted]
