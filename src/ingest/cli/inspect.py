@@ -182,8 +182,8 @@ def status(
         for line in _held_by(row["leases"]):  # type: ignore[arg-type]
             out.print(f"{short_id(job.id)} held by {line}", markup=False)
         if row["batch"] is not None:
-            waiting = _waiting_line(row["batch"], row["error"])  # type: ignore[arg-type]
-            out.print(f"{short_id(job.id)} {waiting}", markup=False)
+            wait_line = _waiting_line(row["batch"], row["error"])  # type: ignore[arg-type]
+            out.print(f"{short_id(job.id)} {wait_line}", markup=False)
     if failed:
         out.print(f"{len(rows)} failed jobs; run one again with `ingest retry JOB_ID`", markup=False)
     out.print(f"chunks waiting for upgrade to the real embedder: {waiting}")
