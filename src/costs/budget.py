@@ -27,10 +27,6 @@ from costs import ledger
 from costs.ledger import ALL, Entry, Hold
 from costs.money import ZERO, fmt_usd, total
 
-LAPSED_REASON = (
-    "its worker stopped before settling the call (lease taken over); the vendor may have billed it"
-)
-
 
 class BudgetExhausted(Exception):
     """The estimate does not fit in what is left of today's budget; retry at `resume_at`."""
@@ -137,7 +133,7 @@ def reserve(
             existing.id,
             amount_usd=existing.estimate_usd,
             usage=existing.estimate,
-            reason=LAPSED_REASON,
+            reason=ledger.LAPSED_REASON,
             at=at,
         )
         existing = None

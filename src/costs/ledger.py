@@ -77,6 +77,11 @@ class Hold:
     holder: str | None = None
 
 
+# Why a reservation whose worker stopped before settling it is charged `unknown` (costs.budget.reserve,
+# charge_abandoned); its holder may still settle it to its bill, or release it when its call was not billed.
+LAPSED_REASON = "its worker stopped before settling the call; the vendor may have billed it"
+
+
 def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Entry]:
     return conn.cursor(row_factory=class_row(Entry))
 
@@ -346,11 +351,14 @@ def charge_abandoned(conn: psycopg.Connection, *, reason: str, at: datetime) -> 
 
 def release(conn: psycopg.Connection, entry_id: int, holder: str | None = None) -> bool:
     """Give the reserved amount back (the call failed and was not billed), unless another lease's call
-    holds the row by now."""
+    holds the row by now. A row charged `unknown` because its holder seemed to have stopped is given back
+    too: the holder, awake, knows its call was not billed."""
     row = conn.execute(
-        "UPDATE cost_entries SET state = 'released', amount_usd = 0 WHERE id = %s AND state = 'reserved'"
-        " AND holder IS NOT DISTINCT FROM %s RETURNING id",
-        (entry_id, holder),
+        "UPDATE cost_entries SET state = 'released', amount_usd = 0, unknown_reason = NULL"
+        " WHERE id = %s AND holder IS NOT DISTINCT FROM %s"
+        " AND (state = 'reserved' OR (state = 'unknown' AND unknown_reason = %s))"
+        " RETURNING id",
+        (entry_id, holder, LAPSED_REASON),
     ).fetchone()
     return row is not None
 

@@ -265,7 +265,7 @@ class Meter:
             service=entry.service,
             stage=entry.stage,
             charged_usd=fmt_usd(entry.amount_usd),
-            reason=budget.LAPSED_REASON,
+            reason=ledger.LAPSED_REASON,
             holder=entry.holder,
         )
         self._observe(entry)
@@ -274,7 +274,7 @@ class Meter:
         """Charge `unknown` what stopped workers reserved and never settled, once their jobs are final
         (ledger.charge_abandoned); how many. The sweep calls it."""
         with autocommit(self.pool) as conn:
-            entries = ledger.charge_abandoned(conn, reason=budget.LAPSED_REASON, at=self.clock())
+            entries = ledger.charge_abandoned(conn, reason=ledger.LAPSED_REASON, at=self.clock())
         for entry in entries:
             self._charged_lapsed(entry)
         return len(entries)

@@ -66,6 +66,17 @@ def test_a_takeover_charges_the_stopped_holders_call_and_reserves_anew(meter: Me
     assert meter.report().services["openai"].spent == BILL.usd * 2
 
 
+def test_a_stopped_holder_that_wakes_to_a_call_never_billed_gives_its_charge_back(meter: Meter) -> None:
+    stopped = reserve(meter, "host:1:a")
+    taking_over = reserve(meter, "host:2:b")
+    meter.release(stopped)  # its call failed before the vendor could bill it
+    meter.settle(taking_over, BILL)
+    assert [(state, amount) for _, state, amount, _ in rows(meter)] == [
+        ("released", 0),
+        ("charged", BILL.usd),
+    ]
+
+
 def test_a_delivery_that_resumes_the_vendor_job_takes_the_reservation_over(meter: Meter) -> None:
     stopped = reserve(meter, "host:1:a", key="d2:parse")
     resumed = reserve(meter, "host:2:b", key="d2:parse", resumes=True)
