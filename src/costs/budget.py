@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -84,12 +85,36 @@ def has_room(service: str, counted: dict[str, Decimal], limits: dict[str, Decima
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """A reservation (or the budget's refusal), and the reservation of the same key that an earlier holder
+    left unsettled, now charged `unknown` (see `reserve`)."""
+
+    entry: Entry | None
+    lapsed: Entry | None = None
+    refused: BudgetExhausted | None = None  # set (and `entry` None) when the budget has no room
+
+
+def left_unsettled(existing: Entry, hold: Hold, *, resumes: bool) -> bool:
+    """Whether `existing` is a reservation another job lease made and never settled (its worker was
+    killed or froze) for a call that `hold` will make again. Its call may have reached the vendor, who
+    billed it; a holder that `resumes` the same vendor job makes no second call."""
+    return (
+        not resumes
+        and existing.state in ("reserved", "expired")
+        and existing.holder is not None
+        and hold.holder is not None
+        and existing.holder != hold.holder
+    )
+
+
 def reserve_many(
     conn: psycopg.Connection, holds: Sequence[Hold], *, at: datetime, tz: str, ttl_s: int
 ) -> list[Entry]:
     """`reserve` for many real holds in order, under one lock of the day and one count of it: the entries
-    of those that fit, up to the first the budget refuses (it and the rest are not reserved; `reserve`
-    then gives the refusal). Call inside a transaction."""
+    of those that fit, up to the first the budget refuses or whose key another job lease left unsettled
+    (it and the rest are not reserved here: `reserve` then gives the refusal, or charges the stopped
+    holder's reservation `unknown` first). Call inside a transaction."""
     day = budget_day(at, tz)
     expires_at = at + timedelta(seconds=ttl_s)
     ledger.lock_day(conn, day)
@@ -104,6 +129,8 @@ def reserve_many(
         if found is not None and found.state == "charged":
             out.append(found)
             continue
+        if found is not None and left_unsettled(found, hold, resumes=False):
+            break
         if found is not None and found.live(at):
             out.append(ledger.extend(conn, found.id, expires_at, holder=hold.holder))
             continue
@@ -123,23 +150,38 @@ def reserve_many(
     return out
 
 
-def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_s: int) -> Entry:
+def reserve(
+    conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_s: int, resumes: bool = False
+) -> Reserved:
     """Hold `hold.estimate_usd` against today's budget, or raise BudgetExhausted. Call inside a transaction.
 
-    The same key again returns its row: a charged one as it is (never charged twice), a live reservation
-    with a fresh expiry (a redelivery takes it over, under its own job lease, `hold.holder`); a released
-    or expired one is reserved anew.
+    The same key again returns its row: a charged one as it is (never charged twice); a released one is
+    reserved anew. An unsettled reservation of another job lease (`left_unsettled`) is charged `unknown`
+    at its estimate, so the ledger never reads less than the vendor's bill, and this call reserves anew
+    (its holder, should it wake, settles its own row to what it was billed). A live reservation that
+    `resumes` takes over gets a fresh expiry under the new holder.
     """
     day = budget_day(at, tz)
     expires_at = at + timedelta(seconds=ttl_s)
     if hold.simulated:
-        return ledger.put_shadow(conn, hold, day=day, at=at, expires_at=expires_at)
+        return Reserved(ledger.put_shadow(conn, hold, day=day, at=at, expires_at=expires_at))
     ledger.lock_day(conn, day)
     existing = ledger.find(conn, hold.key, simulated=False)
     if existing is not None and existing.state == "charged":
-        return existing
+        return Reserved(existing)
+    lapsed = None
+    if existing is not None and left_unsettled(existing, hold, resumes=resumes):
+        lapsed = ledger.mark_unknown(
+            conn,
+            existing.id,
+            amount_usd=existing.estimate_usd,
+            usage=existing.estimate,
+            reason=ledger.LAPSED_REASON,
+            at=at,
+        )
+        existing = None
     if existing is not None and existing.live(at):
-        return ledger.extend(conn, existing.id, expires_at, holder=hold.holder)
+        return Reserved(ledger.extend(conn, existing.id, expires_at, holder=hold.holder))
     counted = ledger.counted(conn, day, at)
     limits = ledger.limits(conn)
     limit_of = refusal(hold.service, hold.estimate_usd, counted, limits)
@@ -150,7 +192,7 @@ def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_
         else:
             why = "the daily budget is spent"
         of = f"{limit_of} ${fmt_usd(used)} of ${fmt_usd(limits[limit_of])} used on {day}"
-        raise BudgetExhausted(
+        refused = BudgetExhausted(
             f"{hold.service}: {why} ({of})",
             service=hold.service,
             limit_of=limit_of,
@@ -158,12 +200,15 @@ def reserve(conn: psycopg.Connection, hold: Hold, *, at: datetime, tz: str, ttl_
             resume_at=next_day_start(at, tz),
             now=at,
         )
+        if lapsed is None:
+            raise refused
+        return Reserved(None, lapsed, refused)  # the stopped holder's charge commits; the caller raises
     ledger.sweep_expired(conn, at)
     reopen = existing.id if existing is not None else None
     entry = ledger.put_reserved(conn, hold, day=day, at=at, expires_at=expires_at, reopen=reopen)
     if entry is None:  # a reserver of the same key under another day's lock (across midnight) was first
         entry = ledger.find(conn, hold.key, simulated=False)
-    return entry  # type: ignore[return-value]
+    return Reserved(entry, lapsed)
 
 
 def budget_left(conn: psycopg.Connection, service: str, *, at: datetime, tz: str) -> bool:

@@ -77,6 +77,11 @@ class Hold:
     holder: str | None = None
 
 
+# Why a reservation whose worker stopped before settling it is charged `unknown` (costs.budget.reserve,
+# charge_abandoned); its holder may still settle it to its bill, or release it when its call was not billed.
+LAPSED_REASON = "its worker stopped before settling the call; the vendor may have billed it"
+
+
 def _cur(conn: psycopg.Connection) -> psycopg.Cursor[Entry]:
     return conn.cursor(row_factory=class_row(Entry))
 
@@ -410,13 +415,35 @@ def mark_unknown(
     )
 
 
+def charge_abandoned(conn: psycopg.Connection, *, reason: str, at: datetime) -> list[Entry]:
+    """Charge `unknown`, at their estimates, the reservations that stages made under a job lease and never
+    settled (their workers stopped) once their jobs are final: no later delivery will settle them, and
+    their calls may have reached the vendor. One statement; the rows charged now."""
+    return (
+        _cur(conn)
+        .execute(
+            f"UPDATE cost_entries c SET state = 'unknown', key = key || ':unknown:' || id,"
+            f" amount_usd = estimate_usd, usage = estimate, unknown_reason = %s, settled_at = %s"
+            f" WHERE NOT simulated AND holder IS NOT NULL"
+            f" AND (state = 'expired' OR (state = 'reserved' AND expires_at <= %s))"
+            f" AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = c.job_id AND j.status IN ('completed', 'failed'))"
+            f" RETURNING {COLUMNS}",
+            (reason, at, at),
+        )
+        .fetchall()
+    )
+
+
 def release(conn: psycopg.Connection, entry_id: int, holder: str | None = None) -> bool:
     """Give the reserved amount back (the call failed and was not billed), unless another lease's call
-    holds the row by now."""
+    holds the row by now. A row charged `unknown` because its holder seemed to have stopped is given back
+    too: the holder, awake, knows its call was not billed."""
     row = conn.execute(
-        "UPDATE cost_entries SET state = 'released', amount_usd = 0 WHERE id = %s AND state = 'reserved'"
-        " AND holder IS NOT DISTINCT FROM %s RETURNING id",
-        (entry_id, holder),
+        "UPDATE cost_entries SET state = 'released', amount_usd = 0, unknown_reason = NULL"
+        " WHERE id = %s AND holder IS NOT DISTINCT FROM %s"
+        " AND (state = 'reserved' OR (state = 'unknown' AND unknown_reason = %s))"
+        " RETURNING id",
+        (entry_id, holder, LAPSED_REASON),
     ).fetchone()
     return row is not None
 

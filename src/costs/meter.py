@@ -154,8 +154,10 @@ class Meter:
         job_id: UUID | None = None,
         holder: str | None = None,
         ttl_s: int | None = None,
+        resumes: bool = False,
     ) -> Reservation:
-        """`ttl_s`: how long the hold lasts unsettled (default reservation_ttl_s; a batch's, its window)."""
+        """`ttl_s`: how long the hold lasts unsettled (default reservation_ttl_s; a batch's, its window).
+        `resumes`: the call resumes a vendor job an earlier holder of the key started (no second bill)."""
         hold = Hold(
             key=key,
             service=service,
@@ -173,13 +175,18 @@ class Meter:
         connection = autocommit(self.pool) if simulated else self._transaction()
         try:
             with connection as conn:
-                entry = budget.reserve(
+                reserved = budget.reserve(
                     conn,
                     hold,
                     at=at,
                     tz=self.settings.budget_timezone,
                     ttl_s=ttl_s or self.settings.reservation_ttl_s,
+                    resumes=resumes,
                 )
+            if reserved.lapsed is not None:
+                self._charged_lapsed(reserved.lapsed)
+            if reserved.refused is not None:
+                raise reserved.refused
         except BudgetExhausted as refused:
             log.info(
                 "budget_refused",
@@ -190,6 +197,8 @@ class Meter:
             )
             self._alert(refused.day, service, refused_by=refused.limit_of)
             raise
+        entry = reserved.entry
+        assert entry is not None  # not refused
         log.debug(
             "budget_reserved",
             key=key,
@@ -365,6 +374,27 @@ class Meter:
         self._observe(entry)
         self._alert(entry.budget_day, entry.service)
         return entry
+
+    def _charged_lapsed(self, entry: Entry) -> None:
+        log.warning(
+            "cost_unknown",
+            key=entry.key,
+            service=entry.service,
+            stage=entry.stage,
+            charged_usd=fmt_usd(entry.amount_usd),
+            reason=ledger.LAPSED_REASON,
+            holder=entry.holder,
+        )
+        self._observe(entry)
+
+    def charge_abandoned(self) -> int:
+        """Charge `unknown` what stopped workers reserved and never settled, once their jobs are final
+        (ledger.charge_abandoned); how many. The sweep calls it."""
+        with autocommit(self.pool) as conn:
+            entries = ledger.charge_abandoned(conn, reason=ledger.LAPSED_REASON, at=self.clock())
+        for entry in entries:
+            self._charged_lapsed(entry)
+        return len(entries)
 
     def release(self, reservation: Reservation) -> None:
         with self.pool.connection() as conn, conn.transaction():

@@ -18,7 +18,7 @@ Every setting, read from the environment or a `.env` file in the working directo
 `RABBITMQ_URL`) and the vendor SDKs' own variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`,
 `LLAMA_CLOUD_API_KEY`, `LLAMA_CLOUD_BASE_URL`), which also work with the prefix.
 
-This page is generated from `src/ingest/config.py` (`python -m ingest.config_docs`); a test keeps it current.
+This page is generated from `src/ingest/config/` (`python -m ingest.config_docs`); a test keeps it current.
 
 | variable | default | what it does |
 |---|---|---|

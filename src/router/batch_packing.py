@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from router.runs import TooLarge, greedy_runs
+
 MAX_REQUESTS = 50_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 ENDPOINT: Final = "/v1/embeddings"
@@ -48,19 +50,10 @@ def pack(
     """Consecutive runs of `lines` that each fit one batch file (a newline between lines)."""
     if max_requests < 1:
         raise ValueError("max_requests must be positive")
-    runs: list[range] = []
-    start, size = 0, 0
-    for i, line in enumerate(lines):
-        length = len(line) + 1
-        if length > max_bytes:
-            raise ValueError(f"input line {i} alone is larger than a batch file may be")
-        if i > start and (i - start == max_requests or size + length > max_bytes):
-            runs.append(range(start, i))
-            start, size = i, 0
-        size += length
-    if start < len(lines):
-        runs.append(range(start, len(lines)))
-    return runs
+    try:
+        return greedy_runs([len(line) + 1 for line in lines], max_items=max_requests, max_size=max_bytes)
+    except TooLarge as big:
+        raise ValueError(f"input line {big.index} alone is larger than a batch file may be") from None
 
 
 def read_answers(content: bytes) -> list[Answer]:

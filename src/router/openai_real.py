@@ -40,6 +40,7 @@ from ingest.tokens import count_tokens, truncate
 from router import unsettled
 from router.backoff import Cooldown, RetryPolicy, VendorRetry
 from router.protocols import EmbedResult
+from router.runs import TooLarge, greedy_runs
 from router.unsettled import MaybeBilled
 from router.vendor_errors import ErrorClass, MalformedResponse, classify, describe, vendor_failure
 from router.vendor_limits import VendorRateLimits, rate_limit_backend
@@ -67,27 +68,15 @@ def plan_batches(
     max_inputs: int = MAX_INPUTS_PER_REQUEST,
     max_tokens_per_request: int = MAX_TOKENS_PER_REQUEST,
 ) -> list[range]:
-    """Consecutive batches within both limits, as few as possible: greedy, each batch as long as fits.
-
-    Greedy is minimal: after k batches it has covered at least as many inputs as any valid plan's
-    first k batches (induction: if a plan's k-th batch ends at e <= g, greedy's k-th end, then its
-    (k+1)-th batch [e, e') fits the limits, so the sub-range [g, e') fits too and greedy's next batch
-    reaches at least e'). So no plan finishes in fewer batches.
-    """
+    """Consecutive batches within both limits, as few as possible (`router.runs.greedy_runs`)."""
     if max_inputs < 1 or max_tokens_per_request < 1:
         raise ValueError("limits must be positive")
-    batches: list[range] = []
-    start, tokens = 0, 0
-    for i, count in enumerate(token_counts):
-        if count > max_tokens_per_request:
-            raise ValueError(f"input {i} has {count} tokens, more than a whole request may carry")
-        if i > start and (i - start == max_inputs or tokens + count > max_tokens_per_request):
-            batches.append(range(start, i))
-            start, tokens = i, 0
-        tokens += count
-    if start < len(token_counts):
-        batches.append(range(start, len(token_counts)))
-    return batches
+    try:
+        return greedy_runs(token_counts, max_items=max_inputs, max_size=max_tokens_per_request)
+    except TooLarge as big:
+        raise ValueError(
+            f"input {big.index} has {big.size} tokens, more than a whole request may carry"
+        ) from None
 
 
 def check_vectors(vectors: np.ndarray, tolerance: float = NORM_TOLERANCE) -> np.ndarray:

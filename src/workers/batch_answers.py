@@ -23,12 +23,24 @@ from ingest.store import chunks, jobs, reuse, spaces, upgrades, vectors
 from ingest.store import embedding_batches as store
 from router.batch_packing import Answer
 from router.batches import BatchState
-from workers import indexing, leasing, messages, upgrade
+from workers import indexing, leasing, messages, reembed_batches, upgrade
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
 from workers.runtime import Runtime
 from workers.states import fail_job, finish_if_done
 
 log = structlog.get_logger(__name__)
+
+
+# Who a batch's input belongs to: ("job", job id) or ("run", reembed run id); each is reserved, settled
+# and stored on its own.
+Share = tuple[str, UUID | int]
+
+
+def share_of(item: store.Item) -> Share:
+    if item.run_id is not None:
+        return ("run", item.run_id)
+    assert item.job_id is not None  # the table's check: a job's or a run's
+    return ("job", item.job_id)
 
 
 def reservation_key(document_id: UUID, batch_id: UUID) -> str:
@@ -56,12 +68,15 @@ def follow(rt: Runtime, batch: store.Batch) -> None:
 def finish(rt: Runtime, batch: store.Batch, state: BatchState, answers: dict[str, Answer]) -> None:
     with autocommit(rt.pool) as conn:
         items = store.items_of(conn, batch.id)
-    by_job: dict[UUID, list[store.Item]] = defaultdict(list)
+    by_share: dict[Share, list[store.Item]] = defaultdict(list)
     for item in items:
-        by_job[item.job_id].append(item)
+        by_share[share_of(item)].append(item)
     reason = state.error or f"batch {state.vendor_batch_id or batch.id} {state.status}"
-    for job_id, share in by_job.items():
-        _collect(rt, batch, job_id, share, answers, reason)
+    for (_, owner), share in by_share.items():
+        if isinstance(owner, int):
+            reembed_batches.collect(rt, batch, owner, share, answers, reason)
+        else:
+            _collect(rt, batch, owner, share, answers, reason)
     with autocommit(rt.pool) as conn:
         store.finish(conn, batch.id, state.status, state.error)
     log.info("batch_done", batch_id=str(batch.id), vendor_batch_id=state.vendor_batch_id, status=state.status)

@@ -18,6 +18,10 @@
    then the job fails saying so). `sync`: the job leaves the batch route and its remaining chunks are
    embedded through the endpoint at the full price; logged (`batch_fallback_sync`), never silent.
 
+The tender also sends the inputs of `ingest reembed --when-cheapest` runs (`_send_runs`: at once, in
+batches of their own embedding for the run's target, reserved for the run); workers.reembed_batches
+queues them and collects their answers.
+
 Nothing waits in a thread: the state is in PostgreSQL, and every sweep sends `tend` while anything is owed.
 """
 
@@ -34,19 +38,21 @@ import psycopg
 import structlog
 
 from costs.budget import BudgetExhausted
+from costs.charges import Charge
 from costs.ledger import extend as extend_entry
-from costs.meter import Reservation
+from costs.meter import Meter, Reservation
 from ingest.db.pool import autocommit
 from ingest.db.rows import scalar
 from ingest.leases import Lease
 from ingest.store import embedding_batches as store
-from ingest.store import jobs
+from ingest.store import jobs, reembeds, vectors
+from ingest.store import reembed_batches as reembed_store
 from router.batch_packing import Input, input_line, pack
 from router.batches import BatchClient, BatchState
 from router.decide import Choice
 from router.factory import Target
-from workers import admission, leasing, messages
-from workers.batch_answers import finish, follow, priced_model, reservation_key
+from workers import admission, leasing, messages, reembed_batches
+from workers.batch_answers import Share, finish, follow, priced_model, reservation_key, share_of
 from workers.middleware.context import current_runtime
 from workers.runtime import Runtime
 from workers.states import fail_job, finish_if_done
@@ -134,6 +140,7 @@ def tend(rt: Runtime) -> None:
             if batch.status == "preparing":
                 _send(rt, batch)
         _send_waiting(rt)
+        _send_runs(rt)
         with autocommit(rt.pool) as conn:
             out = store.open_batches(conn)
         for batch in out:
@@ -168,7 +175,7 @@ def _send_waiting(rt: Runtime) -> None:
         log.info("batch_not_sent", reason=routed.decision.reason, inputs=len(waiting))
         return
     if routed.client is None:
-        for job_id in {item.job_id for item in waiting}:
+        for job_id in {item.job_id for item in waiting if item.job_id is not None}:
             fail_job(rt, job_id, routed.decision.reason)
         return
     client = routed.client
@@ -181,37 +188,102 @@ def _send_waiting(rt: Runtime) -> None:
         _open_batch(rt, client, target, [waiting[i] for i in run], [lines[i] for i in run])
 
 
+def _hold(
+    meter: Meter, share: list[store.Item], batch_id: UUID, estimate: Charge, simulated: bool
+) -> Reservation:
+    """Reserve one share of a batch: a job's (stage `embed`, charged to its document) or a reembed run's
+    (stage `reembed`, under the run's ledger prefix)."""
+    first = share[0]
+    if first.run_id is not None:
+        return meter.reserve(
+            key=reembed_batches.reservation_key(first.run_id, batch_id),
+            service="openai",
+            stage="reembed",
+            estimate=estimate,
+        )
+    return meter.reserve(
+        key=reservation_key(first.document_id, batch_id),
+        service="openai",
+        stage="embed",
+        estimate=estimate,
+        simulated=simulated,
+        document_id=first.document_id,
+        job_id=first.job_id,
+    )
+
+
+def _send_runs(rt: Runtime) -> None:
+    """Reembed runs' inputs go out as soon as a step queued them (a run queues all it lacks at once), in
+    batches of their own embedding for the run's target, through the real Batch API only: a run builds a
+    real space, and waits while the service cannot serve."""
+    with autocommit(rt.pool) as conn:
+        waiting = reembed_store.pending(conn)
+    if not waiting:
+        return
+    by_run: dict[int, list[store.Item]] = defaultdict(list)
+    for item in waiting:
+        assert item.run_id is not None
+        by_run[item.run_id].append(item)
+    routed = rt.router.batch_client()
+    if routed.decision.choice is not Choice.REAL or routed.client is None:
+        log.info("batch_not_sent", reason=routed.decision.reason, runs=list(by_run))
+        with autocommit(rt.pool) as conn:
+            for run_id in by_run:
+                reembeds.note_waiting(
+                    conn, run_id, f"the Batch API cannot serve now: {routed.decision.reason}"
+                )
+        return
+    client = routed.client
+    max_bytes = rt.settings.batch_max_file_mb * 1024 * 1024
+    for run_id, items in by_run.items():
+        with autocommit(rt.pool) as conn:
+            run = reembeds.get(conn, run_id)
+            target = vectors.get_space(conn, run.target_space_id) if run is not None else None
+        if target is None:
+            continue
+        named = target.dimensions if client.names_dimensions(target.model) else None
+        lines = [
+            input_line(Input(str(i.chunk_id), i.text), model=target.model, dimensions=named) for i in items
+        ]
+        for part in pack(lines, max_requests=rt.settings.batch_max_requests, max_bytes=max_bytes):
+            _open_batch(
+                rt,
+                client,
+                (target.model, target.dimensions),
+                [items[i] for i in part],
+                [lines[i] for i in part],
+            )
+
+
 def _open_batch(
     rt: Runtime, client: BatchClient, target: Target, items: list[store.Item], lines: list[bytes]
 ) -> None:
-    """Reserve each job's share at the batch price, record the batch (with the space it embeds for) and
-    its inputs, then send it."""
+    """Reserve each share (a job's or a reembed run's) at the batch price, record the batch (with the
+    space it embeds for) and its inputs, then send it."""
     batch_id = uuid.uuid4()
     meter = rt.router.meter
-    by_job: dict[UUID, list[store.Item]] = defaultdict(list)
+    by_share: dict[Share, list[store.Item]] = defaultdict(list)
     for item in items:
-        by_job[item.job_id].append(item)
-    accepted: dict[UUID, Reservation] = {}
-    for job_id, share in by_job.items():
+        by_share[share_of(item)].append(item)
+    accepted: dict[Share, Reservation] = {}
+    for owner, share in by_share.items():
+        estimate = meter.batch_embed_charge(
+            sum(i.tokens for i in share), requests=len(share), model=priced_model(client.kind, target[0])
+        )
         try:
-            held = meter.reserve(
-                key=reservation_key(share[0].document_id, batch_id),
-                service="openai",
-                stage="embed",
-                estimate=meter.batch_embed_charge(
-                    sum(i.tokens for i in share),
-                    requests=len(share),
-                    model=priced_model(client.kind, target[0]),
-                ),
-                simulated=client.kind != "real",
-                document_id=share[0].document_id,
-                job_id=job_id,
-            )
+            held = _hold(meter, share, batch_id, estimate, client.kind != "real")
         except BudgetExhausted as refused:
-            log.info("batch_budget_refused", job_id=str(job_id), reason=str(refused))
+            log.info("batch_budget_refused", share=str(owner), reason=str(refused))
+            with autocommit(rt.pool) as conn:  # `ingest reembed --status`, `ingest status` say why it waits
+                if share[0].run_id is not None:
+                    reembeds.note_waiting(conn, share[0].run_id, str(refused))
+                else:
+                    jobs.note_batch_wait(
+                        conn, {i.job_id for i in share if i.job_id is not None}, str(refused)
+                    )
             continue
-        accepted[job_id] = held
-    keep = [i for i, item in enumerate(items) if item.job_id in accepted]
+        accepted[owner] = held
+    keep = [i for i, item in enumerate(items) if share_of(item) in accepted]
     if not keep:
         return
     content = b"\n".join(lines[i] for i in keep)
@@ -230,9 +302,14 @@ def _open_batch(
             chunk_ids=[items[i].chunk_id for i in keep],
             input_bytes=len(content),
         )
+        for run_id in {r for i in keep if (r := items[i].run_id) is not None}:
+            reembeds.note_waiting(conn, run_id, None)  # a budget refusal noted before no longer holds
+        jobs.note_batch_wait(conn, {j for i in keep if (j := items[i].job_id) is not None}, None)
         batch = store.get(conn, batch_id)
     assert batch is not None
-    log.info("batch_opened", batch_id=str(batch_id), jobs=len(accepted), inputs=len(keep), bytes=len(content))
+    log.info(
+        "batch_opened", batch_id=str(batch_id), shares=len(accepted), inputs=len(keep), bytes=len(content)
+    )
     _send(rt, batch, content)
 
 

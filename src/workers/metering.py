@@ -66,9 +66,10 @@ def metered(
     document_id: UUID | None,
     job_id: UUID | None,
     holder: str | None = None,
+    resumes: bool = False,
 ) -> tuple[Client, Reservation]:
     """Route one billable call and hold its estimate before anyone is called (under the job lease
-    `holder`, when the call is a stage's).
+    `holder`, when the call is a stage's; `resumes`: it resumes a vendor job an earlier delivery started).
 
     A real call reserves against today's budget, a mock call records its shadow cost. When the budget
     cannot take the estimate, hybrid falls back to mock and real defers the job to the next budget day.
@@ -83,6 +84,7 @@ def metered(
         document_id=document_id,
         job_id=job_id,
         holder=holder,
+        resumes=resumes,
     )
     routed = route()
     if routed.decision.choice is Choice.DEFER and not meter.budget_ok(service):

@@ -148,6 +148,7 @@ def parse_stage(rt: Runtime, job_id: UUID, lease: Lease | None = None) -> list[B
         document_id=doc.id,
         job_id=job_id,
         holder=lease.token,
+        resumes=recorded is not None,
     )
     call = _parse_call(rt, parser, doc, job_id, data, recorded)
     try:

@@ -26,11 +26,12 @@ from uuid import UUID
 import structlog
 
 from costs.meter import BudgetExhausted, Reservation
+from ingest.store import reembed_batches as batch_inputs
 from ingest.store import reembeds, reuse, spaces, vectors
 from ingest.store.reembeds import Owed, Run
 from ingest.store.vectors import Space
 from router.decide import Choice
-from workers import billing, messages
+from workers import billing, messages, reembed_batches
 from workers.middleware.context import current_runtime
 from workers.runtime import Runtime
 
@@ -53,15 +54,18 @@ class Quote:
     texts: int  # distinct (owner, text) among them
     cached_texts: int  # served by the target's embedding cache: copied, not paid for
     tokens: int  # to pay for
-    usd: Decimal
+    usd: Decimal  # through the embeddings endpoint
+    batch_usd: Decimal  # through the Batch API (--when-cheapest): the same texts, once each
 
 
 def quote(rt: Runtime, owed: list[Owed], chunks: int, target: Space) -> Quote:
     paid = [o for o in owed if not o.cached]
     tokens = sum(o.tokens for o in paid)
-    usd = rt.router.meter.embed_charge(tokens, model=target.model).usd
+    meter = rt.router.meter
+    usd = meter.embed_charge(tokens, model=target.model).usd
+    batch_usd = meter.batch_embed_charge(tokens, model=target.model).usd
     cached = len(owed) - len(paid)
-    return Quote(target.model, target.dimensions, chunks, len(owed), cached, tokens, usd)
+    return Quote(target.model, target.dimensions, chunks, len(owed), cached, tokens, usd, batch_usd)
 
 
 def send(run_id: int, step: int, *, delay_s: int = 0) -> None:
@@ -95,10 +99,17 @@ def advance(rt: Runtime, run_id: int, step: int) -> tuple[int, int] | None:
             vectors.get_space(conn, run.target_space_id),
         )
         assert source is not None and target is not None  # spaces are never deleted
+    if run.embed_route == "batch":
+        return _batch_step(rt, run, source, target)
+    with rt.pool.connection() as conn:
         batch = reembeds.next_batch(conn, source, target, rt.settings.embed_batch_chunks, after=run.cursor)
         if batch is None and run.cursor:  # chunks stored behind the cursor (a document run again)
             batch = reembeds.next_batch(conn, source, target, rt.settings.embed_batch_chunks)
+        # Inputs still in a batch sent before the run fell back to the endpoint: the batch embeds them.
+        in_batches = batch_inputs.outstanding(conn, run.id) if batch is None else 0
     if batch is None:
+        if in_batches:
+            return _wait_for_batches(rt, run)
         if switch(rt, run, source, target):
             return None
         return _next(rt, run, None)  # a chunk arrived in the source meanwhile: embed it first
@@ -150,6 +161,20 @@ def advance(rt: Runtime, run_id: int, step: int) -> tuple[int, int] | None:
     return None if following is None else (following, 0)
 
 
+def _batch_step(rt: Runtime, run: Run, source: Space, target: Space) -> tuple[int, int] | None:
+    """A step of a run through the Batch API (workers.reembed_batches): queue what is missing, then wait
+    for the batches, or switch once nothing is missing."""
+    if reembed_batches.prepare(rt, run, source, target) == "switch" and switch(rt, run, source, target):
+        return None
+    return _wait_for_batches(rt, run)
+
+
+def _wait_for_batches(rt: Runtime, run: Run) -> tuple[int, int] | None:
+    """Look again after `batch_poll_s` (the batch's collection wakes the run sooner); a reason the tender
+    recorded (the budget refused the batch) stays."""
+    return _next(rt, run, "waiting for batch", max(1, round(rt.settings.batch_poll_s)), keep_waiting=True)
+
+
 def _reserve(
     rt: Runtime, run: Run, document_id: UUID, ids: list[int], tokens: int, target: Space
 ) -> Reservation:
@@ -172,10 +197,14 @@ def _reserve(
     return held
 
 
-def _next(rt: Runtime, run: Run, waiting: str | None, delay_s: int = 0) -> tuple[int, int] | None:
+def _next(
+    rt: Runtime, run: Run, waiting: str | None, delay_s: int = 0, *, keep_waiting: bool = False
+) -> tuple[int, int] | None:
     with rt.pool.connection() as conn:
-        following = reembeds.advance(conn, run.id, run.step, waiting=waiting, delay_s=delay_s)
-    if waiting:
+        following = reembeds.advance(
+            conn, run.id, run.step, waiting=waiting, delay_s=delay_s, keep_waiting=keep_waiting
+        )
+    if waiting and not keep_waiting:
         log.info("reembed_waiting", run=run.id, reason=waiting, delay_s=delay_s)
     return None if following is None else (following, delay_s)
 

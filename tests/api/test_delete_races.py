@@ -1,11 +1,12 @@
 """Deletes racing other work: another user's upload of the same bytes, and the workers processing the
 document. The upload always completes, the delete answers 204, 404 or 409 (never 500), and the workers
-stop a deleted document's job quietly."""
+stop a deleted document's job quietly, leaving no row, vector or blob of it behind."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -16,6 +17,8 @@ from fastapi.testclient import TestClient
 
 from ingest.blobs.backends.local import LocalBlobStore
 from ingest.errors import BlobMissing
+from router.embedder_mock import MockEmbedder
+from router.protocols import EmbedResult
 from tests.api.conftest import (
     blob_count,
     count_rows,
@@ -28,6 +31,7 @@ from tests.api.conftest import (
 
 TRIALS = 40
 DELETES = 60
+HOLD_LIMIT_S = 60  # a guard against hanging, not a timing assertion
 
 
 def race(client: TestClient, *requests: tuple[str, str, dict[str, object]]) -> list[httpx.Response]:
@@ -89,9 +93,56 @@ def test_a_missing_blob_says_which_never_where(tmp_path: Path) -> None:
     assert str(tmp_path) not in str(missing.value) and "/" not in str(missing.value)
 
 
+EMBED = MockEmbedder.embed  # the mock's own, which a held call goes on to
+
+
+class HeldEmbedding:
+    """Holds the first embedding call whose texts name `marker` until the test lets it go: the job cannot
+    complete meanwhile, so the deletes meet it at work whatever the threads' timing. The document's other
+    batches go on, and their transactions collide with the deletes as they happen to."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marker: str | None = None
+        self.holding = threading.Event()
+        self._go = threading.Event()
+
+    def arm(self, marker: str) -> None:
+        with self._lock:
+            self._marker, self.holding, self._go = marker, threading.Event(), threading.Event()
+
+    def release(self) -> None:
+        self._go.set()
+
+    def hold_if_marked(self, texts: Sequence[str]) -> None:
+        with self._lock:
+            take = self._marker is not None and any(self._marker in text for text in texts)
+            holding, go = self.holding, self._go
+            if take:
+                self._marker = None
+        if take:
+            holding.set()
+            go.wait(timeout=HOLD_LIMIT_S)
+
+
+def vector_count(client: TestClient) -> int:
+    with runtime_of(client).pool.connection() as conn:
+        tables = [table for (table,) in conn.execute("SELECT table_name FROM embedding_spaces")]
+        return sum(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables)
+
+
 def test_deletes_during_processing_answer_204_or_404_never_500(
-    start_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+    start_client: Callable[..., TestClient],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    held = HeldEmbedding()
+
+    def embed(embedder: MockEmbedder, texts: Sequence[str]) -> EmbedResult:
+        held.hold_if_marked(texts)
+        return EMBED(embedder, texts)
+
+    monkeypatch.setattr(MockEmbedder, "embed", embed)
     # One chunk a batch: many short embedding transactions for the deletes to collide with.
     client = start_client(
         UPLOADS_PER_MINUTE="1000",
@@ -102,24 +153,29 @@ def test_deletes_during_processing_answer_204_or_404_never_500(
     )
     ada = new_key(client, "ada")
     caplog.set_level(logging.WARNING)
-    raced = 0
-    for n in range(DELETES):
-        answer = upload(client, ada, text_document(f"document {n} under deletion", paragraphs=12))
-        assert answer.status_code == 202, answer.text
-        doc, job_id = answer.json()["document_id"], answer.json()["job_id"]
-        while (job := client.get(f"/v1/jobs/{job_id}", headers=ada).json())["stage"] in ("queued", "parse"):
-            pass  # deleted the moment its embedding batches are under way
-        raced += job["status"] == "running"
-        # Two deletes at once while the workers embed: one deletes, the other finds it gone (or busy).
-        url = f"/v1/documents/{doc}"
-        answers = race(client, ("DELETE", url, {"headers": ada}), ("DELETE", url, {"headers": ada}))
-        statuses = sorted(a.status_code for a in answers)
-        assert statuses in ([204, 404], [204, 409]), [a.text for a in answers]
-    assert raced >= DELETES // 2  # most deletes met a job at work, not one already completed
+    try:
+        for n in range(DELETES):
+            topic = f"document {n} under deletion"
+            held.arm(topic)
+            answer = upload(client, ada, text_document(topic, paragraphs=12))
+            assert answer.status_code == 202, answer.text
+            doc, job_id = answer.json()["document_id"], answer.json()["job_id"]
+            assert held.holding.wait(timeout=HOLD_LIMIT_S), f"no embedding call of {topic}"
+            job = client.get(f"/v1/jobs/{job_id}", headers=ada).json()
+            assert job["status"] == "running", job  # one of its batches is held: it cannot be done
+            # Two deletes at once while the workers embed: one deletes, the other finds it gone (or busy).
+            url = f"/v1/documents/{doc}"
+            answers = race(client, ("DELETE", url, {"headers": ada}), ("DELETE", url, {"headers": ada}))
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses in ([204, 404], [204, 409]), [a.text for a in answers]
+            held.release()  # the held batch comes back with vectors for a document that is gone
+    finally:
+        held.release()
 
     # Every deleted document's job went with it; the workers drain without a traceback.
     dramatiq.get_broker().join("ingest")
     assert count_rows(client, "documents") == count_rows(client, "jobs") == count_rows(client, "chunks") == 0
+    assert vector_count(client) == 0
     assert blob_count(client) == 0
     tracebacks = [r for r in caplog.records if r.exc_info is not None]
     assert tracebacks == [], [r.getMessage() for r in tracebacks]

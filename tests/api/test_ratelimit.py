@@ -9,20 +9,13 @@ import pytest
 import redis
 
 from ingest.api.request_limits import LocalRateLimiter, RedisRateLimiter, Verdict
+from tests.clocks import FakeClock
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_local_limit_slides_instead_of_resetting_on_a_boundary() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = LocalRateLimiter(clock)
     for _ in range(3):  # at 1000, 1010 and 1020
         assert limiter.hit("upload:1", 3).allowed

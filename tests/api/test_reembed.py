@@ -199,3 +199,35 @@ def test_a_migration_under_a_search_loop_switches_at_once_and_rolls_back(
         assert vectors_per_chunk(server, NEW)[1] == 0
         assert http.post("/v1/admin/reembed/rollback", headers=admin).status_code == 409
         assert found(http, ada, "glaciers") == (OLD, {docs[0]})
+
+
+@pytest.mark.slow
+def test_a_when_cheapest_run_over_the_api_shows_its_batch_and_switches(
+    standins: object, start_server: Callable[..., LiveServer]
+) -> None:
+    batches = standins.state.openai.state.batches  # type: ignore[attr-defined]
+    server = start_server(**SETTINGS, SWEEP_INTERVAL_S="0.2", BATCH_POLL_S="0.05")
+    admin, ada = new_key(server, "root", admin=True), new_key(server, "ada")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        http.put("/v1/router", headers=admin, json={"mode": "real", "service": "openai"})
+        ingest(http, ada, "glaciers")
+        body = {"model": "text-embedding-3-large", "dimensions": 48, "estimate": True, "when_cheapest": True}
+        q = http.post("/v1/admin/reembed", headers=admin, json=body).json()["quote"]
+        assert Decimal(q["batch_usd"]) * 2 == Decimal(q["usd"]) > 0  # both prices quoted
+        bad = http.post("/v1/admin/reembed", headers=admin, json={**body, "batch_fallback": "later"})
+        assert bad.status_code == 400  # malformed: nothing starts
+
+        batches.delay_s = 3600  # the batch stays in progress until the test lets it finish
+        started = http.post("/v1/admin/reembed", headers=admin, json={**body, "estimate": False})
+        assert started.status_code == 202, started.text
+        run = started.json()["run"]
+        assert run["route"] == "batch" and Decimal(run["quoted_usd"]) == Decimal(q["batch_usd"])
+        while (run := http.get("/v1/admin/reembed", headers=admin).json()["last_run"])["batch_id"] is None:
+            time.sleep(0.1)
+        assert run["status"] == "building" and run["batch_id"] in {b.id for b in batches.batches.values()}
+        assert run["batch_deadline"] is not None
+        batches.delay_s = 0
+        done = wait_for_run(http, admin)
+        assert Decimal(done["charged_usd"]) == Decimal(q["batch_usd"])  # the stand-in counts as the quote
+        assert found(http, ada, "glaciers")[0] == NEW
+    assert len(batches.batches) == 1

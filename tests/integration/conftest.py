@@ -1,8 +1,10 @@
 """Fixtures of the integration tests: `ingest worker` processes and CLI runs against the test's
-environment, and a runtime whose embeddings are billed like OpenAI's, on a settable clock."""
+environment, a runtime whose embeddings are billed like OpenAI's, on a settable clock, and the OpenAI
+stand-in's Batch API in real mode."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,14 +13,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
+from ingest.cli.main import app as cli
 from ingest.config import Settings
 from ingest.services.submit import Submitted, submit_file
 from ingest.store.users import ensure_user
 from ingest.tokens import count_tokens
+from mocks.openai_batch_api import BatchStandin
 from router.embedder_mock import embed_texts
 from router.protocols import EmbedResult
 from workers.runtime import Runtime
@@ -30,7 +37,7 @@ INGEST = str(Path(sys.executable).parent / "ingest")
 @contextmanager
 def _worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`ingest worker` in a session of its own (its forks go with it), stopped as a supervisor would:
-    SIGTERM to the group, SIGKILL if it has not stopped after 20 s."""
+    SIGTERM to the group, SIGKILL if it has not stopped after 20 s (unless the test killed it first)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [INGEST, "worker", "--processes", "1", "--threads", "2"],
@@ -42,7 +49,8 @@ def _worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.
         try:
             yield proc
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # the test may have killed the group already
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -155,3 +163,37 @@ def metered_runtime() -> Callable[[Settings], AbstractContextManager[tuple[Runti
 def submit_text() -> Callable[..., Submitted]:
     """`submit_text(rt, folder, paragraphs=12)`: a text document of several batches, submitted for "ada"."""
     return _submit_text
+
+
+# --- the OpenAI stand-in's Batch API in real mode (the batch route's tests) -------------------------------
+@pytest.fixture
+def batch_standin_settings() -> dict[str, str]:
+    """INGEST_* variables a module adds to `batch_standin`'s (override this fixture in the module)."""
+    return {}
+
+
+@pytest.fixture
+def batch_standin(
+    standins: Any, batch_standin_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The stand-ins, OpenAI in real mode (parsing stays mock: free and local), batches followed fast."""
+    for name, value in {
+        "INGEST_OPENAI_EMBEDDING_DIMENSIONS": "64",
+        "INGEST_SWEEP_INTERVAL_S": "0.2",
+        "INGEST_BATCH_POLL_S": "0.05",
+        **batch_standin_settings,
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["mode", "set", "real", "--service", "openai"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output + result.stderr
+    return standins
+
+
+def batches_of(app: Any) -> BatchStandin:
+    """The Batch API state of the stand-ins' app."""
+    return app.state.openai.state.batches  # type: ignore[no-any-return]
+
+
+def db_rows(database_url: str, query: str, *params: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(query, params).fetchall()

@@ -13,7 +13,6 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
-import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -23,7 +22,7 @@ from ingest.config import Settings
 from ingest.services.submit import submit_file
 from ingest.store import jobs, spaces, vectors
 from ingest.store.users import ensure_user
-from mocks.openai_batch_api import BatchStandin
+from tests.integration.conftest import batches_of, db_rows
 from workers import batch_route
 from workers.embed_stage import embed_stage
 from workers.parse_stage import parse_stage
@@ -49,32 +48,19 @@ def write(folder: Path, name: str, topic: str) -> Path:
 
 
 @pytest.fixture
-def standin(standins: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name, value in {
+def batch_standin_settings() -> dict[str, str]:
+    """Small chunks, several a document; the first real space is SMALL."""
+    return {
         "INGEST_OPENAI_EMBEDDING_DIMENSIONS": str(SMALL[1]),
         "INGEST_CHUNK_TOKENS": "32",
         "INGEST_CHUNK_OVERLAP": "0",
-        "INGEST_SWEEP_INTERVAL_S": "0.2",
-        "INGEST_BATCH_POLL_S": "0.05",
-    }.items():
-        monkeypatch.setenv(name, value)
-    ingest("mode", "set", "real", "--service", "openai")
-    return standins
-
-
-def batches_of(app: Any) -> BatchStandin:
-    return app.state.openai.state.batches  # type: ignore[no-any-return]
-
-
-def rows(database_url: str, query: str, *params: object) -> list[tuple[Any, ...]]:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute(query, params).fetchall()
+    }
 
 
 def batch_charges(database_url: str) -> list[tuple[str, Decimal, dict[str, Any]]]:
     return [
         (state, amount, usage)
-        for state, amount, usage in rows(
+        for state, amount, usage in db_rows(
             database_url,
             "SELECT state, amount_usd, usage FROM cost_entries"
             " WHERE service = 'openai' AND NOT simulated AND key LIKE %s ORDER BY id",
@@ -84,7 +70,7 @@ def batch_charges(database_url: str) -> list[tuple[str, Decimal, dict[str, Any]]
 
 
 def test_a_when_cheapest_job_after_a_reembed_switch_lands_in_the_active_space(
-    standin: Any, database_url: str, tmp_path: Path
+    batch_standin: Any, database_url: str, tmp_path: Path
 ) -> None:
     docs = tmp_path / "docs"
     ingest("add", str(write(docs, "otters.txt", "otters")))
@@ -94,9 +80,9 @@ def test_a_when_cheapest_job_after_a_reembed_switch_lands_in_the_active_space(
 
     assert "1 completed" in ingest("add", str(write(docs, "herons.txt", "herons")), "--when-cheapest")
 
-    assert rows(database_url, "SELECT model, dimensions FROM embedding_batches") == [LARGE]
-    [(active_id,)] = rows(database_url, "SELECT space_id FROM active_space")
-    herons = rows(
+    assert db_rows(database_url, "SELECT model, dimensions FROM embedding_batches") == [LARGE]
+    [(active_id,)] = db_rows(database_url, "SELECT space_id FROM active_space")
+    herons = db_rows(
         database_url,
         "SELECT DISTINCT c.space_id FROM chunks c JOIN documents d ON d.id = c.document_id"
         " WHERE d.filename = 'herons.txt'",
@@ -104,7 +90,7 @@ def test_a_when_cheapest_job_after_a_reembed_switch_lands_in_the_active_space(
     assert herons == [(active_id,)]
     # Priced at the active model's Batch API price, for exactly the tokens the stand-in billed.
     [(state, amount, usage)] = batch_charges(database_url)
-    billed = batches_of(standin).billed_tokens
+    billed = batches_of(batch_standin).billed_tokens
     assert state == "charged" and usage["tokens"] == billed
     assert amount == DEFAULT_PRICES.batch_tokens_usd(billed, LARGE[0])
 
@@ -117,7 +103,7 @@ def job_charges(database_url: str, job_id: UUID) -> list[tuple[str, str, Decimal
     """The job's OpenAI ledger entries: (key, state, amount, usage)."""
     return [
         (key, state, amount, usage)
-        for key, state, amount, usage in rows(
+        for key, state, amount, usage in db_rows(
             database_url,
             "SELECT key, state, amount_usd, usage FROM cost_entries"
             " WHERE service = 'openai' AND NOT simulated AND job_id = %s ORDER BY id",
@@ -128,14 +114,14 @@ def job_charges(database_url: str, job_id: UUID) -> list[tuple[str, str, Decimal
 
 @pytest.mark.parametrize("fallback", ["batch", "sync"])
 def test_a_batch_answered_after_a_switch_stores_nothing_in_the_old_space_and_goes_again(
-    standin: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback: str
+    batch_standin: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback: str
 ) -> None:
     # A batch that embedded for a space searches left is not one of the inputs' attempts: one is allowed.
     monkeypatch.setenv("INGEST_BATCH_MAX_ATTEMPTS", "1")
     docs = tmp_path / "docs"
     ingest("add", str(write(docs, "otters.txt", "otters")))  # makes the small space active
-    state = batches_of(standin)
-    endpoint = standin.state.openai.state.ledger
+    state = batches_of(batch_standin)
+    endpoint = batch_standin.state.openai.state.ledger
     state.delay_s = 3600  # the first batch runs until the switch has committed
     with Runtime.open(Settings(_env_file=None)) as rt:
         with rt.pool.connection() as conn:
@@ -145,7 +131,7 @@ def test_a_batch_answered_after_a_switch_stores_nothing_in_the_old_space_and_goe
         for part in parse_stage(rt, job_id):
             embed_stage(rt, job_id, part.first, part.last)
         batch_route.tend(rt)
-        assert rows(database_url, "SELECT model, dimensions FROM embedding_batches") == [SMALL]
+        assert db_rows(database_url, "SELECT model, dimensions FROM embedding_batches") == [SMALL]
         synced_before = endpoint.prompt_tokens
 
         # What a reembed run's last step does: the new space holds every chunk, then the switch.
@@ -184,7 +170,7 @@ def test_a_batch_answered_after_a_switch_stores_nothing_in_the_old_space_and_goe
     assert first.body["request_counts"]["completed"] > 0 and first_tokens > 0
     charges = job_charges(database_url, job_id)
     assert {s for _, s, _, _ in charges} == {"charged"}
-    [(first_id,)] = rows(database_url, "SELECT id FROM embedding_batches ORDER BY created_at LIMIT 1")
+    [(first_id,)] = db_rows(database_url, "SELECT id FROM embedding_batches ORDER BY created_at LIMIT 1")
     assert [(a, u["tokens"]) for k, _, a, u in charges if k.endswith(str(first_id))] == [
         (DEFAULT_PRICES.batch_tokens_usd(first_tokens, SMALL[0]), first_tokens)
     ]
@@ -192,7 +178,9 @@ def test_a_batch_answered_after_a_switch_stores_nothing_in_the_old_space_and_goe
     tokens = sum(t for _, t in rest)
     if fallback == "batch":
         [second] = again
-        assert rows(database_url, "SELECT model, dimensions FROM embedding_batches ORDER BY created_at") == [
+        assert db_rows(
+            database_url, "SELECT model, dimensions FROM embedding_batches ORDER BY created_at"
+        ) == [
             SMALL,
             LARGE,
         ]

@@ -19,7 +19,6 @@ from starlette.types import ASGIApp
 
 from mocks import server
 from mocks.faults import FaultPlan
-from tests.integration.conftest import INGEST
 
 pytestmark = pytest.mark.redis
 
@@ -69,15 +68,7 @@ def test_a_worker_killed_while_its_batch_runs_loses_nothing_and_makes_no_second_
             "INGEST_BATCH_POLL_S": "0.1",
         }
         assert run_ingest(env, "mode", "set", "real", "--service", "openai").returncode == 0
-        with open(tmp_path / "first.log", "wb") as log:
-            first = subprocess.Popen(
-                [INGEST, "worker", "--processes", "1", "--threads", "2"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
+        with worker_process(env, tmp_path / "first.log") as first:
             added = run_ingest(env, "add", str(SAMPLES), "--when-cheapest", "--no-wait")
             assert added.returncode == 0, added.stdout + added.stderr
             _until(
@@ -88,8 +79,7 @@ def test_a_worker_killed_while_its_batch_runs_loses_nothing_and_makes_no_second_
                 "the batch to be sent",
             )
             assert "waiting for batch batch_" in run_ingest(env, "status", "--all").stdout
-        finally:
-            os.killpg(first.pid, signal.SIGKILL)
+            os.killpg(first.pid, signal.SIGKILL)  # no shutdown: the worker dies with its batch in flight
             first.wait()
 
         batches.delay_s = 0  # the batch finishes while no worker is there

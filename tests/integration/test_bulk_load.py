@@ -16,26 +16,14 @@ from ingest.services.search import search
 from ingest.services.submit import submit_file
 from ingest.store import jobs, vectors
 from ingest.store.users import ensure_user
+from tests.integration import conftest
 from workers import indexing
 from workers.embed_stage import embed_stage
 from workers.inprocess import serving
 from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
 
-WORDS = [
-    "alpha",
-    "bravo",
-    "charlie",
-    "delta",
-    "echo",
-    "foxtrot",
-    "golf",
-    "hotel",
-    "india",
-    "juliet",
-    "kilo",
-    "lima",
-]
+WORDS = conftest.WORDS[:12]  # the documents' vocabulary, the query's words among them
 QUERY = "charlie delta echo"
 
 

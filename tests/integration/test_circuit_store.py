@@ -14,17 +14,10 @@ from ingest.db.pool import open_pool
 from router.backends.postgres_circuits import PostgresCircuitStore
 from router.backends.redis_circuits import RedisCircuitStore
 from router.circuit import CLOSED, CircuitBreaker, CircuitStore, Outcome, Policy, State
+from tests.clocks import FakeClock
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POLICY = Policy(failure_threshold=2, cooldown_s=10.0)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

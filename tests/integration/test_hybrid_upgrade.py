@@ -31,6 +31,7 @@ from router.circuit import CircuitBreaker, State
 from router.decide import Mode
 from router.embedder_mock import MockEmbedder
 from router.vendor_errors import ErrorClass
+from tests.clocks import FakeClock
 from workers.inprocess import serving as in_process_workers
 from workers.parse_stage import parse_stage
 from workers.runtime import Runtime
@@ -40,14 +41,6 @@ TOPICS = {
     "rivers.txt": "river delta estuary floodplain meander tributary sediment current",
     "mountains.txt": "mountain summit glacier ridge avalanche altitude granite valley",
 }
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -71,7 +64,7 @@ def hybrid(
         }.items():
             monkeypatch.setenv(name, value)
         with Runtime.open(Settings(_env_file=None)) as rt:
-            clock = FakeClock()  # the circuit's cooldown passes when the test says so
+            clock = FakeClock(now=time.time())  # the circuit's cooldown passes when the test says so
             rt.router.circuits = CircuitBreaker(
                 rt.router.circuits.store, rt.router.circuits.policy, clock=clock
             )

@@ -4,14 +4,16 @@ Every document completes once, with one copy of each chunk and vector and one ch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 from production_support import (
-    WorkerGroup,
     assert_completed_once,
-    run_cli,
+    assert_ledger_covers_the_bill,
+    job_states,
+    kill_mid_embedding,
+    max_deliveries,
     set_modes,
     wait_until,
     worker_group,
@@ -20,53 +22,50 @@ from production_support import (
 
 from ingest.config import Settings
 from mocks.faults import FaultPlan
+from mocks.openai_api import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 DOCUMENTS = 8
 
 
-def statuses(conninfo: str) -> dict[str, int]:
-    with psycopg.connect(conninfo) as conn:
-        return dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
-
-
 def test_a_batch_redelivered_after_its_worker_is_killed_stores_and_charges_once(
-    standins: object, worker_env, settings: Settings, tmp_path: Path
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    openai_records: Callable[[object], Ledger],
 ) -> None:
     set_modes(settings, openai="real")
     conninfo = settings.database_url or ""
     env = worker_env()
     injector = standins.state.openai.state.injector  # type: ignore[attr-defined]
-    injector.plan = FaultPlan(latency_ms=3000)  # a wide window to kill the worker inside the request
     folder = tmp_path / "docs"
     write_documents(folder, DOCUMENTS, seed=23, words=80)
-    assert f"{DOCUMENTS} queued" in run_cli(env, "add", "--no-wait", str(folder)).stdout
 
-    first = WorkerGroup(env, tmp_path / "first-worker.log")
-    try:
-        first.wait_ready()
-        wait_until(lambda: injector.stats.served >= 1, timeout=90, what="the batch's embedding request")
-        # Parsed and chunked, nothing stored yet: the kill lands mid-batch.
-        assert statuses(conninfo) == {"running": DOCUMENTS}
-    finally:
-        first.kill()
+    def parsed_and_chunked_nothing_stored() -> None:  # the kill lands mid-batch
+        assert job_states(conninfo) == {"running": DOCUMENTS}
+
+    kill_mid_embedding(
+        env, standins, folder, tmp_path / "first-worker.log", check=parsed_and_chunked_nothing_stored
+    )
     assert injector.stats.served == 1  # one request carried every document's chunks
 
     injector.plan = FaultPlan()
     with worker_group(env, tmp_path / "second-worker.log") as second:
         wait_until(
-            lambda: statuses(conninfo) == {"completed": DOCUMENTS},
+            lambda: job_states(conninfo) == {"completed": DOCUMENTS},
             timeout=120,
             what=lambda: f"the batch to complete after the kill; second worker:\n{second.output()[-3000:]}",
         )
         log = second.output()
 
-    assert_completed_once(conninfo)
-    with psycopg.connect(conninfo) as conn:
-        deliveries = conn.execute("SELECT max(deliveries) FROM message_deliveries").fetchone()[0]
+    # The killed call reached the stand-in, which billed it: each document's share of it is charged
+    # `unknown` (the ledger never reads less than the bill), and every chunk's tokens are charged once.
+    assert_completed_once(conninfo, stopped_calls=True)
+    assert assert_ledger_covers_the_bill(conninfo, openai_records(standins)) == DOCUMENTS
     # Parsed once per document (assert_completed_once: one parse charge each) although claimed again: by
     # the batch message the broker gave back, and possibly by the new worker's first sweep, which re-sends
     # each lapsed document alone; whichever holds a document's lease does its work, the other nothing.
-    assert deliveries == 2  # the batch message itself came back
+    assert max_deliveries(conninfo) == 2  # the batch message itself came back
     assert injector.stats.served >= 2  # the killed call was made again
     assert '"batch_split"' not in log

@@ -167,18 +167,20 @@ def statuses(conninfo: str) -> dict[str, int]:
         return dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
 
 
-def openai_ledger(conninfo: str) -> tuple[list[tuple[str, int]], int]:
-    """Our real OpenAI charges (key, tokens), and how many reservations were never settled."""
+def openai_ledger(conninfo: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
+    """Our real OpenAI charges and `unknown` charges (key, tokens), and how many reservations were never
+    settled."""
     with psycopg.connect(conninfo) as conn:
-        charged = conn.execute(
-            "SELECT key, (usage->>'tokens')::int FROM cost_entries"
-            " WHERE service = 'openai' AND NOT simulated AND state = 'charged' ORDER BY key"
-        ).fetchall()
-        unsettled = conn.execute(
-            "SELECT count(*) FROM cost_entries"
-            " WHERE service = 'openai' AND NOT simulated AND state = 'reserved'"
-        ).fetchone()[0]
-    return charged, unsettled
+
+        def rows(state: str) -> list[tuple[str, int]]:
+            return conn.execute(
+                "SELECT key, (usage->>'tokens')::int FROM cost_entries"
+                " WHERE service = 'openai' AND NOT simulated AND state = %s ORDER BY key",
+                (state,),
+            ).fetchall()
+
+        unsettled = len(rows("reserved"))
+        return rows("charged"), rows("unknown"), unsettled
 
 
 def document_ids(conninfo: str) -> list[uuid.UUID]:
@@ -253,14 +255,19 @@ def test_a_killed_and_a_frozen_worker_lose_nothing_and_the_frozen_one_writes_not
     vectors_per_chunk(conninfo, document_ids(conninfo))
     assert '"leases_lapsed"' in third.output() + frozen.output()  # the sweep re-sent, not a timer
     billed = openai_records(standins)
-    charged, unsettled = openai_ledger(conninfo)
-    # The frozen worker's call and the one that redid its batch were both billed: both are charged.
+    charged, unknown, unsettled = openai_ledger(conninfo)
+    # The frozen worker's call and the one that redid its batch were both billed: both are charged (the
+    # frozen one's reservation was charged `unknown` when the third took the batch over, then settled to
+    # its bill when it woke).
     keys = [k for k, _ in charged]
-    assert key in keys and any(k.startswith(f"{key}#") for k in keys), keys
-    # Every charge is a call the stand-in billed (none twice); a billed call not charged can only be one
-    # the killed worker had in flight (its reservation never settles).
-    assert len(charged) <= billed.requests <= len(charged) + unsettled
+    assert key in keys and any(k.startswith(f"{key}:unknown:") for k in keys), keys
+    # Every settled charge is a call the stand-in billed (none twice). A call the killed worker had in
+    # flight is charged `unknown` at its estimate once another worker took its batch over, so the ledger
+    # never reads less than the bill; nothing is left reserved.
+    assert unsettled == 0
+    assert len(charged) <= billed.requests <= len(charged) + len(unknown)
     assert sum(tokens for _, tokens in charged) <= billed.prompt_tokens
+    assert billed.prompt_tokens <= sum(tokens for _, tokens in charged + unknown)
 
 
 def test_a_stage_longer_than_several_leases_runs_once(
@@ -290,10 +297,10 @@ def test_a_stage_longer_than_several_leases_runs_once(
     with psycopg.connect(conninfo) as conn:
         attempts, total = conn.execute("SELECT attempts, chunks_total FROM jobs").fetchone()
     billed = openai_records(standins)
-    charged, unsettled = openai_ledger(conninfo)
+    charged, unknown, unsettled = openai_ledger(conninfo)
     assert '"leases_lapsed"' not in logs and '"lease_lost"' not in logs
     assert total >= 2 and attempts == 1
-    assert billed.requests == total == len(charged) and unsettled == 0  # each batch called and charged once
+    assert billed.requests == total == len(charged) and unsettled == 0 and unknown == []  # each once
     assert not any("#" in k for k, _ in charged)  # no batch was taken over
 
 

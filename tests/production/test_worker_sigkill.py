@@ -4,14 +4,15 @@ one copy of each chunk, one vector per chunk and each embedding batch charged on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 from production_support import (
-    WorkerGroup,
     assert_completed_once,
-    run_cli,
+    assert_ledger_covers_the_bill,
+    kill_mid_embedding,
     set_modes,
     wait_until,
     worker_group,
@@ -19,7 +20,7 @@ from production_support import (
 )
 
 from ingest.config import Settings
-from mocks.faults import FaultPlan
+from mocks.openai_api import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -32,32 +33,25 @@ def job_of_only_document(conninfo: str) -> tuple[str, str, int | None, str]:
     return str(doc_id), str(job_id), total, status
 
 
-def kill_mid_embedding(env: dict[str, str], standins: object, settings: Settings, tmp_path: Path) -> int:
-    """Start a worker, SIGKILL it while an embedding request of the only document hangs at the OpenAI
-    stand-in; return how many embedding requests the stand-in had received by then."""
-    injector = standins.state.openai.state.injector  # type: ignore[attr-defined]
-    # Every embedding request takes 3 s: a wide window to kill the worker inside one.
-    injector.plan = FaultPlan(latency_ms=3000)
-    doc = write_documents(tmp_path / "docs", 1, seed=11, words=320)[0]
-    assert "queued" in run_cli(env, "add", "--no-wait", str(doc)).stdout
-    first = WorkerGroup(env, tmp_path / "first-worker.log")
-    try:
-        first.wait_ready()
-        wait_until(lambda: injector.stats.served >= 1, timeout=90, what="an embedding request in flight")
-        _, _, total, status = job_of_only_document(settings.database_url or "")
-        assert status == "running" and total is not None and total >= 2, (status, total)
-    finally:
-        first.kill()
-    return injector.stats.served
-
-
 def test_a_worker_killed_mid_embedding_loses_nothing_and_charges_once(
-    standins: object, worker_env, settings: Settings, tmp_path: Path
+    standins: object,
+    worker_env,
+    settings: Settings,
+    tmp_path: Path,
+    openai_records: Callable[[object], Ledger],
 ) -> None:
     set_modes(settings, openai="real")
     env = worker_env(EMBED_BATCH_CHUNKS="1")
-    before_kill = kill_mid_embedding(env, standins, settings, tmp_path)
     conninfo = settings.database_url or ""
+    doc = write_documents(tmp_path / "docs", 1, seed=11, words=320)[0]
+
+    def embedding_under_way() -> None:
+        _, _, total, status = job_of_only_document(conninfo)
+        assert status == "running" and total is not None and total >= 2, (status, total)
+
+    before_kill = kill_mid_embedding(
+        env, standins, doc, tmp_path / "first-worker.log", check=embedding_under_way
+    )
 
     with worker_group(env, tmp_path / "second-worker.log") as second:
         wait_until(
@@ -70,7 +64,10 @@ def test_a_worker_killed_mid_embedding_loses_nothing_and_charges_once(
         log = second.output()
 
     doc_id, job_id, total, _ = job_of_only_document(conninfo)
-    assert_completed_once(conninfo)
+    # The calls the killed worker had in flight were billed: each is charged `unknown` beside the charge
+    # of its redo, so the ledger never reads less than the bill.
+    assert_completed_once(conninfo, stopped_calls=True)
+    assert 1 <= assert_ledger_covers_the_bill(conninfo, openai_records(standins)) <= before_kill
     served = standins.state.openai.state.injector.stats.served  # type: ignore[attr-defined]
     # The call the killed worker was waiting for was made again: the vendor saw more requests than batches.
     assert served > total and before_kill >= 1

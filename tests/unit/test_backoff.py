@@ -25,22 +25,10 @@ from router.backoff import (
 )
 from router.vendor_errors import ErrorClass
 from router.vendor_limits import RateLimitWaitExceeded, VendorRateLimits
+from tests.clocks import FakeClock
 
 URL = "https://api.example.test/v1/embeddings"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def _status(status: int, headers: dict | None = None, code: str | None = None) -> openai.APIStatusError:

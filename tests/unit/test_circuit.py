@@ -23,16 +23,9 @@ from router.circuit import (
 )
 from router.guarded import GuardedEmbedder, outcome_of
 from router.vendor_errors import ErrorClass
+from tests.clocks import FakeClock
 
 POLICY = Policy(failure_threshold=3, cooldown_s=10.0)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # --- the pure state machine -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ingest.errors import VendorError
 from ingest.parsed import Submission
 from router.backoff import Cooldown, LocalCooldownBackend, RetriesExhausted, RetryPolicy
 from router.llamaparse.client import SUBMISSION_TAG, LlamaParseParser, LlamaParseResult
+from tests.clocks import FakeClock
 
 BASE = "https://llamaparse.test"
 KEY = "llx-test-key-0123456789abcdef"
@@ -27,21 +28,6 @@ PDF = b"%PDF-1.7 not really parsed here"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class FakeTime:
-    """The parser's and the cooldown's clock and sleep: every wait is recorded, none is slept."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture(autouse=True)
 def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
@@ -50,8 +36,9 @@ def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
+def fake_time() -> FakeClock:
+    """The parser's and the cooldown's clock and sleep: every wait is recorded, none is slept."""
+    return FakeClock(now=0.0)
 
 
 @pytest.fixture
@@ -60,7 +47,7 @@ def mock() -> Iterator[respx.MockRouter]:
         yield router
 
 
-def make_parser(fake_time: FakeTime, *, waiter: Any = None, **settings: Any) -> LlamaParseParser:
+def make_parser(fake_time: FakeClock, *, waiter: Any = None, **settings: Any) -> LlamaParseParser:
     values: dict[str, Any] = {
         "llama_cloud_api_key": KEY,
         "llama_cloud_base_url": BASE,
@@ -72,13 +59,13 @@ def make_parser(fake_time: FakeTime, *, waiter: Any = None, **settings: Any) -> 
         Settings(_env_file=None, **values),
         waiter=waiter,
         policy=RetryPolicy(max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.002, timeout_s=2.0),
-        cooldown=Cooldown(LocalCooldownBackend(clock=fake_time.clock)),
+        cooldown=Cooldown(LocalCooldownBackend(clock=fake_time)),
         poll_interval_s=1.0,
         max_poll_interval_s=8.0,
         webhook_fallback_s=30.0,
         job_deadline_s=60.0,
         sleep=fake_time.sleep,
-        clock=fake_time.clock,
+        clock=fake_time,
     )
 
 
@@ -130,7 +117,7 @@ PAGES = [
 ]
 
 
-def test_happy_path_pins_every_request(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_happy_path_pins_every_request(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     upload = mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-1"))
     reads = mock.get(path__regex=r"^/api/v2/parse/job-1$").mock(
@@ -167,7 +154,7 @@ def test_happy_path_pins_every_request(fake_time: FakeTime, mock: respx.MockRout
 
 
 def test_public_url_asks_for_signed_webhooks_and_waits_on_them(
-    fake_time: FakeTime, mock: respx.MockRouter
+    fake_time: FakeClock, mock: respx.MockRouter
 ) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-1"))
@@ -196,7 +183,7 @@ def test_public_url_asks_for_signed_webhooks_and_waits_on_them(
     assert woken == ["job-1"]
 
 
-def test_no_webhooks_without_a_secret_to_verify_them(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_no_webhooks_without_a_secret_to_verify_them(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-1"))
     mock.get(path__regex=r"^/api/v2/parse/job-1$").mock(
@@ -208,7 +195,7 @@ def test_no_webhooks_without_a_secret_to_verify_them(fake_time: FakeTime, mock: 
     assert "webhook_configurations" not in json.loads(create.calls.last.request.content)
 
 
-def test_429_waits_retry_after_in_the_shared_cooldown(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_429_waits_retry_after_in_the_shared_cooldown(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     limited = httpx.Response(429, headers={"retry-after": "7"}, json={"detail": "Too many requests"})
     upload = mock.post(FILES).mock(side_effect=[limited, uploaded()])
     mock.post(PARSE).mock(side_effect=creates("job-1"))
@@ -219,11 +206,11 @@ def test_429_waits_retry_after_in_the_shared_cooldown(fake_time: FakeTime, mock:
     parsed = make_parser(fake_time).parse(PDF, filename="doc.pdf", media_type="application/pdf")
 
     assert upload.call_count == 2 and parsed.usage.vendor_job_id == "job-1"
-    assert fake_time.sleeps[0] == 7  # the wait the service asked for, before anything else
+    assert fake_time.slept[0] == 7  # the wait the service asked for, before anything else
 
 
 def test_500_then_success_looks_for_a_lost_job_before_creating_again(
-    fake_time: FakeTime, mock: respx.MockRouter
+    fake_time: FakeClock, mock: respx.MockRouter
 ) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(
@@ -247,7 +234,7 @@ def test_500_then_success_looks_for_a_lost_job_before_creating_again(
 
 
 def test_a_job_whose_create_answer_was_lost_is_adopted_not_created_twice(
-    fake_time: FakeTime, mock: respx.MockRouter
+    fake_time: FakeClock, mock: respx.MockRouter
 ) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     tags: list[str] = []
@@ -274,19 +261,19 @@ def test_a_job_whose_create_answer_was_lost_is_adopted_not_created_twice(
 
 @pytest.mark.parametrize(("status", "words"), [(401, "API key was refused"), (402, "out of quota")])
 def test_auth_and_quota_failures_stop_at_once_without_the_key(
-    fake_time: FakeTime, mock: respx.MockRouter, status: int, words: str
+    fake_time: FakeClock, mock: respx.MockRouter, status: int, words: str
 ) -> None:
     upload = mock.post(FILES).mock(return_value=httpx.Response(status, json={"detail": f"Invalid key {KEY}"}))
 
     with pytest.raises(VendorError) as caught:
         make_parser(fake_time).parse(PDF, filename="doc.pdf", media_type="application/pdf")
 
-    assert upload.call_count == 1 and not fake_time.sleeps
+    assert upload.call_count == 1 and not fake_time.slept
     assert words in str(caught.value) and KEY not in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
-def test_failed_job_is_confirmed_then_resubmitted_once(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_failed_job_is_confirmed_then_resubmitted_once(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     upload = mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-1", "job-2"))
     api = jobs_api(
@@ -305,7 +292,7 @@ def test_failed_job_is_confirmed_then_resubmitted_once(fake_time: FakeTime, mock
     assert parsed.document.warnings[0] == "LlamaParse job job-1 ended FAILED (boom); resubmitted once"
 
 
-def test_a_second_failure_is_never_resubmitted(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_a_second_failure_is_never_resubmitted(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-1", "job-2", "job-3"))
     api = jobs_api({"job-1": ["FAILED"], "job-2": ["FAILED"]}, {})
@@ -318,7 +305,7 @@ def test_a_second_failure_is_never_resubmitted(fake_time: FakeTime, mock: respx.
 
 
 def test_overdue_job_is_cancelled_confirmed_and_resubmitted(
-    fake_time: FakeTime, mock: respx.MockRouter
+    fake_time: FakeClock, mock: respx.MockRouter
 ) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-1", "job-2"))
@@ -339,7 +326,7 @@ def test_overdue_job_is_cancelled_confirmed_and_resubmitted(
 
 
 def test_overdue_job_that_will_not_cancel_is_not_resubmitted(
-    fake_time: FakeTime, mock: respx.MockRouter
+    fake_time: FakeClock, mock: respx.MockRouter
 ) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-1", "job-2"))
@@ -352,7 +339,7 @@ def test_overdue_job_that_will_not_cancel_is_not_resubmitted(
     assert create.call_count == 1
 
 
-def test_garbled_status_answer_is_retried(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_garbled_status_answer_is_retried(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     mock.post(PARSE).mock(side_effect=creates("job-1"))
     api = jobs_api({"job-1": ["COMPLETED"]}, {"job-1": result("job-1", PAGES)})
@@ -369,7 +356,7 @@ def test_garbled_status_answer_is_retried(fake_time: FakeTime, mock: respx.MockR
     assert parsed.usage.vendor_job_id == "job-1" and reads.call_count == 3
 
 
-def test_fast_tier_reads_plain_text_pages(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_fast_tier_reads_plain_text_pages(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     mock.post(PARSE).mock(side_effect=creates("job-1"))
     text = {
@@ -392,7 +379,7 @@ def test_fast_tier_reads_plain_text_pages(fake_time: FakeTime, mock: respx.MockR
     assert parsed.usage.credits == 2  # fractional credits round up: never under-count a charge
 
 
-def test_every_request_has_a_timeout(fake_time: FakeTime) -> None:
+def test_every_request_has_a_timeout(fake_time: FakeClock) -> None:
     parser = make_parser(fake_time)
     assert parser._client.timeout.read == 2.0 and parser._client.max_retries == 0
 
@@ -400,7 +387,7 @@ def test_every_request_has_a_timeout(fake_time: FakeTime) -> None:
 # --- resuming the job an earlier delivery of the stage made -----------------------------------------
 
 
-def test_each_job_is_told_as_soon_as_it_is_made(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_each_job_is_told_as_soon_as_it_is_made(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     mock.post(FILES).mock(return_value=uploaded())
     mock.post(PARSE).mock(side_effect=creates("job-1", "job-2"))
     api = jobs_api({"job-1": ["FAILED"], "job-2": ["COMPLETED"]}, {"job-2": result("job-2", PAGES)})
@@ -414,7 +401,9 @@ def test_each_job_is_told_as_soon_as_it_is_made(fake_time: FakeTime, mock: respx
     assert told == [Submission("job-1", "file-1", 1), Submission("job-2", "file-1", 2)]
 
 
-def test_a_recorded_completed_job_is_read_not_made_again(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_a_recorded_completed_job_is_read_not_made_again(
+    fake_time: FakeClock, mock: respx.MockRouter
+) -> None:
     upload = mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-2"))
     reads = mock.get(path__regex=r"^/api/v2/parse/job-1$").mock(
@@ -433,10 +422,10 @@ def test_a_recorded_completed_job_is_read_not_made_again(fake_time: FakeTime, mo
     assert upload.call_count == 0 and create.call_count == 0 and told == []
     assert [call.request.url.params.get_list("expand") for call in reads.calls] == [[], ["markdown", "usage"]]
     assert (parsed.usage.vendor_job_id, parsed.usage.credits) == ("job-1", 20)
-    assert parsed.attempted_job_ids == ["job-1"] and not fake_time.sleeps  # nothing to wait for
+    assert parsed.attempted_job_ids == ["job-1"] and not fake_time.slept  # nothing to wait for
 
 
-def test_a_recorded_pending_job_is_waited_for(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_a_recorded_pending_job_is_waited_for(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     upload = mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-2"))
     mock.get(path__regex=r"^/api/v2/parse/job-1$").mock(
@@ -450,11 +439,11 @@ def test_a_recorded_pending_job_is_waited_for(fake_time: FakeTime, mock: respx.M
     )
 
     assert upload.call_count == 0 and create.call_count == 0
-    assert parsed.usage.vendor_job_id == "job-1" and fake_time.sleeps  # polled until it completed
+    assert parsed.usage.vendor_job_id == "job-1" and fake_time.slept  # polled until it completed
 
 
 def test_a_recorded_failed_job_is_resubmitted_from_its_uploaded_file(
-    fake_time: FakeTime, mock: respx.MockRouter
+    fake_time: FakeClock, mock: respx.MockRouter
 ) -> None:
     upload = mock.post(FILES).mock(return_value=uploaded())
     create = mock.post(PARSE).mock(side_effect=creates("job-2"))
@@ -477,7 +466,7 @@ def test_a_recorded_failed_job_is_resubmitted_from_its_uploaded_file(
 
 
 def test_a_recorded_second_failure_fails_the_document_without_a_third_job(
-    fake_time: FakeTime, mock: respx.MockRouter
+    fake_time: FakeClock, mock: respx.MockRouter
 ) -> None:
     create = mock.post(PARSE).mock(side_effect=creates("job-3"))
     mock.get(path__regex=r"^/api/v2/parse/job-2$").mock(side_effect=jobs_api({"job-2": ["FAILED"]}, {}))
@@ -490,7 +479,7 @@ def test_a_recorded_second_failure_fails_the_document_without_a_third_job(
     assert create.call_count == 0
 
 
-def test_a_job_and_file_the_api_forgot_are_made_again(fake_time: FakeTime, mock: respx.MockRouter) -> None:
+def test_a_job_and_file_the_api_forgot_are_made_again(fake_time: FakeClock, mock: respx.MockRouter) -> None:
     upload = mock.post(FILES).mock(return_value=httpx.Response(200, json={"id": "file-2", "name": "doc.pdf"}))
     gone = httpx.Response(404, json={"detail": "File not found"})
     create = mock.post(PARSE).mock(side_effect=[gone, httpx.Response(200, json=job("job-2", "PENDING"))])

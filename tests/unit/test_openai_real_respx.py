@@ -24,23 +24,11 @@ from ingest.tokens import count_tokens
 from router.backoff import Cooldown, LocalCooldownBackend, RetriesExhausted, RetryPolicy
 from router.openai_real import OpenAIEmbedder
 from router.vendor_limits import VendorRateLimits
+from tests.clocks import FakeClock
 
 BASE = "https://api.openai.test/v1"
 KEY = "sk-test-SECRETSECRETSECRET-0042"
 DIMS = 4
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def respx_http_client(router: respx.Router) -> httpx2.Client:
@@ -99,7 +87,7 @@ def router() -> respx.Router:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(now=0.0)
 
 
 @pytest.fixture

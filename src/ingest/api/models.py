@@ -172,7 +172,9 @@ class JobOut(_Out):
     )
     progress: float = Field(ge=0, le=1)
     attempts: int
-    error: str | None
+    error: str | None = Field(
+        description="Why it failed, or why it waits: deferred, or (stage `batch`) why its batch is not sent."
+    )
     cost_usd: Usd = Field(description="Real money charged for this job so far, in US dollars.")
     simulated_cost_usd: Usd = Field(description="What its mock calls would have cost with the real services.")
     deferred_until: datetime | None

@@ -78,10 +78,11 @@ def _batch_row(waiting: embedding_batches.Waiting | None) -> dict[str, object] |
     return {"batch_id": waiting.vendor_batch_id, "deadline": deadline}
 
 
-def _waiting_line(batch: dict[str, object]) -> str:
-    """'waiting for batch batch_abc (deadline 2026-12-07 05:14 UTC)', or that its inputs are gathering."""
+def _waiting_line(batch: dict[str, object], why: object = None) -> str:
+    """'waiting for batch batch_abc (deadline 2026-12-07 05:14 UTC)', or that its inputs are gathering, or
+    why they are not sent (`why`: the budget refused their share)."""
     if batch["batch_id"] is None:
-        return "waiting for batch: its inputs gather for the next one"
+        return f"waiting for batch: {why or 'its inputs gather for the next one'}"
     deadline = f" (deadline {str(batch['deadline'])[:16].replace('T', ' ')} UTC)" if batch["deadline"] else ""
     return f"waiting for batch {batch['batch_id']}{deadline}"
 
@@ -181,7 +182,8 @@ def status(
         for line in _held_by(row["leases"]):  # type: ignore[arg-type]
             out.print(f"{short_id(job.id)} held by {line}", markup=False)
         if row["batch"] is not None:
-            out.print(f"{short_id(job.id)} {_waiting_line(row['batch'])}", markup=False)  # type: ignore[arg-type]
+            wait_line = _waiting_line(row["batch"], row["error"])  # type: ignore[arg-type]
+            out.print(f"{short_id(job.id)} {wait_line}", markup=False)
     if failed:
         out.print(f"{len(rows)} failed jobs; run one again with `ingest retry JOB_ID`", markup=False)
     out.print(f"chunks waiting for upgrade to the real embedder: {waiting}")

@@ -10,7 +10,9 @@ from decimal import Decimal
 from costs import ledger
 from costs.prices import UnknownPrice
 from ingest.errors import Conflict, IngestError
+from ingest.store import reembed_batches as batch_inputs
 from ingest.store import reembeds, spaces, vectors
+from ingest.store.embedding_batches import FALLBACKS, Waiting
 from ingest.store.reembeds import Run
 from ingest.store.vectors import Space
 from router.decide import Mode
@@ -40,6 +42,7 @@ class Progress:
     done: int  # chunks of the source with their vector in the target
     total: int  # chunks in the source now (documents added meanwhile count)
     charged_usd: Decimal  # what the run's calls were charged so far
+    batch: Waiting | None  # the Batch API batch a --when-cheapest run waits for (vendor id, deadline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +101,11 @@ def _plan(rt: Runtime, source: Space, target: Space, *, rollback: bool) -> Plan:
     return Plan(source, target, reembed.quote(rt, owed, chunks, target), rollback)
 
 
-def start(rt: Runtime, planned: Plan) -> Run:
-    """Record the run and send its first message; the workers do the rest."""
+def start(rt: Runtime, planned: Plan, *, when_cheapest: bool = False, batch_fallback: str = "batch") -> Run:
+    """Record the run and send its first message; the workers do the rest. `when_cheapest`: through the
+    Batch API (quoted at its price); `batch_fallback`: where inputs a batch did not embed go."""
+    if batch_fallback not in FALLBACKS:
+        raise IngestError(f"batch fallback must be one of {', '.join(FALLBACKS)}")
     with rt.pool.connection() as conn, conn.transaction():
         active = spaces.lock(conn)
         if active.space_id != planned.source.id:
@@ -111,8 +117,10 @@ def start(rt: Runtime, planned: Plan) -> Run:
             planned.source,
             planned.target,
             chunks_total=reembeds.in_space(conn, planned.source),
-            quoted_usd=planned.quote.usd,
+            quoted_usd=planned.quote.batch_usd if when_cheapest else planned.quote.usd,
             rollback=planned.rollback,
+            embed_route="batch" if when_cheapest else "sync",
+            batch_fallback=batch_fallback,
         )
     reembed.send(run.id, run.step)
     return run
@@ -133,7 +141,8 @@ def progress(rt: Runtime, run_id: int | None = None) -> Progress | None:
         else:
             total = done = run.chunks_total if run.status != "switched" else reembeds.in_space(conn, target)
         charged = ledger.charged_under(conn, f"reembed:{run.id}:")
-    return Progress(run, source, target, done, total, charged)
+        batch = batch_inputs.waiting(conn, run.id) if run.status == "building" else None
+    return Progress(run, source, target, done, total, charged, batch)
 
 
 def current(rt: Runtime) -> Spaces:
@@ -161,6 +170,8 @@ def cancel(rt: Runtime) -> Run:
         if run is None:
             raise Conflict("no re-embed is under way")
         reembeds.finish(conn, run.id, "cancelled")
+        # Inputs not sent yet stay home; a batch already out is collected and charged as it ends.
+        batch_inputs.drop_unsent(conn, run.id)
     return run
 
 

@@ -30,7 +30,8 @@ class Item:
     """One chunk's input on the batch route."""
 
     chunk_id: int
-    job_id: UUID
+    job_id: UUID | None  # the job's input, or (None) the reembed run's
+    run_id: int | None
     document_id: UUID
     text: str
     tokens: int
@@ -64,8 +65,9 @@ _BATCH = (
     "id, client, model, dimensions, status, vendor_status, input_file_id, vendor_batch_id, requests,"
     " expires_at, updated_at"
 )
-_ITEM = (
-    "SELECT i.chunk_id, i.job_id, c.document_id, c.text, i.tokens, i.attempts FROM embedding_batch_items i"
+ITEM_SELECT = (
+    "SELECT i.chunk_id, i.job_id, i.run_id, c.document_id, c.text, i.tokens, i.attempts"
+    " FROM embedding_batch_items i"
     " JOIN chunks c ON c.id = i.chunk_id"
 )
 
@@ -106,7 +108,7 @@ def pending(conn: psycopg.Connection) -> list[Item]:
     return (
         conn.cursor(row_factory=class_row(Item))
         .execute(
-            f"{_ITEM} JOIN jobs j ON j.id = i.job_id WHERE i.batch_id IS NULL AND j.status = 'running'"
+            f"{ITEM_SELECT} JOIN jobs j ON j.id = i.job_id WHERE i.batch_id IS NULL AND j.status = 'running'"
             " ORDER BY i.queued_at, i.job_id, c.ordinal"
         )
         .fetchall()
@@ -114,10 +116,12 @@ def pending(conn: psycopg.Connection) -> list[Item]:
 
 
 def oldest_pending_s(conn: psycopg.Connection) -> float | None:
-    """Seconds the oldest waiting input has waited (None when none waits)."""
+    """Seconds the oldest waiting input of a job has waited (None when none waits; a reembed run's go at
+    once)."""
     value = scalar(
         conn.execute(
-            "SELECT extract(epoch FROM now() - min(queued_at)) FROM embedding_batch_items WHERE batch_id IS NULL"
+            "SELECT extract(epoch FROM now() - min(queued_at)) FROM embedding_batch_items"
+            " WHERE batch_id IS NULL AND job_id IS NOT NULL"
         )
     )
     return None if value is None else float(value)
@@ -177,7 +181,7 @@ def get(conn: psycopg.Connection, batch_id: UUID) -> Batch | None:
 def items_of(conn: psycopg.Connection, batch_id: UUID) -> list[Item]:
     return (
         conn.cursor(row_factory=class_row(Item))
-        .execute(f"{_ITEM} WHERE i.batch_id = %s ORDER BY i.job_id, c.ordinal", (batch_id,))
+        .execute(f"{ITEM_SELECT} WHERE i.batch_id = %s ORDER BY i.job_id, i.run_id, c.ordinal", (batch_id,))
         .fetchall()
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -384,3 +384,14 @@ def owed_a_message(conn: psycopg.Connection, job_ids: Sequence[UUID]) -> list[UU
         (list(job_ids),),
     ).fetchall()
     return [job_id for (job_id,) in rows]
+
+
+def note_batch_wait(conn: psycopg.Connection, job_ids: Collection[UUID], reason: str | None) -> None:
+    """Say why jobs waiting for a batch (stage `batch`) wait: the budget refused their share, say; None
+    clears it once their batch is out. It is the job's `error` while it runs, as a deferred job's reason is."""
+    if job_ids:
+        conn.execute(
+            "UPDATE jobs SET error = %s WHERE id = ANY(%s) AND status = 'running' AND stage = 'batch'"
+            " AND error IS DISTINCT FROM %s",
+            (reason, list(job_ids), reason),
+        )

@@ -20,7 +20,7 @@ from ingest.store.vectors import Space
 
 _COLUMNS = (
     "id, source_space_id, target_space_id, rollback, status, chunks_total, quoted_usd, step,"
-    " waiting_reason, created_at, switched_at, cursor"
+    " waiting_reason, created_at, switched_at, cursor, embed_route, batch_fallback"
 )
 
 
@@ -30,7 +30,7 @@ class Run:
     source_space_id: int
     target_space_id: int
     rollback: bool
-    status: str  # building | switched | cancelled | superseded
+    status: str  # building | switched | cancelled | superseded | failed
     chunks_total: int
     quoted_usd: Decimal
     step: int
@@ -38,6 +38,8 @@ class Run:
     created_at: datetime
     switched_at: datetime | None
     cursor: int  # the last chunk id a batch took
+    embed_route: str  # 'sync' | 'batch' (the Batch API: --when-cheapest)
+    batch_fallback: str  # 'batch' | 'sync': where inputs a batch did not embed go
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +92,12 @@ def next_batch(
     conn: psycopg.Connection, source: Space, target: Space, limit: int, *, after: int = 0
 ) -> tuple[UUID, list[Pending]] | None:
     """Up to `limit` chunks still owed of the first document with one past chunk id `after` (one
-    document a batch: its cost is the document's)."""
+    document a batch: its cost is the document's). Chunks in a Batch API batch still out are left to it."""
+    unbatched = sql.SQL(" AND NOT EXISTS (SELECT 1 FROM embedding_batch_items i WHERE i.chunk_id = c.id)")
     first = conn.execute(
         sql.SQL("SELECT c.document_id ")
         + _missing(source, target)
+        + unbatched
         + sql.SQL(" AND c.id > %s ORDER BY c.id LIMIT 1"),
         (after,),
     ).fetchone()
@@ -102,6 +106,7 @@ def next_batch(
     rows = conn.execute(
         sql.SQL("SELECT c.id, c.text, c.token_count, c.text_hash ")
         + _missing(source, target)
+        + unbatched
         + sql.SQL(" AND c.document_id = %s ORDER BY c.id LIMIT %s"),
         (first[0], limit),
     ).fetchall()
@@ -116,11 +121,13 @@ def create(
     chunks_total: int,
     quoted_usd: Decimal,
     rollback: bool,
+    embed_route: str = "sync",
+    batch_fallback: str = "batch",
 ) -> Run:
     row = conn.execute(
-        f"INSERT INTO reembeds (source_space_id, target_space_id, chunks_total, quoted_usd, rollback)"
-        f" VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-        (source.id, target.id, chunks_total, quoted_usd, rollback),
+        "INSERT INTO reembeds (source_space_id, target_space_id, chunks_total, quoted_usd, rollback,"
+        f" embed_route, batch_fallback) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+        (source.id, target.id, chunks_total, quoted_usd, rollback, embed_route, batch_fallback),
     ).fetchone()
     assert row is not None
     return Run(*row)
@@ -149,15 +156,18 @@ def advance(
     waiting: str | None = None,
     cursor: int | None = None,
     delay_s: int = 0,
+    keep_waiting: bool = False,
 ) -> int | None:
     """Move the run from `step` to the next (its message is the next one sent, after `delay_s`), and its
     cursor when given; None when `step` is stale (another message took over) or the run is no longer
-    building. A delayed step counts as touched until it is due: the sweeper leaves it alone till then."""
+    building. A delayed step counts as touched until it is due: the sweeper leaves it alone till then.
+    `keep_waiting`: a reason already recorded (by the batch tender: the budget) stays, else `waiting`."""
     row = conn.execute(
         "UPDATE reembeds SET step = step + 1, touched_at = now() + make_interval(secs => %s),"
-        " waiting_reason = %s, cursor = coalesce(%s, cursor)"
+        " waiting_reason = CASE WHEN %s THEN coalesce(waiting_reason, %s) ELSE %s END,"
+        " cursor = coalesce(%s, cursor)"
         " WHERE id = %s AND step = %s AND status = 'building' RETURNING step",
-        (delay_s, waiting, cursor, run_id, step),
+        (delay_s, keep_waiting, waiting, waiting, cursor, run_id, step),
     ).fetchone()
     return None if row is None else row[0]
 
@@ -175,7 +185,31 @@ def stalled(conn: psycopg.Connection, idle_s: float) -> list[tuple[int, int]]:
 
 def finish(conn: psycopg.Connection, run_id: int, status: str) -> None:
     conn.execute(
-        "UPDATE reembeds SET status = %s, touched_at = now(),"
+        "UPDATE reembeds SET status = %s, touched_at = now(), waiting_reason = NULL,"
         " switched_at = CASE WHEN %s = 'switched' THEN now() END WHERE id = %s",
         (status, status, run_id),
+    )
+
+
+def note_waiting(conn: psycopg.Connection, run_id: int, reason: str | None) -> None:
+    """Why a building run waits, said by another than its step (the batch tender); its step unchanged."""
+    conn.execute(
+        "UPDATE reembeds SET waiting_reason = %s WHERE id = %s AND status = 'building'", (reason, run_id)
+    )
+
+
+def go_sync(conn: psycopg.Connection, run_id: int) -> None:
+    """The run leaves the batch route: its steps embed what is left through the endpoint."""
+    conn.execute("UPDATE reembeds SET embed_route = 'sync' WHERE id = %s", (run_id,))
+
+
+def fail(conn: psycopg.Connection, run_id: int, reason: str) -> bool:
+    """End a building run `failed`, saying why; False when it was not building."""
+    return (
+        conn.execute(
+            "UPDATE reembeds SET status = 'failed', waiting_reason = %s, touched_at = now()"
+            " WHERE id = %s AND status = 'building'",
+            (reason, run_id),
+        ).rowcount
+        == 1
     )

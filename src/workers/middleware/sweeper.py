@@ -23,7 +23,8 @@ A job waiting for a batch (stage `batch`) is owed nothing by a message: the swee
 
 The same sweep re-sends an `ingest reembed` run that stopped moving for `requeue_idle_s`
 (workers.reembed), admits held jobs that a crashed top-up left behind, and forgets message delivery counts
-older than a day.
+older than a day, and charges `unknown` the reservations stopped workers left unsettled once their jobs
+are final (costs.ledger.charge_abandoned: their calls may have been billed).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def requeue_unfinished(rt: Runtime, broker: dramatiq.Broker, *, idle_s: int) -> 
         JOBS_RESENT.labels(reason="message_lost").inc(len(lost))
         log.warning("jobs_requeued", count=len(lost), idle_s=idle_s)
     admit_everyone(rt)
+    rt.router.meter.charge_abandoned()
     if tend:  # the batch route's inputs and batches are followed here, not by a waiting thread
         broker.get_actor(messages.TEND_BATCHES).send()
     return len(lapsed) + len(lost) + reembed.resend_stalled(rt, idle_s=idle_s)

@@ -3,7 +3,8 @@ free the previous space; the workers do the work (workers/reembed.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 import structlog
 from fastapi import APIRouter, Depends
@@ -31,6 +32,16 @@ class ReembedIn(BaseModel):
         default=None, ge=1, le=service.MAX_DIMENSIONS, description="Default: the configured dimensions."
     )
     estimate: bool = Field(default=False, description="Only quote: start nothing.")
+    when_cheapest: bool = Field(
+        default=False,
+        description="Embed through OpenAI's Batch API: half the price, done within 24 hours (searches keep"
+        " the active space meanwhile).",
+    )
+    batch_fallback: Literal["batch", "sync"] = Field(
+        default="batch",
+        description="What `when_cheapest` does with inputs a batch did not embed (expired, failed lines):"
+        " send them in a later batch, or embed them synchronously at the full price.",
+    )
 
 
 class QuoteOut(BaseModel):
@@ -43,6 +54,7 @@ class QuoteOut(BaseModel):
     cached_texts: int = Field(description="Texts the target's embedding cache already holds: not paid for.")
     tokens: int = Field(description="Tokens to pay for.")
     usd: Usd = Field(description="What those tokens cost at the target model's price.")
+    batch_usd: Usd = Field(description="What they cost through the Batch API (`when_cheapest`).")
 
 
 class RunOut(BaseModel):
@@ -52,12 +64,17 @@ class RunOut(BaseModel):
     source: str
     target: str
     rollback: bool = Field(description="A run back to the previous space.")
-    status: str = Field(description="`building`, `switched`, `cancelled` or `superseded`.")
+    status: str = Field(description="`building`, `switched`, `cancelled`, `superseded` or `failed`.")
+    route: str = Field(description="`sync` (the embeddings endpoint) or `batch` (the Batch API).")
     done: int = Field(description="Chunks of the source with their vector in the target.")
     total: int = Field(description="Chunks of the source (documents added meanwhile count).")
     charged_usd: Usd = Field(description="What the run's calls were charged so far.")
     quoted_usd: Usd
-    waiting: str | None = Field(description="Why the run waits (budget, service), if it does.")
+    waiting: str | None = Field(description="Why the run waits (budget, service, batch), or why it failed.")
+    batch_id: str | None = Field(default=None, description="The Batch API batch a `batch` run waits for.")
+    batch_deadline: datetime | None = Field(
+        default=None, description="When that batch expires at the latest."
+    )
 
 
 class ReembedOut(BaseModel):
@@ -89,6 +106,7 @@ def _quote(planned: service.Plan) -> QuoteOut:
         cached_texts=q.cached_texts,
         tokens=q.tokens,
         usd=fmt_usd(q.usd),
+        batch_usd=fmt_usd(q.batch_usd),
     )
 
 
@@ -106,15 +124,25 @@ def _run(rt: Runtime, run_id: int | None = None) -> RunOut | None:
         total=now.total,
         charged_usd=fmt_usd(now.charged_usd),
         quoted_usd=fmt_usd(now.run.quoted_usd),
+        route=now.run.embed_route,
         waiting=now.run.waiting_reason,
+        batch_id=now.batch.vendor_batch_id if now.batch else None,
+        batch_deadline=now.batch.expires_at if now.batch else None,
     )
 
 
-def _started(rt: Runtime, planned: service.Plan, *, estimate: bool) -> ReembedOut:
+def _started(
+    rt: Runtime,
+    planned: service.Plan,
+    *,
+    estimate: bool,
+    when_cheapest: bool = False,
+    fallback: str = "batch",
+) -> ReembedOut:
     if estimate:
         return ReembedOut(quote=_quote(planned), run=None)
-    run = service.start(rt, planned)
-    log.info("reembed_started", run=run.id, rollback=planned.rollback)
+    run = service.start(rt, planned, when_cheapest=when_cheapest, batch_fallback=fallback)
+    log.info("reembed_started", run=run.id, rollback=planned.rollback, route=run.embed_route)
     return ReembedOut(quote=_quote(planned), run=_run(rt, run.id))
 
 
@@ -137,7 +165,13 @@ def get_spaces(user: AdminUser, rt: RuntimeDep) -> SpacesOut:
     responses=error_responses(400, 401, 403, 409),
 )
 def start_reembed(body: ReembedIn, user: AdminUser, rt: RuntimeDep) -> ReembedOut:
-    return _started(rt, service.plan(rt, body.model, body.dimensions), estimate=body.estimate)
+    return _started(
+        rt,
+        service.plan(rt, body.model, body.dimensions),
+        estimate=body.estimate,
+        when_cheapest=body.when_cheapest,
+        fallback=body.batch_fallback,
+    )
 
 
 @router.post(
