@@ -108,8 +108,10 @@ class Lease:
 
     @property
     def token(self) -> str:
-        """Marks what this holder reserved in the cost ledger."""
-        return str(self.generation)
+        """Marks what this holder reserved in the cost ledger: unit and generation, since a batch embeds a
+        document's chunks under its parse lease and a redo may embed the same chunks under an embed lease
+        (each unit's generations count from 1)."""
+        return f"{self.unit}#{self.generation}"
 
 
 class HeldLeases:

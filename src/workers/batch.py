@@ -5,8 +5,9 @@ Every document keeps its own job, parse lease and verdict in PostgreSQL, as when
 claims every job, one stores every document's chunks: workers.batch_parse), the embedding call (the texts
 of all its documents; the client splits them only at the API's per-request limits) and the transaction
 that stores their vectors, charges them and completes their jobs (workers.batch_embed). So:
-- a redelivered batch redoes only what is not committed: a document already chunked is not parsed again,
-  and only chunks without a vector are embedded;
+- a redelivered batch redoes only what is not committed: a document already chunked is not parsed again
+  and goes on as its own message (the per-document path, whose embed leases keep the sweep's re-send of
+  the same document from calling the vendor a second time); only chunks without a vector are embedded;
 - a permanent error fails its document alone, with its reason; any other error sends that document its
   own `parse_document` (the per-document path and its retries), which resumes where it stopped;
 - a real call reserves each document's share, in order: when the budget refuses one, it and the rest are
@@ -91,6 +92,11 @@ def _parsed_all(rt: Runtime, job_ids: Sequence[UUID], held: dict[UUID, Lease]) -
         return []
     for job_id, error in out.failed.items():
         _alone(rt, held, job_id, error)
+    # Chunked by an earlier delivery of this batch, whose worker stopped: the sweep may have re-sent the
+    # document alone already, and its embed messages take leases of their own. Embedding it here too
+    # would call the vendor twice for the same chunks; it goes the way they do.
+    for job_id in out.chunked:
+        _hand_off(rt, held, job_id, None)
     routed = batch_route.wanted_among(rt, out.parsed)
     for job_id in routed:  # its embeddings go to the Batch API: its own embed messages do
         _hand_off(rt, held, job_id, None)

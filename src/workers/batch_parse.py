@@ -37,9 +37,11 @@ log = structlog.get_logger(__name__)
 
 @dataclass(slots=True)
 class Outcome:
-    """What the batch's parse left: the jobs with chunks to embed, and each document's failure."""
+    """What the batch's parse left: the jobs with chunks to embed, those chunked by an earlier delivery,
+    and each document's failure."""
 
     parsed: list[UUID] = field(default_factory=list)
+    chunked: list[UUID] = field(default_factory=list)
     failed: dict[UUID, Exception] = field(default_factory=dict)
 
 
@@ -62,8 +64,7 @@ def mock_parser(rt: Runtime) -> Parser | None:
 def parse_batch(rt: Runtime, parser: Parser, held: dict[UUID, Lease]) -> Outcome:
     """Claim, parse and chunk the jobs of `held` (each under its lease); see the module's docstring."""
     out = Outcome()
-    docs, chunked = _claim(rt, held)
-    out.parsed += chunked  # chunked by an earlier delivery: only their embedding is left
+    docs, out.chunked = _claim(rt, held)
     meter: Meter = rt.router.meter
     for doc in docs:
         try:

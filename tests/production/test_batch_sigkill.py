@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from production_support import (
     assert_completed_once,
@@ -62,7 +63,11 @@ def test_a_batch_redelivered_after_its_worker_is_killed_stores_and_charges_once(
     # The killed call reached the stand-in, which billed it: each document's share of it is charged
     # `unknown` (the ledger never reads less than the bill), and every chunk's tokens are charged once.
     assert_completed_once(conninfo, stopped_calls=True)
-    assert assert_ledger_covers_the_bill(conninfo, openai_records(standins)) == DOCUMENTS
+    with psycopg.connect(conninfo) as conn:
+        ledger = conn.execute(
+            "SELECT key, state, holder, usage->>'tokens' FROM cost_entries WHERE service = 'openai' ORDER BY id"
+        ).fetchall()
+    assert assert_ledger_covers_the_bill(conninfo, openai_records(standins)) == DOCUMENTS, ledger
     # Parsed once per document (assert_completed_once: one parse charge each) although claimed again: by
     # the batch message the broker gave back, and possibly by the new worker's first sweep, which re-sends
     # each lapsed document alone; whichever holds a document's lease does its work, the other nothing.

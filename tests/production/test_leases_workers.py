@@ -151,7 +151,7 @@ def call_in_flight(conninfo: str, group: WorkerGroup) -> tuple[int, str] | None:
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(
             "SELECT c.id, c.key, l.owner FROM cost_entries c JOIN job_leases l ON l.job_id = c.job_id"
-            " AND c.holder = l.generation::text AND c.key = c.document_id::text || ':' || l.unit"
+            " AND c.holder = l.unit || '#' || l.generation AND c.key = c.document_id::text || ':' || l.unit"
             " WHERE c.state = 'reserved' AND NOT c.simulated AND c.service = 'openai' AND l.owner IS NOT NULL"
         ).fetchall()
     return next(((entry, key) for entry, key, owner in rows if _in_group(owner, group)), None)
