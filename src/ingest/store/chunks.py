@@ -46,34 +46,12 @@ class ChunkView:
 def replace(conn: psycopg.Connection, document_id: UUID, chunks: Sequence[Chunk]) -> None:
     """Make `chunks` the document's only chunks (a re-run replaces, never duplicates). PostgreSQL derives
     their keyword index from the text, read in the document's language (ingest/language.py)."""
-    config = language.detect("\n".join(chunk.text for chunk in chunks[:8]))
-    (config_oid,) = conn.execute("SELECT %s::regconfig::oid", (config,)).fetchall()[0]
-    conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
-    with conn.cursor().copy(
-        "COPY chunks (document_id, ordinal, text, token_count, text_hash, metadata, start_key, search_config,"
-        " search_text) FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        # A regconfig travels as its oid.
-        copy.set_types(["uuid", "int4", "text", "int4", "bytea", "jsonb", "bytea", "oid", "text"])
-        for chunk in chunks:
-            copy.write_row(
-                (
-                    document_id,
-                    chunk.ordinal,
-                    chunk.text,
-                    chunk.token_count,
-                    text_hash(chunk.text),
-                    Jsonb(chunk.metadata),
-                    chunk.start_key or None,
-                    config_oid,
-                    language.search_text(chunk.text),
-                )
-            )
+    replace_many(conn, {document_id: chunks})
 
 
 def replace_many(conn: psycopg.Connection, pieces: Mapping[UUID, Sequence[Chunk]]) -> None:
     """`replace` for many documents: one DELETE and one COPY for all of them (and one look-up of the
-    languages they are read in)."""
+    languages they are read in; a regconfig travels as its oid)."""
     if not pieces:
         return
     configs = {doc: language.detect("\n".join(c.text for c in chunks[:8])) for doc, chunks in pieces.items()}
