@@ -31,7 +31,11 @@ def test_no_accepted_document_is_lost_when_redis_restarts_empty(
     set_modes(settings, openai="real")
     # Each embedding takes 0.4 s, so the run is still under way when Redis goes.
     standins.state.openai.state.injector.plan = FaultPlan(latency_ms=400)  # type: ignore[attr-defined]
-    env = worker_env(JOB_TIME_LIMIT_S="8", REQUEUE_IDLE_S="10") | {"REDIS_URL": private_redis.url}
+    # One document a message and a slot: most messages wait in Redis when it goes (batches of small
+    # documents would have carried them all to the worker already, and nothing would be lost).
+    env = worker_env(
+        JOB_TIME_LIMIT_S="8", REQUEUE_IDLE_S="10", DOCUMENT_BATCH_TOKENS="0", BATCH_DOCUMENTS_PER_SLOT="1"
+    ) | {"REDIS_URL": private_redis.url}
     conninfo = settings.database_url or ""
     folder = tmp_path / "docs"
     write_documents(folder, DOCUMENTS, seed=21)
