@@ -69,8 +69,10 @@ def test_a_batch_redelivered_after_its_worker_is_killed_stores_and_charges_once(
         ).fetchall()
     assert assert_ledger_covers_the_bill(conninfo, openai_records(standins)) == DOCUMENTS, ledger
     # Parsed once per document (assert_completed_once: one parse charge each) although claimed again: by
-    # the batch message the broker gave back, and possibly by the new worker's first sweep, which re-sends
-    # each lapsed document alone; whichever holds a document's lease does its work, the other nothing.
-    assert max_deliveries(conninfo) == 2  # the batch message itself came back
+    # the new worker's first sweep, which re-sends each lapsed document alone, and by the batch message the
+    # broker gives back (which hands the documents it finds chunked to their own messages); whichever holds
+    # a document's lease does its work, the other nothing. The sweep may finish them all before the broker
+    # gives the batch back: at most a second delivery, never a third.
+    assert max_deliveries(conninfo) in (1, 2)
     assert injector.stats.served >= 2  # the killed call was made again
     assert '"batch_split"' not in log
