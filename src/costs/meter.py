@@ -158,18 +158,7 @@ class Meter:
     ) -> Reservation:
         """`ttl_s`: how long the hold lasts unsettled (default reservation_ttl_s; a batch's, its window).
         `resumes`: the call resumes a vendor job an earlier holder of the key started (no second bill)."""
-        hold = Hold(
-            key=key,
-            service=service,
-            stage=stage,
-            estimate_usd=estimate.usd,
-            estimate=estimate.usage,
-            price_version=self.prices.version,
-            simulated=simulated,
-            document_id=document_id,
-            job_id=job_id,
-            holder=holder,
-        )
+        hold = self._hold(key, service, stage, estimate, simulated, document_id, job_id, holder)
         at = self.clock()
         # A shadow reservation is one statement (no budget to check): it needs no transaction around it.
         connection = autocommit(self.pool) if simulated else self._transaction()
@@ -214,17 +203,7 @@ class Meter:
         what the calls produced (a batch redelivered before that commit charges them then, once)."""
         holds = [
             (
-                Hold(
-                    key=c.key,
-                    service=c.service,
-                    stage=c.stage,
-                    estimate_usd=c.estimate.usd,
-                    estimate=c.estimate.usage,
-                    price_version=self.prices.version,
-                    simulated=True,
-                    document_id=c.document_id,
-                    job_id=c.job_id,
-                ),
+                self._hold(c.key, c.service, c.stage, c.estimate, True, c.document_id, c.job_id, None),
                 c.actual.usd,
                 c.actual.usage,
             )
@@ -245,17 +224,7 @@ class Meter:
         """`reserve` for many real calls' shares in one transaction, in order: the reservations of those
         that fit, up to the first the budget refuses (`reserve` it alone to get the refusal)."""
         holds = [
-            Hold(
-                key=w.key,
-                service=w.service,
-                stage=w.stage,
-                estimate_usd=w.estimate.usd,
-                estimate=w.estimate.usage,
-                price_version=self.prices.version,
-                document_id=w.document_id,
-                job_id=w.job_id,
-                holder=w.holder,
-            )
+            self._hold(w.key, w.service, w.stage, w.estimate, False, w.document_id, w.job_id, w.holder)
             for w in wanted
         ]
         if not holds:
@@ -270,6 +239,31 @@ class Meter:
             )
         log.debug("budget_reserved_many", wanted=len(holds), reserved=len(entries))
         return entries
+
+    def _hold(
+        self,
+        key: str,
+        service: str,
+        stage: str,
+        estimate: Charge,
+        simulated: bool,
+        document_id: UUID | None,
+        job_id: UUID | None,
+        holder: str | None,
+    ) -> Hold:
+        """What a reservation or a charge records of a call, priced with this meter's price table."""
+        return Hold(
+            key=key,
+            service=service,
+            stage=stage,
+            estimate_usd=estimate.usd,
+            estimate=estimate.usage,
+            price_version=self.prices.version,
+            simulated=simulated,
+            document_id=document_id,
+            job_id=job_id,
+            holder=holder,
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:
