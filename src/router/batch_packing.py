@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from router.runs import TooLarge, greedy_runs
 
@@ -34,6 +34,30 @@ class Answer:
     embedding: list[float] | None
     tokens: int
     error: str | None
+
+
+class _Input(Protocol):
+    @property
+    def chunk_id(self) -> int: ...
+
+
+ItemT = TypeVar("ItemT", bound=_Input)
+
+
+def split_answers(
+    items: Sequence[ItemT], answers: dict[str, Answer]
+) -> tuple[list[tuple[ItemT, Answer]], list[ItemT]]:
+    """The items a batch embedded, each with its answer (matched by `custom_id`, the chunk id), and those
+    it did not (a failed line, or none: an expired batch)."""
+    answered: list[tuple[ItemT, Answer]] = []
+    missed: list[ItemT] = []
+    for item in items:
+        answer = answers.get(str(item.chunk_id))
+        if answer is not None and answer.embedding:
+            answered.append((item, answer))
+        else:
+            missed.append(item)
+    return answered, missed
 
 
 def input_line(item: Input, *, model: str, dimensions: int | None) -> bytes:

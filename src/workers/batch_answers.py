@@ -21,7 +21,7 @@ from costs.ledger import find as find_entry
 from ingest.db.pool import autocommit
 from ingest.store import chunks, jobs, reuse, spaces, upgrades, vectors
 from ingest.store import embedding_batches as store
-from router.batch_packing import Answer
+from router.batch_packing import Answer, split_answers
 from router.batches import BatchState
 from workers import indexing, leasing, messages, reembed_batches, upgrade
 from workers.middleware.metrics import CHUNKS_EMBEDDED, DOCUMENTS_COMPLETED
@@ -93,10 +93,7 @@ def _collect(
     """Store, settle and account one job's share of a finished batch; send the rest where the job says."""
     meter = rt.router.meter
     document_id = share[0].document_id
-    answered = [
-        (i, answers[str(i.chunk_id)]) for i in share if (a := answers.get(str(i.chunk_id))) and a.embedding
-    ]
-    missed = [i for i in share if not (a := answers.get(str(i.chunk_id))) or not a.embedding]
+    answered, missed = split_answers(share, answers)
     simulated = batch.client != "real"
     model = priced_model(batch.client, batch.model)
     tokens = sum(a.tokens for _, a in answered)

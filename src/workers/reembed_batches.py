@@ -30,7 +30,7 @@ from ingest.store import embedding_batches, reembeds, reuse, vectors
 from ingest.store import reembed_batches as store
 from ingest.store.reembeds import Run
 from ingest.store.vectors import Space
-from router.batch_packing import Answer
+from router.batch_packing import Answer, split_answers
 from workers import messages
 from workers.runtime import Runtime
 
@@ -86,8 +86,7 @@ def collect(
 ) -> None:
     """Settle, store and account a run's share of a finished batch; send the rest where the run says."""
     meter = rt.router.meter
-    answered = [(i, a) for i in share if (a := answers.get(str(i.chunk_id))) is not None and a.embedding]
-    missed = [i for i in share if not (a := answers.get(str(i.chunk_id))) or not a.embedding]
+    answered, missed = split_answers(share, answers)
     tokens = sum(a.tokens for _, a in answered)
     key = reservation_key(run_id, batch.id)
     # Charged before the vectors are stored, as for a job's share: a process that dies in between finds
